@@ -1,0 +1,202 @@
+import BerthErrors
+
+// Swift value types for the messages of proto/berth/v1/berth.proto. Only this module
+// touches the generated protobuf-c structs (see Codec.swift); everything else uses these.
+
+/// Version of the wire protocol this code speaks (HelloRequest/HelloResponse.protocol_version).
+public let berthProtocolVersion: UInt32 = 1
+/// Version of the Berth software.
+public let berthVersion = "0.1.0"
+
+/// `berth.v1.Channel`: which byte stream a DATA chunk belongs to.
+public enum Channel: Int32, Sendable, Hashable {
+    case payload = 0, stdin = 1, stdout = 2, stderr = 3
+}
+
+/// `berth.v1.Chunk`: the payload of a DATA frame.
+public struct Chunk: Sendable, Hashable {
+    public var channel: Channel
+    public var data: [UInt8]
+    public init(channel: Channel, data: [UInt8]) { self.channel = channel; self.data = data }
+}
+
+public struct HelloRequest: Sendable, Hashable {
+    public var protocolVersion: UInt32 = berthProtocolVersion
+    public var clientVersion: String = berthVersion
+    public var features: [String] = []
+    public var keepaliveSeconds: UInt32 = 0
+    public init() {}
+}
+
+public struct HelloResponse: Sendable, Hashable {
+    public var protocolVersion: UInt32 = berthProtocolVersion
+    public var agentVersion: String = berthVersion
+    public var nodeName: String = ""
+    public var features: [String] = []
+    public var keepaliveSeconds: UInt32 = 0
+    public var initialWindow: UInt32 = 0
+    public var maxPayload: UInt32 = 0
+    public init() {}
+}
+
+public struct InfoResponse: Sendable, Hashable {
+    public var hostname = ""
+    public var nodeName = ""
+    public var agentVersion = ""
+    public var kernel = ""
+    public var os = ""
+    public var architecture = ""
+    /// "v1", "hybrid" or "v2".
+    public var cgroupLayout = ""
+    public var cpus: UInt32 = 0
+    public var memoryBytes: UInt64 = 0
+    public var containers: UInt32 = 0
+    public var containersRunning: UInt32 = 0
+    public var containersStopped: UInt32 = 0
+    public var images: UInt32 = 0
+    public var stateDir = ""
+    public var runDir = ""
+    public init() {}
+}
+
+/// `berth.v1.Image`.
+public struct Image: Sendable, Hashable {
+    /// Normalised name with tag, e.g. "busybox:latest".
+    public var name: String
+    /// "sha256:<hex>" of the imported tarball.
+    public var id: String
+    public var sizeBytes: UInt64
+    public var createdUnix: Int64
+    public init(name: String, id: String, sizeBytes: UInt64, createdUnix: Int64) {
+        self.name = name; self.id = id; self.sizeBytes = sizeBytes; self.createdUnix = createdUnix
+    }
+}
+
+/// `berth.v1.User`.
+public struct User: Sendable, Hashable {
+    public var uid: UInt32
+    public var gid: UInt32
+    public init(uid: UInt32 = 0, gid: UInt32 = 0) { self.uid = uid; self.gid = gid }
+}
+
+/// `berth.v1.ContainerSpec`: what to run.
+public struct ContainerSpec: Sendable, Hashable {
+    public var name = ""
+    public var image = ""
+    public var rootfs = ""
+    public var args: [String] = []
+    public var env: [String] = []
+    public var workingDir = ""
+    public var user = User()
+    public var hostname = ""
+    public var autoRemove = false
+    public init() {}
+}
+
+/// `berth.v1.ContainerState`.
+public enum ContainerState: Int32, Sendable, Hashable, CustomStringConvertible {
+    case unknown = 0, created = 1, running = 2, exited = 3
+    public var description: String {
+        switch self {
+        case .unknown: "unknown"
+        case .created: "created"
+        case .running: "running"
+        case .exited: "exited"
+        }
+    }
+}
+
+/// `berth.v1.ExitStatus`.
+public struct ExitStatus: Sendable, Hashable {
+    /// The exit code; 128+signal when the process was killed by a signal.
+    public var exitCode: Int32
+    /// The signal that killed the process, 0 if it exited.
+    public var signal: Int32
+    public var finishedUnix: Int64
+    public init(exitCode: Int32, signal: Int32 = 0, finishedUnix: Int64 = 0) {
+        self.exitCode = exitCode; self.signal = signal; self.finishedUnix = finishedUnix
+    }
+}
+
+/// `berth.v1.Container`.
+public struct Container: Sendable, Hashable {
+    public var id = ""
+    public var name = ""
+    public var image = ""
+    public var spec = ContainerSpec()
+    public var state = ContainerState.unknown
+    public var pid: Int32 = 0
+    public var createdUnix: Int64 = 0
+    public var startedUnix: Int64 = 0
+    public var exit: ExitStatus? = nil
+    public init() {}
+}
+
+/// `berth.v1.RunResponse`: an event on a Run stream.
+public enum RunEvent: Sendable, Hashable {
+    case started(Container)
+    case exit(ExitStatus)
+}
+
+/// `berth.v1.Request`: the payload of a REQUEST frame, exactly one call.
+public enum Request: Sendable, Hashable {
+    case hello(HelloRequest)
+    case info
+    /// Followed by DATA frames (channel `.payload`) with the tarball.
+    case importImage(name: String)
+    case listImages
+    case createContainer(ContainerSpec)
+    case startContainer(String)
+    case run(ContainerSpec)
+    case wait(String)
+    case listContainers(all: Bool)
+    case removeContainer(String, force: Bool)
+}
+
+/// `berth.v1.Response`: the payload of a RESPONSE frame, a result or an error.
+public enum Response: Sendable, Hashable {
+    case error(BerthError)
+    case hello(HelloResponse)
+    case info(InfoResponse)
+    case importImage(Image)
+    case listImages([Image])
+    case createContainer(Container)
+    case startContainer(Container)
+    case run(RunEvent)
+    case wait(ExitStatus)
+    case listContainers([Container])
+    case removeContainer(id: String)
+}
+
+/// `berth.v1.GoAway`: the sender closes the connection.
+public struct GoAway: Sendable, Hashable {
+    public var error: BerthError
+    public var lastStreamID: UInt32
+    public init(error: BerthError, lastStreamID: UInt32) { self.error = error; self.lastStreamID = lastStreamID }
+}
+
+/// `berth.v1.WindowUpdate`: the peer may send `increment` more DATA payload bytes on the stream.
+public struct WindowUpdate: Sendable, Hashable {
+    public var increment: UInt32
+    public init(increment: UInt32) { self.increment = increment }
+}
+
+/// `berth.v1.Ping`: the payload of PING and PONG frames.
+public struct Ping: Sendable, Hashable {
+    public var nonce: UInt64
+    public init(nonce: UInt64) { self.nonce = nonce }
+}
+
+/// `berth.v1.Cancel`: the sender abandons the stream, optionally saying why.
+public struct Cancel: Sendable, Hashable {
+    public var reason: BerthError?
+    public init(reason: BerthError?) { self.reason = reason }
+}
+
+/// A message that maps to and from its protobuf-c encoding (see Codec.swift).
+public protocol WireMessage: Sendable {
+    /// Decodes the protobuf encoding; a malformed payload throws INVALID_ARGUMENT.
+    init(wire: [UInt8]) throws(BerthError)
+    /// The protobuf encoding.
+    func wireEncoded() -> [UInt8]
+}
