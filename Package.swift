@@ -34,7 +34,7 @@ let package = Package(
         // Frames, Swift message types, the protobuf-c mapping and multiplexed connections.
         .target(name: "BerthWire", dependencies: ["BerthErrors", "BerthSystem", "CBerthProto", "CProtobufC"]),
         // Images, root filesystems, containers and their on-disk state.
-        .target(name: "BerthRuntime", dependencies: ["BerthErrors", "BerthSystem", "CBerthShim", "CArchive", "CCrypto"]),
+        .target(name: "BerthRuntime", dependencies: ["BerthErrors", "BerthSystem", "BerthWire", "CBerthShim", "CArchive", "CCrypto"]),
         // The agent: listeners, handshake, call dispatch.
         .target(name: "BerthAgent", dependencies: ["BerthErrors", "BerthSystem", "BerthWire", "BerthRuntime"]),
         // The client library; never imports agent internals.

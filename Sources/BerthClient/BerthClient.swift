@@ -1,1 +1,346 @@
-// BerthClient
+#if canImport(Glibc)
+import Glibc
+#endif
+@_exported import BerthErrors
+import BerthSystem
+@_exported import BerthWire
+import Synchronization
+
+/// A connection to one Berth agent, with an async API for every call.
+///
+/// ```swift
+/// let client = try await BerthClient.connect(to: "unix:///run/berth/berth.sock")
+/// var spec = ContainerSpec()
+/// spec.image = "busybox"; spec.args = ["echo", "hi"]; spec.autoRemove = true
+/// let run = try await client.run(spec)
+/// for try await chunk in run.output { … }
+/// let status = try await run.exitStatus()
+/// ```
+/// Many calls may run at once on one client; each has its own stream.
+public final class BerthClient: Sendable {
+    /// The default agent address (also what `BERTH_HOST` overrides in the CLI).
+    public static let defaultAddress = "unix:///run/berth/berth.sock"
+
+    let connection: Connection
+    /// What the agent said in the handshake: its version, node name and features.
+    public let hello: HelloResponse
+    /// The address this client is connected to.
+    public let address: String
+
+    init(connection: Connection, hello: HelloResponse, address: String) {
+        self.connection = connection
+        self.hello = hello
+        self.address = address
+    }
+
+    /// Connects to `address` (`unix:///path` or `tcp://host:port`) and performs the
+    /// Hello handshake. `keepaliveSeconds` (0: the agent's default) is proposed to it.
+    public static func connect(to address: String = defaultAddress, keepaliveSeconds: UInt32 = 0) async throws -> BerthClient {
+        let parsed = try SocketAddress.parse(address)
+        let fd = try SocketAddress.connect(parsed)
+        let connection = Connection(fd: fd, role: .client, label: address)
+        connection.start()
+        var request = HelloRequest()
+        request.keepaliveSeconds = keepaliveSeconds
+        request.features = ["flow-control", "keepalive"]
+        do {
+            let response = try await unary(connection, .hello(request))
+            guard case .hello(let hello) = response else { throw unexpected(response, "Hello") }
+            connection.setKeepalive(seconds: hello.keepaliveSeconds)
+            return BerthClient(connection: connection, hello: hello, address: address)
+        } catch {
+            connection.close()
+            throw error
+        }
+    }
+
+    /// Closes the connection; calls in flight fail with UNAVAILABLE.
+    public func close() { connection.close() }
+
+    deinit { connection.close() }
+
+    // MARK: - Calls
+
+    /// Host and agent facts: kernel, cgroup layout, CPUs, memory, counts.
+    public func info() async throws -> InfoResponse {
+        let r = try await call(.info)
+        guard case .info(let info) = r else { throw Self.unexpected(r, "Info") }
+        return info
+    }
+
+    /// Imports a root-file-system tarball (plain or gzip) from `path` ("-" for stdin)
+    /// as image `name`, streaming it in chunks under the agent's flow control.
+    public func importImage(name: String, path: String) async throws -> Image {
+        let fd: FileDescriptor
+        if path == "-" {
+            fd = FileDescriptor(rawValue: 0)
+        } else {
+            do { fd = try FileDescriptor.open(path, O_RDONLY) } catch {
+                throw BerthError(.notFound, "cannot read image tarball \(path): \(error.berthError("open").message)")
+            }
+        }
+        defer { if path != "-" { fd.close() } }
+        return try await importImage(name: name, from: fd)
+    }
+
+    /// Imports a tarball read from `fd` until end of file.
+    public func importImage(name: String, from fd: FileDescriptor) async throws -> Image {
+        let result = ResultBox<Response>()
+        let stream = try connection.openStream(.importImage(name: name), end: false) { event in
+            switch event {
+            case .response(let r, _): result.set(.success(r))
+            case .cancelled(let e): result.set(.failure(e))
+            case .data: break
+            }
+        }
+        // Upload on a thread of its own: reading the file and waiting for window both block.
+        try await withCheckedThrowingContinuation { (cont: CheckedContinuation<Void, any Error>) in
+            startThread("berth-upload") {
+                do {
+                    var buffer = [UInt8](repeating: 0, count: ConnectionOptions.maxChunk)
+                    while true {
+                        let n = try buffer.withUnsafeMutableBytes { try fd.read(into: $0) }
+                        if n == 0 { break }
+                        if result.isSet { break }  // the agent already answered (an error)
+                        try stream.sendData(Chunk(channel: .payload, data: Array(buffer[0..<n])))
+                    }
+                    if !result.isSet { try stream.end() }
+                    cont.resume()
+                } catch let error as Errno {
+                    stream.cancel(BerthError(.cancelled, "upload aborted: reading the tarball failed"))
+                    cont.resume(throwing: error.error("read image tarball"))
+                } catch {
+                    // The stream failed: the agent's answer (if any) says why.
+                    cont.resume()
+                }
+            }
+        }
+        let r = try await result.value()
+        guard case .importImage(let image) = r else { throw Self.unexpected(r, "ImportImage") }
+        return image
+    }
+
+    /// The agent's images.
+    public func listImages() async throws -> [Image] {
+        let r = try await call(.listImages)
+        guard case .listImages(let images) = r else { throw Self.unexpected(r, "ListImages") }
+        return images
+    }
+
+    /// Records a container without starting it.
+    public func createContainer(_ spec: ContainerSpec) async throws -> Container {
+        let r = try await call(.createContainer(spec))
+        guard case .createContainer(let c) = r else { throw Self.unexpected(r, "CreateContainer") }
+        return c
+    }
+
+    /// Starts a created (or exited) container detached; its output goes to its log.
+    public func startContainer(_ ref: String) async throws -> Container {
+        let r = try await call(.startContainer(ref))
+        guard case .startContainer(let c) = r else { throw Self.unexpected(r, "StartContainer") }
+        return c
+    }
+
+    /// Creates and starts a container and streams its output. Returns once it runs.
+    public func run(_ spec: ContainerSpec) async throws -> ContainerRun {
+        let (events, continuation) = AsyncStream<StreamEvent>.makeStream()
+        let stream = try connection.openStream(.run(spec), end: true) { event in
+            continuation.yield(event)
+            switch event {
+            case .cancelled, .response(_, end: true), .data(_, end: true): continuation.finish()
+            default: break
+            }
+        }
+        var iterator = events.makeAsyncIterator()
+        let first = await withTaskCancellationHandler {
+            await iterator.next()
+        } onCancel: {
+            stream.cancel(BerthError(.cancelled, "run cancelled by the client"))
+        }
+        switch first {
+        case .response(.run(.started(let container)), _)?:
+            return ContainerRun(container: container, stream: stream, iterator: iterator)
+        case .response(.error(let error), _)?:
+            throw error
+        case .cancelled(let error)?:
+            throw error
+        case .response(let r, _)?:
+            throw Self.unexpected(r, "Run")
+        case .data?, nil:
+            throw BerthError(.internal, "run stream \(stream.id) ended before the container started")
+        }
+    }
+
+    /// Waits for a container's current (or next) run to end.
+    public func wait(_ ref: String) async throws -> ExitStatus {
+        let r = try await call(.wait(ref))
+        guard case .wait(let status) = r else { throw Self.unexpected(r, "Wait") }
+        return status
+    }
+
+    /// The agent's containers: running ones, or all with `all`.
+    public func listContainers(all: Bool = false) async throws -> [Container] {
+        let r = try await call(.listContainers(all: all))
+        guard case .listContainers(let list) = r else { throw Self.unexpected(r, "ListContainers") }
+        return list
+    }
+
+    /// Removes a container; `force` kills it first if it runs. Returns its id.
+    @discardableResult
+    public func removeContainer(_ ref: String, force: Bool = false) async throws -> String {
+        let r = try await call(.removeContainer(ref, force: force))
+        guard case .removeContainer(let id) = r else { throw Self.unexpected(r, "RemoveContainer") }
+        return id
+    }
+
+    // MARK: - Plumbing
+
+    func call(_ request: Request) async throws -> Response {
+        try await Self.unary(connection, request)
+    }
+
+    /// Sends `request` on a new stream and waits for its one RESPONSE. An error
+    /// RESPONSE is thrown as the `BerthError` it carries.
+    static func unary(_ connection: Connection, _ request: Request) async throws -> Response {
+        let result = ResultBox<Response>()
+        let stream = try connection.openStream(request, end: true) { event in
+            switch event {
+            case .response(let r, _): result.set(.success(r))
+            case .cancelled(let e): result.set(.failure(e))
+            case .data: break
+            }
+        }
+        return try await withTaskCancellationHandler {
+            try await result.value()
+        } onCancel: {
+            stream.cancel(BerthError(.cancelled, "call cancelled by the client"))
+            result.set(.failure(BerthError(.cancelled, "call cancelled")))
+        }
+    }
+
+    static func unexpected(_ response: Response, _ call: String) -> BerthError {
+        if case .error(let e) = response { return e }
+        return BerthError(.internal, "the agent answered \(call) with an unexpected response", reason: BerthError.Reason.protocolViolation)
+    }
+}
+
+/// A running container's output and, after it, its exit status.
+public final class ContainerRun: Sendable {
+    /// The container as it started (id, name, pid).
+    public let container: Container
+    let stream: Stream
+    let state: Mutex<State>
+
+    struct State {
+        var iterator: AsyncStream<StreamEvent>.Iterator?
+        var exit: Result<ExitStatus, BerthError>?
+    }
+
+    init(container: Container, stream: Stream, iterator: AsyncStream<StreamEvent>.Iterator) {
+        self.container = container
+        self.stream = stream
+        self.state = Mutex(State(iterator: iterator))
+    }
+
+    /// The container's stdout and stderr chunks, in the order it wrote them (per
+    /// stream). Iterate it once; it ends when the container has exited.
+    public var output: Output { Output(run: self) }
+
+    /// Kills the container (the agent does, when the stream is cancelled).
+    public func cancel() {
+        stream.cancel(BerthError(.cancelled, "run cancelled by the client"))
+    }
+
+    /// The exit status, once the container has exited; output not yet read is discarded.
+    public func exitStatus() async throws -> ExitStatus {
+        while try await nextChunk() != nil {}
+        switch state.withLock({ $0.exit }) {
+        case .success(let s)?: return s
+        case .failure(let e)?: throw e
+        case nil: throw BerthError(.internal, "run stream ended without an exit status")
+        }
+    }
+
+    /// The next output chunk, or nil after the exit status arrived.
+    func nextChunk() async throws -> Chunk? {
+        guard var iterator = state.withLock({ s -> AsyncStream<StreamEvent>.Iterator? in
+            let it = s.iterator
+            s.iterator = nil
+            return it
+        }) else {
+            if case .failure(let e)? = state.withLock({ $0.exit }) { throw e }
+            return nil
+        }
+        let event = await withTaskCancellationHandler {
+            await iterator.next()
+        } onCancel: { [stream] in
+            stream.cancel(BerthError(.cancelled, "run cancelled by the client"))
+        }
+        switch event {
+        case .data(let chunk, _)?:
+            stream.consumed(chunk)
+            state.withLock { $0.iterator = iterator }
+            return chunk
+        case .response(.run(.exit(let status)), _)?:
+            state.withLock { $0.exit = .success(status) }
+            return nil
+        case .response(.error(let error), _)?:
+            state.withLock { $0.exit = .failure(error) }
+            throw error
+        case .cancelled(let error)?:
+            state.withLock { $0.exit = .failure(error) }
+            throw error
+        case .response?, nil:
+            let error = BerthError(.internal, "run stream ended without an exit status")
+            state.withLock { $0.exit = .failure(error) }
+            throw error
+        }
+    }
+
+    /// The output of a run as an `AsyncSequence` of chunks.
+    public struct Output: AsyncSequence, Sendable {
+        public typealias Element = Chunk
+        let run: ContainerRun
+
+        public struct AsyncIterator: AsyncIteratorProtocol {
+            let run: ContainerRun
+            public mutating func next() async throws -> Chunk? { try await run.nextChunk() }
+        }
+
+        public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(run: run) }
+    }
+}
+
+/// A one-shot result that an async caller waits for and a callback thread sets.
+final class ResultBox<T: Sendable>: Sendable {
+    struct State {
+        var result: Result<T, any Error>?
+        var waiter: CheckedContinuation<T, any Error>?
+    }
+    let state = Mutex(State())
+
+    /// Sets the result (the first call wins) and resumes the waiter.
+    func set(_ result: Result<T, any Error>) {
+        let waiter = state.withLock { s -> CheckedContinuation<T, any Error>? in
+            guard s.result == nil else { return nil }
+            s.result = result
+            let w = s.waiter
+            s.waiter = nil
+            return w
+        }
+        waiter?.resume(with: result)
+    }
+
+    var isSet: Bool { state.withLock { $0.result != nil } }
+
+    func value() async throws -> T {
+        try await withCheckedThrowingContinuation { cont in
+            let ready = state.withLock { s -> Result<T, any Error>? in
+                if let r = s.result { return r }
+                s.waiter = cont
+                return nil
+            }
+            if let ready { cont.resume(with: ready) }
+        }
+    }
+}

@@ -129,6 +129,11 @@ public struct Container: Sendable, Hashable {
     public var createdUnix: Int64 = 0
     public var startedUnix: Int64 = 0
     public var exit: ExitStatus? = nil
+    /// The image's id ("sha256:…") at creation; re-importing the name does not change it.
+    public var imageID = ""
+    /// The init process's start time (field 22 of /proc/PID/stat), to tell it from a
+    /// later process that reuses the pid.
+    public var pidStartTime: UInt64 = 0
     public init() {}
 }
 

@@ -2669,7 +2669,7 @@ const ProtobufCMessageDescriptor berth__v1__exit_status__descriptor =
   (ProtobufCMessageInit) berth__v1__exit_status__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor berth__v1__container__field_descriptors[9] =
+static const ProtobufCFieldDescriptor berth__v1__container__field_descriptors[11] =
 {
   {
     "id",
@@ -2779,14 +2779,40 @@ static const ProtobufCFieldDescriptor berth__v1__container__field_descriptors[9]
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "image_id",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__Container, image_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "pid_start_time",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__Container, pid_start_time),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned berth__v1__container__field_indices_by_name[] = {
   6,   /* field[6] = created_unix */
   8,   /* field[8] = exit */
   0,   /* field[0] = id */
   2,   /* field[2] = image */
+  9,   /* field[9] = image_id */
   1,   /* field[1] = name */
   5,   /* field[5] = pid */
+  10,   /* field[10] = pid_start_time */
   3,   /* field[3] = spec */
   7,   /* field[7] = started_unix */
   4,   /* field[4] = state */
@@ -2794,7 +2820,7 @@ static const unsigned berth__v1__container__field_indices_by_name[] = {
 static const ProtobufCIntRange berth__v1__container__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 9 }
+  { 0, 11 }
 };
 const ProtobufCMessageDescriptor berth__v1__container__descriptor =
 {
@@ -2804,7 +2830,7 @@ const ProtobufCMessageDescriptor berth__v1__container__descriptor =
   "Berth__V1__Container",
   "berth.v1",
   sizeof(Berth__V1__Container),
-  9,
+  11,
   berth__v1__container__field_descriptors,
   berth__v1__container__field_indices_by_name,
   1,  berth__v1__container__number_ranges,

@@ -31,3 +31,36 @@ void berth_set_thread_name(const char *name) { (void)pthread_setname_np(pthread_
 
 #include <sys/random.h>
 ssize_t berth_getrandom(void *buf, size_t len) { return getrandom(buf, len, 0); }
+
+#include <sys/epoll.h>
+#include <sys/wait.h>
+
+int berth_epoll_add(int epfd, int fd, uint64_t token) {
+    struct epoll_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.events = EPOLLIN;
+    ev.data.u64 = token;
+    return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+int berth_epoll_wait(int epfd, uint64_t *tokens, int max, int timeout_ms) {
+    struct epoll_event evs[64];
+    if (max > 64) max = 64;
+    int n = epoll_wait(epfd, evs, max, timeout_ms);
+    for (int i = 0; i < n; i++) tokens[i] = evs[i].data.u64;
+    return n;
+}
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+int berth_wait_pidfd(int pidfd, int options, int *code, int *signaled) {
+    siginfo_t info;
+    memset(&info, 0, sizeof info);
+    if (waitid((idtype_t)P_PIDFD, (id_t)pidfd, &info, WEXITED | options) != 0) return -1;
+    if (info.si_pid == 0) return 0;
+    *signaled = (info.si_code == CLD_KILLED || info.si_code == CLD_DUMPED);
+    *code = info.si_status;
+    return 1;
+}

@@ -1,1 +1,79 @@
-print("berthd")
+// berthd: the Berth node agent. Parses flags, starts the agent, waits for SIGTERM/SIGINT.
+#if canImport(Glibc)
+import Glibc
+#endif
+import BerthAgent
+import BerthErrors
+import BerthSystem
+import BerthWire
+
+let usage = """
+Usage: berthd [--socket PATH] [--state-dir DIR] [--run-dir DIR] [--listen tcp://127.0.0.1:PORT]... [--node-name NAME]
+
+The Berth node agent: runs containers for berth clients.
+
+Options:
+  --socket PATH        Unix socket to serve (default /run/berth/berth.sock, mode 0660)
+  --state-dir DIR      Persistent state: images, container records (default /var/lib/berth)
+  --run-dir DIR        Runtime state: mounts, lock (default /run/berth)
+  --listen ADDRESS     Also serve plain TCP on a loopback address, e.g. tcp://127.0.0.1:7946
+  --node-name NAME     Name reported to clients (default: the host name)
+  --keepalive SECONDS  Keepalive interval when a client proposes none (default 30)
+  -h, --help           Show this help
+  --version            Show the version
+
+"""
+
+func fail(_ message: String, code: Int32) -> Never {
+    let text = code == 64 ? "Error: \(message)\n\(usage)" : "berthd: \(message)\n"
+    _ = text.withCString { fputs($0, stderr) }
+    exit(code)
+}
+
+var config = AgentConfig()
+var args = CommandLine.arguments.dropFirst()
+while let arg = args.popFirst() {
+    func value() -> String {
+        guard let v = args.popFirst(), !v.hasPrefix("--") || v == "-" else { fail("\(arg) needs a value", code: 64) }
+        return v
+    }
+    switch arg {
+    case "-h", "--help": print(usage, terminator: ""); exit(0)
+    case "--version": print("berthd \(berthVersion) (protocol \(berthProtocolVersion))"); exit(0)
+    case "--socket": config.socketPath = value()
+    case "--state-dir": config.stateDir = value()
+    case "--run-dir": config.runDir = value()
+    case "--listen": config.listen.append(value())
+    case "--node-name": config.nodeName = value()
+    case "--keepalive":
+        let v = value()
+        guard let n = UInt32(v), n > 0 else { fail("--keepalive needs a positive number of seconds, not \"\(v)\"", code: 64) }
+        config.keepaliveSeconds = n
+    default: fail("unknown option \(arg)", code: 64)
+    }
+}
+for (flag, path) in [("--state-dir", config.stateDir), ("--run-dir", config.runDir), ("--socket", config.socketPath)] where !path.hasPrefix("/") {
+    fail("\(flag) needs an absolute path, not \"\(path)\"", code: 64)
+}
+guard geteuid() == 0 else { fail("must run as root (it creates namespaces and mounts)", code: 1) }
+
+// Block the signals we wait for in every thread (threads inherit the mask), and
+// ignore SIGPIPE: a client that goes away must not kill the agent.
+signal(SIGPIPE, SIG_IGN)
+var waited = sigset_t()
+sigemptyset(&waited)
+sigaddset(&waited, SIGTERM)
+sigaddset(&waited, SIGINT)
+pthread_sigmask(SIG_BLOCK, &waited, nil)
+
+let agent: Agent
+do {
+    agent = try Agent(config: config)
+} catch {
+    fail(error.berthError("start").message, code: 1)
+}
+agent.serve()
+var sig: Int32 = 0
+sigwait(&waited, &sig)
+agent.shutdown()
+exit(0)

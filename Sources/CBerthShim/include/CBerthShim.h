@@ -19,6 +19,15 @@ void berth_set_thread_name(const char *name);
 /// pidfd_send_signal(2).
 int berth_pidfd_send_signal(int pidfd, int sig);
 
+/// epoll_ctl(EPOLL_CTL_ADD) of `fd` for EPOLLIN with `token` as its data.
+int berth_epoll_add(int epfd, int fd, uint64_t token);
+/// epoll_wait(2); stores the ready tokens in `tokens` and returns how many.
+int berth_epoll_wait(int epfd, uint64_t *tokens, int max, int timeout_ms);
+/// waitid(P_PIDFD, pidfd, WEXITED | `options`): 1 with the status filled in when the
+/// process was reaped, 0 when WNOHANG found it still running, -1 with errno on error.
+/// `code` is the exit status, or the signal number when `signaled` is set.
+int berth_wait_pidfd(int pidfd, int options, int *code, int *signaled);
+
 #define BERTH_RESOLVE_NO_XDEV 0x01
 #define BERTH_RESOLVE_NO_MAGICLINKS 0x02
 #define BERTH_RESOLVE_NO_SYMLINKS 0x04

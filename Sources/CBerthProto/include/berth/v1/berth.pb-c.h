@@ -384,10 +384,18 @@ struct  Berth__V1__Container
    * set once exited
    */
   Berth__V1__ExitStatus *exit;
+  /*
+   * "sha256:…" of the image at creation
+   */
+  char *image_id;
+  /*
+   * field 22 of /proc/PID/stat of the init process
+   */
+  uint64_t pid_start_time;
 };
 #define BERTH__V1__CONTAINER__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&berth__v1__container__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, BERTH__V1__CONTAINER_STATE__CONTAINER_STATE_UNKNOWN, 0, 0, 0, NULL }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, BERTH__V1__CONTAINER_STATE__CONTAINER_STATE_UNKNOWN, 0, 0, 0, NULL, (char *)protobuf_c_empty_string, 0 }
 
 
 struct  Berth__V1__CreateContainerRequest

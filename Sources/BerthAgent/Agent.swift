@@ -1,0 +1,318 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import BerthErrors
+import BerthRuntime
+import BerthSystem
+import BerthWire
+import Synchronization
+
+/// How an agent is set up (`berthd`'s flags).
+public struct AgentConfig: Sendable {
+    public var socketPath = "/run/berth/berth.sock"
+    public var stateDir = "/var/lib/berth"
+    public var runDir = "/run/berth"
+    /// Extra listeners, e.g. `tcp://127.0.0.1:7946` (loopback only).
+    public var listen: [String] = []
+    /// The name this node reports in Hello and Info; the host name by default.
+    public var nodeName = Host.hostname
+    /// The keepalive interval the agent uses when the client proposes none.
+    public var keepaliveSeconds: UInt32 = 30
+    public init() {}
+}
+
+/// The node agent: listeners, connections, the Hello handshake and the dispatch of
+/// calls to the runtime. One thread per connection reads, one writes, and each call
+/// runs on a thread of its own (calls block on disk, processes and flow control).
+public final class Agent: Sendable {
+    public let config: AgentConfig
+    let runtime: ContainerRuntime
+    let lockFD: FileDescriptor
+    let listeners: Mutex<[Listener]> = Mutex([])
+    let connections: Mutex<[ObjectIdentifier: Connection]> = Mutex([:])
+    let stopping = Atomic<Bool>(false)
+
+    static let features = ["flow-control", "keepalive", "run", "import-image"]
+
+    /// Takes the run-dir lock (one agent per set of dirs), opens the runtime state and
+    /// the listeners. Nothing is served until `serve()`.
+    public init(config: AgentConfig) throws {
+        self.config = config
+        try Files.makeDirectories(config.runDir, mode: 0o755)
+        try Files.makeDirectories(config.stateDir, mode: 0o700)
+        let lockPath = config.runDir + "/berthd.lock"
+        lockFD = try FileDescriptor.open(lockPath, O_RDWR | O_CREAT, mode: 0o600)
+        if flock(lockFD.rawValue, LOCK_EX | LOCK_NB) != 0 {
+            lockFD.close()
+            throw BerthError(.alreadyExists, "another berthd is using run dir \(config.runDir) (\(lockPath) is locked)")
+        }
+        _ = ftruncate(lockFD.rawValue, 0)
+        try? lockFD.writeAll("\(getpid())\n")
+        do {
+            runtime = try ContainerRuntime(stateDir: config.stateDir, runDir: config.runDir)
+            var opened: [Listener] = []
+            do {
+                opened.append(try Listener.open(.unix(path: config.socketPath)))
+                for address in config.listen {
+                    let parsed = try SocketAddress.parse(address)
+                    if case .unix = parsed {} else { _ = try SocketAddress.loopbackOnly(hostOf(parsed)) }
+                    opened.append(try Listener.open(parsed))
+                }
+            } catch {
+                for l in opened { l.close() }
+                throw error
+            }
+            listeners.withLock { $0 = opened }
+        } catch {
+            lockFD.close()
+            throw error
+        }
+    }
+
+    private func hostOf(_ a: SocketAddress) -> String {
+        if case .tcp(let host, _) = a { return host }
+        return ""
+    }
+
+    /// The addresses actually listened on (a TCP port 0 resolved to the real port).
+    public var addresses: [SocketAddress] { listeners.withLock { $0.map(\.address) } }
+
+    /// Starts accepting connections on every listener.
+    public func serve() {
+        for l in listeners.withLock({ $0 }) {
+            log("listening on \(l.address)")
+            l.acceptLoop { [self] fd, label in accept(fd, label) }
+        }
+    }
+
+    /// Stops listening, says GOAWAY to every client, kills running containers and
+    /// releases the run-dir lock.
+    public func shutdown() {
+        if stopping.exchange(true, ordering: .acquiringAndReleasing) { return }
+        log("shutting down")
+        for l in listeners.withLock({ $0 }) { l.close() }
+        for c in connections.withLock({ Array($0.values) }) {
+            c.close(BerthError(.unavailable, "agent \(config.nodeName) is shutting down"))
+        }
+        runtime.shutdown()
+        _ = unlink(config.runDir + "/berthd.lock")
+        lockFD.close()
+    }
+
+    // MARK: - Connections
+
+    final class Session: Sendable {
+        let greeted = Atomic<Bool>(false)
+    }
+
+    private func accept(_ fd: FileDescriptor, _ label: String) {
+        if stopping.load(ordering: .acquiring) { fd.close(); return }
+        var options = ConnectionOptions()
+        options.keepaliveSeconds = config.keepaliveSeconds
+        let connection = Connection(fd: fd, role: .server, label: label, options: options)
+        let key = ObjectIdentifier(connection)
+        let session = Session()
+        connections.withLock { $0[key] = connection }
+        connection.start(onRequest: { [self] stream, request in
+            startThread("berth-call") { self.dispatch(stream, request, session) }
+        }, onClose: { [self] error in
+            connections.withLock { $0[key] = nil }
+            if let error { log("connection \(label) closed: \(error)") }
+        })
+    }
+
+    /// Runs one call and answers it; every failure becomes an error RESPONSE on the
+    /// call's own stream, so a bad call never disturbs the connection or the agent.
+    private func dispatch(_ stream: Stream, _ request: Request, _ session: Session) {
+        do {
+            if case .hello(let hello) = request {
+                try self.hello(stream, hello, session)
+                return
+            }
+            guard session.greeted.load(ordering: .acquiring) else {
+                throw BerthError(.failedPrecondition, "the connection must start with Hello before any other call")
+            }
+            switch request {
+            case .hello: break
+            case .info:
+                try stream.send(.info(info()), end: true)
+            case .importImage(let name):
+                try importImage(stream, name)
+            case .listImages:
+                try stream.send(.listImages(runtime.images.list().map(\.wire)), end: true)
+            case .createContainer(let spec):
+                try stream.send(.createContainer(runtime.create(spec)), end: true)
+            case .startContainer(let ref):
+                let (container, _) = try runtime.start(ref, io: .log)
+                try stream.send(.startContainer(container), end: true)
+            case .run(let spec):
+                try run(stream, spec)
+            case .wait(let ref):
+                try wait(stream, ref)
+            case .listContainers(let all):
+                try stream.send(.listContainers(runtime.list(all: all)), end: true)
+            case .removeContainer(let ref, let force):
+                try stream.send(.removeContainer(id: runtime.remove(ref, force: force)), end: true)
+            }
+        } catch {
+            let e = error.berthError("call")
+            if e.code == .internal { log("internal error: \(e.message)") }
+            try? stream.send(.error(e), end: true)
+        }
+    }
+
+    private func hello(_ stream: Stream, _ hello: HelloRequest, _ session: Session) throws {
+        guard hello.protocolVersion == berthProtocolVersion else {
+            let error = BerthError(.failedPrecondition, "unsupported protocol version \(hello.protocolVersion): agent \(config.nodeName) speaks version \(berthProtocolVersion)")
+            try? stream.send(.error(error), end: true)
+            stream.connection.close(error)
+            return
+        }
+        var response = HelloResponse()
+        response.nodeName = config.nodeName
+        response.features = Agent.features
+        response.keepaliveSeconds = hello.keepaliveSeconds == 0 ? config.keepaliveSeconds : min(max(hello.keepaliveSeconds, 1), 3600)
+        response.initialWindow = ConnectionOptions.initialWindow
+        response.maxPayload = FrameHeader.maxPayload
+        stream.connection.setKeepalive(seconds: response.keepaliveSeconds)
+        session.greeted.store(true, ordering: .releasing)
+        try stream.send(.hello(response), end: true)
+    }
+
+    private func info() -> InfoResponse {
+        let host = HostInfo.current()
+        let counts = runtime.counts()
+        var info = InfoResponse()
+        info.hostname = host.hostname
+        info.nodeName = config.nodeName
+        info.agentVersion = berthVersion
+        info.kernel = host.kernel
+        info.os = host.os
+        info.architecture = host.architecture
+        info.cgroupLayout = host.cgroupLayout.rawValue
+        info.cpus = host.cpus
+        info.memoryBytes = host.memoryBytes
+        info.containers = UInt32(counts.total)
+        info.containersRunning = UInt32(counts.running)
+        info.containersStopped = UInt32(counts.stopped)
+        info.images = UInt32(runtime.images.count)
+        info.stateDir = config.stateDir
+        info.runDir = config.runDir
+        return info
+    }
+
+    /// Pulls the tarball from the stream's DATA frames into the image store. Frames are
+    /// acknowledged (window returned to the client) only as the extractor consumes them.
+    private func importImage(_ stream: Stream, _ name: String) throws {
+        var ended = false
+        let image = try runtime.images.importImage(name: name) { () throws -> [UInt8]? in
+            while !ended {
+                switch stream.receive() {
+                case .data(let chunk, let end):
+                    ended = end
+                    if !chunk.data.isEmpty { return chunk.data }
+                case .response:
+                    throw BerthError(.invalidArgument, "unexpected RESPONSE frame during an image upload", reason: BerthError.Reason.protocolViolation)
+                case .cancelled(let error):
+                    throw error
+                }
+            }
+            return nil
+        }
+        try stream.send(.importImage(image.wire), end: true)
+    }
+
+    /// Create + start + output + exit status on one stream. Cancelling the stream (or
+    /// losing the connection) kills the container.
+    private func run(_ stream: Stream, _ spec: ContainerSpec) throws {
+        let container = try runtime.create(spec)
+        let out = try FileDescriptor.pipe()
+        let err: (read: FileDescriptor, write: FileDescriptor)
+        let devNull: FileDescriptor
+        do {
+            err = try FileDescriptor.pipe()
+            do { devNull = try FileDescriptor.open("/dev/null", O_RDONLY) } catch { err.read.close(); err.write.close(); throw error }
+        } catch {
+            out.read.close(); out.write.close()
+            try? runtime.remove(container.id, force: true)
+            throw error
+        }
+        let started: Container, waiter: ExitWaiter
+        do {
+            (started, waiter) = try runtime.start(container.id, io: .fds(stdin: devNull, stdout: out.write, stderr: err.write))
+        } catch {
+            for fd in [out.read, out.write, err.read, err.write, devNull] { fd.close() }
+            if spec.autoRemove { try? runtime.remove(container.id, force: true) }
+            throw error
+        }
+        // The container holds the write ends now; ours must go so EOF can arrive.
+        for fd in [out.write, err.write, devNull] { fd.close() }
+        defer { out.read.close(); err.read.close() }
+
+        let runtime = self.runtime
+        let id = container.id
+        stream.setSink { event in
+            if case .cancelled = event { try? runtime.kill(id, signal: SIGKILL) }
+        }
+        do {
+            try stream.send(.run(.started(started)), end: false)
+            try OutputPump.forward([(out.read, .stdout), (err.read, .stderr)], to: stream)
+        } catch {
+            // The client is gone or cancelled: the container must not run unattended.
+            try? runtime.kill(id, signal: SIGKILL)
+            _ = waiter.wait()
+            throw error
+        }
+        let exit = waiter.wait()
+        try stream.send(.run(.exit(exit)), end: true)
+    }
+
+    private func wait(_ stream: Stream, _ ref: String) throws {
+        let waiter = try runtime.exitWaiter(ref)
+        // Wake up now and then to notice a cancelled call rather than wait forever.
+        while true {
+            if let exit = waiter.wait(timeoutNanos: 1_000_000_000) {
+                try stream.send(.wait(exit), end: true)
+                return
+            }
+            if !stream.isOpen { return }
+        }
+    }
+}
+
+/// Copies a container's stdout/stderr pipes to DATA frames until both reach EOF.
+enum OutputPump {
+    static func forward(_ sources: [(FileDescriptor, Channel)], to stream: Stream) throws {
+        var open = sources
+        var buffer = [UInt8](repeating: 0, count: ConnectionOptions.maxChunk)
+        while !open.isEmpty {
+            var fds = open.map { pollfd(fd: $0.0.rawValue, events: Int16(POLLIN), revents: 0) }
+            let r = poll(&fds, nfds_t(fds.count), 1000)
+            if r < 0 { if errno == EINTR { continue }; throw Errno.current.error("poll container output") }
+            if r == 0 {
+                if !stream.isOpen { throw BerthError(.cancelled, "run stream \(stream.id) was cancelled") }
+                continue
+            }
+            var closed: [Int] = []
+            for (i, p) in fds.enumerated() where p.revents != 0 {
+                let n = buffer.withUnsafeMutableBytes { read(p.fd, $0.baseAddress, $0.count) }
+                if n > 0 {
+                    try stream.sendData(Chunk(channel: open[i].1, data: Array(buffer[0..<n])))
+                } else if n == 0 || (errno != EINTR && errno != EAGAIN) {
+                    closed.append(i)
+                }
+            }
+            for i in closed.reversed() { open.remove(at: i) }
+        }
+    }
+}
+
+extension ImageRecord {
+    var wire: Image { Image(name: name, id: id, sizeBytes: sizeBytes, createdUnix: createdUnix) }
+}
+
+/// Logs a line to stderr.
+func log(_ message: String) {
+    let line = Array("berthd: \(message)\n".utf8)
+    line.withUnsafeBytes { _ = write(2, $0.baseAddress, $0.count) }
+}

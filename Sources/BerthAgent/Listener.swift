@@ -1,0 +1,90 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import BerthErrors
+import BerthSystem
+
+/// A listening socket and the thread that accepts on it.
+final class Listener: Sendable {
+    let fd: FileDescriptor
+    let address: SocketAddress
+
+    init(fd: FileDescriptor, address: SocketAddress) {
+        self.fd = fd
+        self.address = address
+    }
+
+    /// Binds and listens. A Unix socket gets mode 0660; a stale socket file left by a
+    /// dead agent is replaced, a live one is an error.
+    static func open(_ address: SocketAddress) throws(BerthError) -> Listener {
+        switch address {
+        case .unix(let path):
+            guard path.utf8.count < 108 else { throw BerthError(.invalidArgument, "socket path \(path) is longer than 107 bytes") }
+            try Files.makeDirectories(Files.dirname(of: path), mode: 0o755)
+            if Files.exists(path) {
+                if let probe = try? SocketAddress.connect(.unix(path: path)) {
+                    probe.close()
+                    throw BerthError(.alreadyExists, "another agent is already listening on \(path)")
+                }
+                _ = unlink(path)
+            }
+            let fd = FileDescriptor(rawValue: try sys("socket") { socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) })
+            do {
+                try SocketAddress.withSockaddr(.unix(path: path)) { (sa, len) throws(BerthError) in
+                    try sys("bind \(path)") { bind(fd.rawValue, sa, len) }
+                }
+                try sys("chmod \(path)") { chmod(path, 0o660) }
+                try sys("listen \(path)") { listen(fd.rawValue, 128) }
+            } catch {
+                fd.close()
+                throw error
+            }
+            return Listener(fd: fd, address: address)
+        case .tcp(let host, let port):
+            let resolved = try SocketAddress.loopbackOnly(host)
+            let family = resolved.contains(":") ? AF_INET6 : AF_INET
+            let fd = FileDescriptor(rawValue: try sys("socket") { socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) })
+            do {
+                var one: Int32 = 1
+                _ = setsockopt(fd.rawValue, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+                try SocketAddress.withSockaddr(.tcp(host: resolved, port: port)) { (sa, len) throws(BerthError) in
+                    try sys("bind \(address)") { bind(fd.rawValue, sa, len) }
+                }
+                try sys("listen \(address)") { listen(fd.rawValue, 128) }
+            } catch {
+                fd.close()
+                throw error
+            }
+            return Listener(fd: fd, address: .tcp(host: resolved, port: SocketAddress.localPort(fd) ?? port))
+        }
+    }
+
+    /// Accepts until the listener is shut down, handing each connection to `handle`.
+    func acceptLoop(_ handle: @escaping @Sendable (FileDescriptor, String) -> Void) {
+        startThread("berth-accept") { [self] in
+            while true {
+                let c = accept4(fd.rawValue, nil, nil, Int32(SOCK_CLOEXEC.rawValue))
+                if c < 0 {
+                    if errno == EINTR || errno == ECONNABORTED || errno == EMFILE || errno == ENFILE {
+                        if errno == EMFILE || errno == ENFILE { usleep(100_000) }
+                        continue
+                    }
+                    return  // shut down
+                }
+                let label: String
+                switch address {
+                case .unix: label = "unix"
+                case .tcp: label = "tcp \(SocketAddress.peerName(c))"
+                }
+                handle(FileDescriptor(rawValue: c), label)
+            }
+        }
+    }
+
+    /// Stops accepting; removes the socket file of a Unix listener.
+    func close() {
+        _ = shutdown(fd.rawValue, Int32(SHUT_RDWR))
+        fd.close()
+        if case .unix(let path) = address { _ = unlink(path) }
+    }
+}

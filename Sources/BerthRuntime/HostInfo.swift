@@ -1,0 +1,77 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import BerthSystem
+
+/// Facts about the host the agent runs on, for `Info`.
+public struct HostInfo: Sendable {
+    public var hostname: String
+    public var kernel: String
+    public var os: String
+    public var architecture: String
+    public var cgroupLayout: CgroupLayout
+    public var cpus: UInt32
+    public var memoryBytes: UInt64
+
+    /// Reads the facts from the kernel: uname(2), sysconf(3), sysinfo(2), statfs(2)
+    /// of the cgroup mount, /etc/os-release.
+    public static func current() -> HostInfo {
+        var u = utsname()
+        uname(&u)
+        func field<T>(_ value: T) -> String {
+            withUnsafeBytes(of: value) { raw in String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self) }
+        }
+        var si = sysinfo()
+        sysinfo(&si)
+        return HostInfo(
+            hostname: Host.hostname,
+            kernel: field(u.release),
+            os: osRelease(),
+            architecture: field(u.machine),
+            cgroupLayout: CgroupLayout.detect(),
+            cpus: UInt32(max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))),
+            memoryBytes: UInt64(si.totalram) * UInt64(si.mem_unit))
+    }
+
+    static func osRelease() -> String {
+        guard let text = try? Files.readString("/etc/os-release") else { return "Linux" }
+        for line in text.split(separator: "\n") where line.hasPrefix("PRETTY_NAME=") {
+            return String(line.dropFirst("PRETTY_NAME=".count)).trimmingQuotes()
+        }
+        return "Linux"
+    }
+}
+
+/// Which cgroup hierarchy the host mounts at /sys/fs/cgroup.
+public enum CgroupLayout: String, Sendable {
+    /// cgroup v1 controllers only.
+    case v1
+    /// v1 controllers plus a cgroup2 mount at /sys/fs/cgroup/unified.
+    case hybrid
+    /// The unified hierarchy only.
+    case v2
+
+    static let cgroup2Magic: Int = 0x6367_7270
+
+    /// Detects the layout from the file-system types under `root`.
+    public static func detect(root: String = "/sys/fs/cgroup") -> CgroupLayout {
+        if fsType(root) == cgroup2Magic { return .v2 }
+        if fsType(root + "/unified") == cgroup2Magic { return .hybrid }
+        return .v1
+    }
+
+    private static func fsType(_ path: String) -> Int? {
+        var st = statfs()
+        guard statfs(path, &st) == 0 else { return nil }
+        return Int(st.f_type)
+    }
+}
+
+extension StringProtocol {
+    func trimmingQuotes() -> String {
+        var s = Substring(self)
+        while let f = s.first, f == "\"" || f == "'" { s = s.dropFirst() }
+        while let l = s.last, l == "\"" || l == "'" { s = s.dropLast() }
+        return String(s)
+    }
+}

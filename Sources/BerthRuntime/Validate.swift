@@ -1,0 +1,92 @@
+import BerthErrors
+import BerthSystem
+import BerthWire
+
+/// Checks of a ContainerSpec, each failing with INVALID_ARGUMENT and a message that
+/// names the bad value and what is allowed.
+enum Validate {
+    static let defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+    static func spec(_ spec: inout ContainerSpec) throws(BerthError) {
+        if spec.args.isEmpty {
+            throw BerthError(.invalidArgument, "empty command: give the command to run after the image name")
+        }
+        if spec.args[0].isEmpty { throw BerthError(.invalidArgument, "empty command: the command name is an empty string") }
+        if spec.image.isEmpty == spec.rootfs.isEmpty {
+            throw BerthError(.invalidArgument, spec.image.isEmpty ? "no image given: name an image or a --rootfs directory" : "give either an image or --rootfs, not both")
+        }
+        if !spec.rootfs.isEmpty && !spec.rootfs.hasPrefix("/") {
+            throw BerthError(.invalidArgument, "rootfs \(spec.rootfs) must be an absolute path")
+        }
+        if !spec.name.isEmpty { try name(spec.name) }
+        if !spec.hostname.isEmpty { try hostname(spec.hostname) }
+        if spec.workingDir.isEmpty { spec.workingDir = "/" }
+        if !spec.workingDir.hasPrefix("/") {
+            throw BerthError(.invalidArgument, "working directory \(spec.workingDir) must be an absolute path")
+        }
+        for arg in spec.args + spec.env + [spec.workingDir, spec.hostname] where arg.utf8.contains(0) {
+            throw BerthError(.invalidArgument, "a command argument, environment entry or path contains a NUL byte")
+        }
+        for entry in spec.env {
+            guard let eq = entry.firstIndex(of: "="), eq != entry.startIndex else {
+                throw BerthError(.invalidArgument, "environment entry \"\(entry)\" is not KEY=VALUE")
+            }
+        }
+    }
+
+    /// Docker's rule for names: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, at most 128 characters.
+    static func name(_ name: String) throws(BerthError) {
+        let bytes = Array(name.utf8)
+        func alnum(_ b: UInt8) -> Bool {
+            (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a)
+        }
+        let ok = !bytes.isEmpty && bytes.count <= 128 && alnum(bytes[0])
+            && bytes.allSatisfy { alnum($0) || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-") }
+        if !ok {
+            throw BerthError(.invalidArgument, "invalid container name \"\(name)\": use letters, digits, '_', '.' and '-', starting with a letter or digit")
+        }
+    }
+
+    /// RFC 1123 host name: labels of letters, digits and '-', at most 63 characters in all
+    /// (the kernel's limit is 64 bytes).
+    static func hostname(_ name: String) throws(BerthError) {
+        let labels = name.split(separator: ".", omittingEmptySubsequences: false)
+        let ok = name.utf8.count <= 63 && labels.allSatisfy { label in
+            !label.isEmpty && label.first != "-" && label.last != "-"
+                && label.utf8.allSatisfy { b in (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a) || b == 0x2d }
+        }
+        if !ok {
+            throw BerthError(.invalidArgument, "invalid hostname \"\(name)\": use letters, digits and '-' in dot-separated labels, at most 63 characters")
+        }
+    }
+
+    /// The environment the container's process gets: PATH and HOSTNAME (unless the spec
+    /// sets them), the spec's entries, and HOME when missing — as docker does.
+    static func environment(_ spec: ContainerSpec) -> [String] {
+        func has(_ key: String) -> Bool { spec.env.contains { $0.hasPrefix(key + "=") } }
+        var env: [String] = []
+        if !has("PATH") { env.append(defaultPath) }
+        if !has("HOSTNAME") { env.append("HOSTNAME=\(spec.hostname)") }
+        env += spec.env
+        if !has("HOME") { env.append(spec.user.uid == 0 ? "HOME=/root" : "HOME=/") }
+        return env
+    }
+}
+
+/// Generated container names, docker-style ("brave_turing").
+enum Names {
+    static let adjectives = ["agile", "bold", "brave", "calm", "clever", "eager", "fair", "gentle", "happy", "keen",
+                             "lucid", "merry", "nimble", "proud", "quiet", "rapid", "sharp", "steady", "swift", "witty"]
+    static let nouns = ["ada", "babbage", "curie", "darwin", "euler", "fermi", "gauss", "hopper", "kepler", "lovelace",
+                        "maxwell", "newton", "noether", "pascal", "ritchie", "shannon", "tesla", "thompson", "turing", "wozniak"]
+
+    /// A random name for which `isFree` holds; a numeric suffix is added when needed.
+    static func generate(isFree: (String) -> Bool) -> String {
+        for attempt in 0..<1000 {
+            let base = "\(adjectives.randomElement() ?? "bold")_\(nouns.randomElement() ?? "turing")"
+            let name = attempt < 20 ? base : "\(base)_\(attempt)"
+            if isFree(name) { return name }
+        }
+        return "berth_\(Host.randomHex(bytes: 6))"
+    }
+}

@@ -1,0 +1,306 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import BerthClient
+import BerthSystem
+import Synchronization
+
+/// The subcommands' bodies.
+enum Commands {
+    static let specHelp = """
+          --name NAME        Name the container (default: a generated one)
+          --hostname NAME    Host name inside the container (default: the short id)
+      -e, --env KEY=VALUE    Set an environment variable (repeatable)
+      -w, --workdir DIR      Working directory inside the container (created if missing)
+      -u, --user UID[:GID]   Numeric user and group to run as
+          --rootfs DIR       Use a host directory as the root file system instead of an image
+
+    """
+
+    static func info(_ args: inout Arguments, _ g: Globals) async throws -> Int32 {
+        try noMoreArguments(&args, "info")
+        let client = try await g.connect()
+        let i = try await client.info()
+        out("""
+        Node:               \(i.nodeName)
+        Hostname:           \(i.hostname)
+        Agent version:      \(i.agentVersion) (protocol \(client.hello.protocolVersion))
+        Kernel:             \(i.kernel)
+        Operating system:   \(i.os)
+        Architecture:       \(i.architecture)
+        Cgroup layout:      \(i.cgroupLayout)
+        CPUs:               \(i.cpus)
+        Total memory:       \(Format.bytesIEC(i.memoryBytes))
+        Containers:         \(i.containers) (running \(i.containersRunning), stopped \(i.containersStopped))
+        Images:             \(i.images)
+        State dir:          \(i.stateDir)
+        Run dir:            \(i.runDir)
+
+        """)
+        return ExitCode.ok
+    }
+
+    static func image(_ args: inout Arguments, _ g: Globals) async throws -> Int32 {
+        args.command = CLI.find("image")
+        guard let sub = args.next() else { throw UsageError(message: "image needs a subcommand: import or ls", command: args.command) }
+        switch sub {
+        case "import":
+            guard let name = args.next(), let file = args.next() else {
+                throw UsageError(message: "image import needs NAME and FILE", command: args.command)
+            }
+            try noMoreArguments(&args, "image import")
+            let client = try await g.connect()
+            let image = try await client.importImage(name: name, path: file)
+            out("\(image.name) \(image.id)\n")
+            return ExitCode.ok
+        case "ls", "list":
+            return try await images(&args, g)
+        default:
+            throw UsageError(message: "unknown image subcommand \"\(sub)\"", command: args.command)
+        }
+    }
+
+    static func images(_ args: inout Arguments, _ g: Globals) async throws -> Int32 {
+        try noMoreArguments(&args, "image ls")
+        let client = try await g.connect()
+        let images = try await client.listImages()
+        var rows = [["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]]
+        let now = Host.now
+        for i in images {
+            let (repo, tag) = splitTag(i.name)
+            let shortID = String(i.id.split(separator: ":").last?.prefix(12) ?? "")
+            rows.append([repo, tag, shortID, Format.ago(now - i.createdUnix), Format.bytesSI(i.sizeBytes)])
+        }
+        out(Format.table(rows))
+        return ExitCode.ok
+    }
+
+    static func run(_ args: inout Arguments, _ g: Globals) async throws -> Int32 {
+        args.command = CLI.find("run")
+        let spec = try parseSpec(&args, allowRm: true)
+        let client: BerthClient
+        let run: ContainerRun
+        do {
+            client = try await g.connect()
+            run = try await client.run(spec)
+        } catch {
+            let e = error.berthError("run")
+            err("Error: \(e.message)\n")
+            switch e.reason {
+            case BerthError.Reason.execNotFound: return ExitCode.notFound
+            case BerthError.Reason.execPermission: return ExitCode.cannotExecute
+            default: return ExitCode.runFailed
+            }
+        }
+        // Ctrl-C or SIGTERM cancels the run: the agent kills the container.
+        SignalForwarder.install { run.cancel() }
+        do {
+            for try await chunk in run.output {
+                let fd: Int32 = chunk.channel == .stderr ? 2 : 1
+                try chunk.data.withUnsafeBytes { try FileDescriptor(rawValue: fd).writeAll($0) }
+            }
+            let status = try await run.exitStatus()
+            _ = client
+            return status.exitCode
+        } catch {
+            err("Error: \(error.berthError("run").message)\n")
+            return ExitCode.runFailed
+        }
+    }
+
+    static func create(_ args: inout Arguments, _ g: Globals) async throws -> Int32 {
+        args.command = CLI.find("create")
+        let spec = try parseSpec(&args, allowRm: false)
+        let client = try await g.connect()
+        let c = try await client.createContainer(spec)
+        out(c.id + "\n")
+        return ExitCode.ok
+    }
+
+    static func start(_ args: inout Arguments, _ g: Globals) async throws -> Int32 {
+        try await eachRef(&args, g, "start") { client, ref in
+            let c = try await client.startContainer(ref)
+            out(c.name + "\n")
+        }
+    }
+
+    static func wait(_ args: inout Arguments, _ g: Globals) async throws -> Int32 {
+        try await eachRef(&args, g, "wait") { client, ref in
+            let s = try await client.wait(ref)
+            out("\(s.exitCode)\n")
+        }
+    }
+
+    static func rm(_ args: inout Arguments, _ g: Globals) async throws -> Int32 {
+        args.command = CLI.find("rm")
+        var force = false
+        while let a = args.peek(), a.hasPrefix("-") {
+            _ = args.next()
+            switch a {
+            case "-f", "--force": force = true
+            default: throw UsageError(message: "unknown option \(a)", command: args.command)
+            }
+        }
+        return try await eachRef(&args, g, "rm") { client, ref in
+            try await client.removeContainer(ref, force: force)
+            out(ref + "\n")
+        }
+    }
+
+    static func ps(_ args: inout Arguments, _ g: Globals) async throws -> Int32 {
+        args.command = CLI.find("ps")
+        var all = false, quiet = false, json = false
+        while let a = args.next() {
+            let (flag, inline) = Arguments.split(a)
+            switch flag {
+            case "-a", "--all": all = true
+            case "-q", "--quiet": quiet = true
+            case "-aq", "-qa": all = true; quiet = true
+            case "--format":
+                let f = try args.value(for: flag, inline)
+                guard f == "json" || f == "table" else { throw UsageError(message: "--format must be table or json, not \"\(f)\"", command: args.command) }
+                json = f == "json"
+            default: throw UsageError(message: "unexpected argument \(a)", command: args.command)
+            }
+        }
+        let client = try await g.connect()
+        let list = try await client.listContainers(all: all)
+        if quiet {
+            out(list.map { String($0.id.prefix(12)) + "\n" }.joined())
+        } else if json {
+            out(list.map { JSON.container($0) + "\n" }.joined())
+        } else {
+            let now = Host.now
+            var rows = [["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"]]
+            for c in list {
+                rows.append([String(c.id.prefix(12)), c.image, Format.command(c.spec.args),
+                             Format.ago(now - c.createdUnix), Format.status(c, now: now), c.name])
+            }
+            out(Format.table(rows))
+        }
+        return ExitCode.ok
+    }
+
+    static func version(_ args: inout Arguments, _ g: Globals) async throws -> Int32 {
+        try noMoreArguments(&args, "version")
+        out("Client: berth \(berthVersion) (protocol \(berthProtocolVersion))\n")
+        let client = try await g.connect()
+        out("Agent:  berthd \(client.hello.agentVersion) (protocol \(client.hello.protocolVersion)) on \(client.hello.nodeName)\n")
+        return ExitCode.ok
+    }
+
+    // MARK: - Helpers
+
+    /// Parses the run/create options and `IMAGE [CMD...]`.
+    static func parseSpec(_ args: inout Arguments, allowRm: Bool) throws -> ContainerSpec {
+        var spec = ContainerSpec()
+        while let a = args.peek(), a.hasPrefix("-"), a != "-" {
+            _ = args.next()
+            if a == "--" { break }
+            let (flag, inline) = Arguments.split(a)
+            switch flag {
+            case "--rm" where allowRm: spec.autoRemove = true
+            case "--name": spec.name = try args.value(for: flag, inline)
+            case "--hostname", "-h": spec.hostname = try args.value(for: flag, inline)
+            case "-e", "--env":
+                let v = try args.value(for: flag, inline)
+                if v.contains("=") { spec.env.append(v) } else if let host = Host.environment(v) {
+                    spec.env.append("\(v)=\(host)")  // docker: -e KEY passes the caller's value
+                }
+            case "-w", "--workdir": spec.workingDir = try args.value(for: flag, inline)
+            case "-u", "--user": spec.user = try parseUser(try args.value(for: flag, inline), args.command)
+            case "--rootfs": spec.rootfs = try args.value(for: flag, inline)
+            default: throw UsageError(message: "unknown option \(a)", command: args.command)
+            }
+        }
+        if spec.rootfs.isEmpty {
+            guard let image = args.next() else { throw UsageError(message: "an IMAGE is required", command: args.command) }
+            spec.image = image
+        } else if !spec.rootfs.hasPrefix("/") {
+            spec.rootfs = currentDirectory() + "/" + spec.rootfs
+        }
+        spec.args = args.consumeAll()
+        if spec.args.isEmpty { throw UsageError(message: "a command is required: images carry no default command yet", command: args.command) }
+        return spec
+    }
+
+    static func parseUser(_ s: String, _ command: Command?) throws -> User {
+        let parts = s.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count <= 2, let uid = UInt32(parts[0]) else {
+            throw UsageError(message: "--user takes a numeric UID[:GID], not \"\(s)\"", command: command)
+        }
+        if parts.count == 2 {
+            guard let gid = UInt32(parts[1]) else { throw UsageError(message: "--user takes a numeric UID[:GID], not \"\(s)\"", command: command) }
+            return User(uid: uid, gid: gid)
+        }
+        return User(uid: uid, gid: uid)
+    }
+
+    static func noMoreArguments(_ args: inout Arguments, _ name: String) throws {
+        if let extra = args.next() { throw UsageError(message: "unexpected argument \"\(extra)\" for \(name)", command: CLI.find(name.split(separator: " ").first.map(String.init) ?? name)) }
+    }
+
+    /// Runs `body` for every NAME|ID argument; reports each failure and goes on, like docker.
+    static func eachRef(_ args: inout Arguments, _ g: Globals, _ name: String,
+                        _ body: (BerthClient, String) async throws -> Void) async throws -> Int32 {
+        args.command = args.command ?? CLI.find(name)
+        let refs = args.consumeAll()
+        if refs.isEmpty { throw UsageError(message: "\(name) needs at least one container name or id", command: args.command) }
+        let client = try await g.connect()
+        var code = ExitCode.ok
+        for ref in refs {
+            do { try await body(client, ref) } catch {
+                err("Error: \(error.berthError(name).message)\n")
+                code = ExitCode.failure
+            }
+        }
+        return code
+    }
+
+    static func splitTag(_ name: String) -> (String, String) {
+        guard let colon = name.lastIndex(of: ":"), !name[colon...].contains("/") else { return (name, "latest") }
+        return (String(name[..<colon]), String(name[name.index(after: colon)...]))
+    }
+
+    static func currentDirectory() -> String {
+        var buf = [CChar](repeating: 0, count: 4096)
+        guard getcwd(&buf, buf.count) != nil else { return "." }
+        return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}
+
+/// SIGINT and SIGTERM are blocked in every thread (main.swift does it first thing)
+/// and taken by one thread with sigwait, which calls the current action: by default
+/// exit 130/143 as a shell would report; during `run`, cancel the run (a second
+/// signal then exits).
+enum SignalForwarder {
+    static let action = Mutex<(@Sendable (Int32) -> Void)?>(nil)
+
+    /// Blocks the signals and starts the waiting thread. Call before any other thread exists.
+    static func start() {
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGINT)
+        sigaddset(&set, SIGTERM)
+        pthread_sigmask(SIG_BLOCK, &set, nil)
+        let blocked = set
+        startThread("berth-signals") {
+            while true {
+                var s = blocked
+                var sig: Int32 = 0
+                if sigwait(&s, &sig) != 0 { continue }
+                let current = action.withLock { a -> (@Sendable (Int32) -> Void)? in
+                    let current = a
+                    a = nil
+                    return current
+                }
+                if let current { current(sig) } else { exit(128 + sig) }
+            }
+        }
+    }
+
+    /// Runs `body` on the next SIGINT/SIGTERM instead of exiting.
+    static func install(_ body: @escaping @Sendable () -> Void) {
+        action.withLock { $0 = { _ in body() } }
+    }
+}

@@ -1,0 +1,123 @@
+import BerthClient
+
+/// Human-readable output: tables, durations, sizes, statuses.
+enum Format {
+    /// Left-aligned columns separated by three spaces, like docker's tables.
+    static func table(_ rows: [[String]]) -> String {
+        guard let first = rows.first else { return "" }
+        var widths = [Int](repeating: 0, count: first.count)
+        for row in rows { for (i, cell) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], cell.count) } }
+        var out = ""
+        for row in rows {
+            var line = ""
+            for (i, cell) in row.enumerated() {
+                line += cell
+                if i < row.count - 1 { line += String(repeating: " ", count: widths[i] - cell.count + 3) }
+            }
+            out += line + "\n"
+        }
+        return out
+    }
+
+    /// "5 seconds ago", "2 minutes ago", "3 hours ago", "4 days ago".
+    static func ago(_ seconds: Int64) -> String { duration(seconds) + " ago" }
+
+    /// "Less than a second", "5 seconds", "About a minute", "2 hours"… (docker's wording).
+    static func duration(_ seconds: Int64) -> String {
+        let s = max(0, seconds)
+        if s < 1 { return "Less than a second" }
+        if s == 1 { return "1 second" }
+        if s < 60 { return "\(s) seconds" }
+        let m = s / 60
+        if m == 1 { return "About a minute" }
+        if m < 60 { return "\(m) minutes" }
+        let h = m / 60
+        if h == 1 { return "About an hour" }
+        if h < 48 { return "\(h) hours" }
+        let d = h / 24
+        if d < 14 { return "\(d) days" }
+        if d < 60 { return "\(d / 7) weeks" }
+        return "\(d / 30) months"
+    }
+
+    /// "Up 5 seconds", "Exited (3) 2 minutes ago", "Created".
+    static func status(_ c: Container, now: Int64) -> String {
+        switch c.state {
+        case .running: "Up " + duration(now - c.startedUnix)
+        case .exited: "Exited (\(c.exit?.exitCode ?? 0)) " + ago(now - (c.exit?.finishedUnix ?? now))
+        case .created: "Created"
+        case .unknown: "Unknown"
+        }
+    }
+
+    /// The command quoted and shortened as docker shows it: "\"sh -c 'hostn…\"".
+    static func command(_ args: [String]) -> String {
+        let joined = args.joined(separator: " ")
+        let short = joined.count > 20 ? String(joined.prefix(19)) + "…" : joined
+        return "\"" + short + "\""
+    }
+
+    /// Decimal units, as docker prints image sizes: "4.2MB".
+    static func bytesSI(_ n: UInt64) -> String { scaled(n, 1000, ["B", "kB", "MB", "GB", "TB"]) }
+
+    /// Binary units for memory: "23.4GiB".
+    static func bytesIEC(_ n: UInt64) -> String { scaled(n, 1024, ["B", "KiB", "MiB", "GiB", "TiB"]) }
+
+    private static func scaled(_ n: UInt64, _ base: Double, _ units: [String]) -> String {
+        var v = Double(n)
+        var i = 0
+        while v >= base && i < units.count - 1 { v /= base; i += 1 }
+        if i == 0 { return "\(n)\(units[0])" }
+        let tenths = Int((v * 10).rounded())
+        return "\(tenths / 10).\(tenths % 10)\(units[i])"
+    }
+}
+
+/// Minimal JSON writing for `--format json` (no Foundation in the CLI).
+enum JSON {
+    static func string(_ s: String) -> String {
+        var out = "\""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                if u.value < 0x20 {
+                    let hex = String(u.value, radix: 16)
+                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+                } else {
+                    out.unicodeScalars.append(u)
+                }
+            }
+        }
+        return out + "\""
+    }
+
+    static func array(_ items: [String]) -> String { "[" + items.map(string).joined(separator: ",") + "]" }
+
+    /// One container as a JSON object, with docker-like keys.
+    static func container(_ c: Container) -> String {
+        var fields = [
+            "\"ID\":\(string(c.id))",
+            "\"Name\":\(string(c.name))",
+            "\"Image\":\(string(c.image))",
+            "\"ImageID\":\(string(c.imageID))",
+            "\"Command\":\(array(c.spec.args))",
+            "\"State\":\(string(c.state.description))",
+            "\"Pid\":\(c.pid)",
+            "\"Hostname\":\(string(c.spec.hostname))",
+            "\"Created\":\(c.createdUnix)",
+            "\"Started\":\(c.startedUnix)",
+            "\"AutoRemove\":\(c.spec.autoRemove)",
+        ]
+        if let exit = c.exit {
+            fields.append("\"ExitCode\":\(exit.exitCode)")
+            fields.append("\"Signal\":\(exit.signal)")
+            fields.append("\"Finished\":\(exit.finishedUnix)")
+        }
+        return "{" + fields.joined(separator: ",") + "}"
+    }
+}
