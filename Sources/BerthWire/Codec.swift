@@ -1,0 +1,764 @@
+import BerthErrors
+import CBerthProto
+import CProtobufC
+
+// The mapping between the Swift message types (Messages.swift) and the protobuf-c structs
+// generated from proto/berth/v1/berth.proto. This is the only file that touches those structs.
+//
+// Decoding: `berth__v1__*__unpack` builds a C tree that is read into Swift values and freed
+// with `*__free_unpacked` before returning. proto3 semantics apply: an absent sub-message reads
+// as its default value, except where the Swift type says otherwise (`Container.exit`,
+// `Cancel.reason` are optional; a Request, Response or RunResponse must have its oneof set).
+//
+// Encoding: the C tree is built in an `Arena` that owns every string, array and struct it hands
+// out, packed with `*__get_packed_size` + `*__pack`, and freed in one go.
+
+// MARK: - WireMessage conformances
+
+extension Request: WireMessage {
+    /// Decodes a `berth.v1.Request`; a payload with no call set is malformed.
+    public init(wire: [UInt8]) throws(BerthError) {
+        self = try unpacked(wire, "Request", berth__v1__request__unpack, berth__v1__request__free_unpacked) {
+            Request($0)
+        }
+    }
+
+    /// The `berth.v1.Request` encoding.
+    public func wireEncoded() -> [UInt8] {
+        withArena { arena in
+            packed(arena.request(self), berth__v1__request__get_packed_size, berth__v1__request__pack)
+        }
+    }
+}
+
+extension Response: WireMessage {
+    /// Decodes a `berth.v1.Response`; a payload with no result set is malformed.
+    public init(wire: [UInt8]) throws(BerthError) {
+        self = try unpacked(wire, "Response", berth__v1__response__unpack, berth__v1__response__free_unpacked) {
+            Response($0)
+        }
+    }
+
+    /// The `berth.v1.Response` encoding.
+    public func wireEncoded() -> [UInt8] {
+        withArena { arena in
+            packed(arena.response(self), berth__v1__response__get_packed_size, berth__v1__response__pack)
+        }
+    }
+}
+
+extension Chunk: WireMessage {
+    /// Decodes a `berth.v1.Chunk`; an unknown channel number is INVALID_ARGUMENT.
+    public init(wire: [UInt8]) throws(BerthError) {
+        self = try unpacked(wire, "Chunk", berth__v1__chunk__unpack, berth__v1__chunk__free_unpacked) {
+            (c: Berth__V1__Chunk) throws(BerthError) -> Chunk in
+            Chunk(channel: try Channel(c.channel), data: bytes(c.data))
+        }
+    }
+
+    /// The `berth.v1.Chunk` encoding.
+    public func wireEncoded() -> [UInt8] {
+        // The data is lent to protobuf-c for the duration of the pack instead of being copied.
+        data.withUnsafeBufferPointer { data in
+            var c = Berth__V1__Chunk()
+            berth__v1__chunk__init(&c)
+            c.channel = Berth__V1__Channel(rawValue: UInt32(bitPattern: channel.rawValue))
+            c.data = ProtobufCBinaryData(len: data.count, data: UnsafeMutablePointer(mutating: data.baseAddress))
+            return withUnsafePointer(to: c) {
+                packed($0, berth__v1__chunk__get_packed_size, berth__v1__chunk__pack)
+            }
+        }
+    }
+}
+
+extension WindowUpdate: WireMessage {
+    /// Decodes a `berth.v1.WindowUpdate`.
+    public init(wire: [UInt8]) throws(BerthError) {
+        self = try unpacked(wire, "WindowUpdate", berth__v1__window_update__unpack,
+                            berth__v1__window_update__free_unpacked) {
+            WindowUpdate(increment: $0.increment)
+        }
+    }
+
+    /// The `berth.v1.WindowUpdate` encoding.
+    public func wireEncoded() -> [UInt8] {
+        var c = Berth__V1__WindowUpdate()
+        berth__v1__window_update__init(&c)
+        c.increment = increment
+        return withUnsafePointer(to: c) {
+            packed($0, berth__v1__window_update__get_packed_size, berth__v1__window_update__pack)
+        }
+    }
+}
+
+extension Ping: WireMessage {
+    /// Decodes a `berth.v1.Ping`.
+    public init(wire: [UInt8]) throws(BerthError) {
+        self = try unpacked(wire, "Ping", berth__v1__ping__unpack, berth__v1__ping__free_unpacked) {
+            Ping(nonce: $0.nonce)
+        }
+    }
+
+    /// The `berth.v1.Ping` encoding.
+    public func wireEncoded() -> [UInt8] {
+        var c = Berth__V1__Ping()
+        berth__v1__ping__init(&c)
+        c.nonce = nonce
+        return withUnsafePointer(to: c) { packed($0, berth__v1__ping__get_packed_size, berth__v1__ping__pack) }
+    }
+}
+
+extension Cancel: WireMessage {
+    /// Decodes a `berth.v1.Cancel`; an absent `reason` reads as `nil`.
+    public init(wire: [UInt8]) throws(BerthError) {
+        self = try unpacked(wire, "Cancel", berth__v1__cancel__unpack, berth__v1__cancel__free_unpacked) {
+            Cancel(reason: $0.reason.map { BerthError($0.pointee) })
+        }
+    }
+
+    /// The `berth.v1.Cancel` encoding; a `nil` reason is left out.
+    public func wireEncoded() -> [UInt8] {
+        withArena { arena in
+            let c: UnsafeMutablePointer<Berth__V1__Cancel> = arena.message(berth__v1__cancel__init)
+            c.pointee.reason = reason.map(arena.error)
+            return packed(c, berth__v1__cancel__get_packed_size, berth__v1__cancel__pack)
+        }
+    }
+}
+
+extension GoAway: WireMessage {
+    /// Decodes a `berth.v1.GoAway`; an absent `error` reads as code UNKNOWN with an empty message.
+    public init(wire: [UInt8]) throws(BerthError) {
+        self = try unpacked(wire, "GoAway", berth__v1__go_away__unpack, berth__v1__go_away__free_unpacked) {
+            GoAway(error: BerthError($0.error), lastStreamID: $0.last_stream_id)
+        }
+    }
+
+    /// The `berth.v1.GoAway` encoding.
+    public func wireEncoded() -> [UInt8] {
+        withArena { arena in
+            let c: UnsafeMutablePointer<Berth__V1__GoAway> = arena.message(berth__v1__go_away__init)
+            c.pointee.error = arena.error(error)
+            c.pointee.last_stream_id = lastStreamID
+            return packed(c, berth__v1__go_away__get_packed_size, berth__v1__go_away__pack)
+        }
+    }
+}
+
+extension Container: WireMessage {
+    /// Decodes a `berth.v1.Container`; an unknown state number reads as `.unknown`.
+    public init(wire: [UInt8]) throws(BerthError) {
+        self = try unpacked(wire, "Container", berth__v1__container__unpack, berth__v1__container__free_unpacked) {
+            Container($0)
+        }
+    }
+
+    /// The `berth.v1.Container` encoding.
+    public func wireEncoded() -> [UInt8] {
+        withArena { arena in
+            packed(arena.container(self), berth__v1__container__get_packed_size, berth__v1__container__pack)
+        }
+    }
+}
+
+extension Image: WireMessage {
+    /// Decodes a `berth.v1.Image`.
+    public init(wire: [UInt8]) throws(BerthError) {
+        self = try unpacked(wire, "Image", berth__v1__image__unpack, berth__v1__image__free_unpacked) {
+            Image($0)
+        }
+    }
+
+    /// The `berth.v1.Image` encoding.
+    public func wireEncoded() -> [UInt8] {
+        withArena { arena in
+            packed(arena.image(self), berth__v1__image__get_packed_size, berth__v1__image__pack)
+        }
+    }
+}
+
+// MARK: - Unpacking and packing
+
+/// The error for a payload protobuf-c cannot parse, or one that parses to no valid message.
+private func malformed(_ name: String, _ count: Int) -> BerthError {
+    BerthError(.invalidArgument, "malformed \(name) payload (\(count) bytes)",
+               reason: BerthError.Reason.protocolViolation)
+}
+
+/// Unpacks `wire` with a generated `unpack`, reads the C message with `read` (nil: malformed)
+/// and frees it with the matching `freeUnpacked`.
+private func unpacked<M, R>(
+    _ wire: [UInt8], _ name: String,
+    _ unpack: (UnsafeMutablePointer<ProtobufCAllocator>?, Int, UnsafePointer<UInt8>?) -> UnsafeMutablePointer<M>?,
+    _ freeUnpacked: (UnsafeMutablePointer<M>?, UnsafeMutablePointer<ProtobufCAllocator>?) -> Void,
+    _ read: (M) throws(BerthError) -> R?
+) throws(BerthError) -> R {
+    let message = wire.withUnsafeBufferPointer { unpack(nil, $0.count, $0.baseAddress) }
+    guard let message else { throw malformed(name, wire.count) }
+    defer { freeUnpacked(message, nil) }
+    guard let value = try read(message.pointee) else { throw malformed(name, wire.count) }
+    return value
+}
+
+/// Packs a C message with its generated `getPackedSize` and `pack` into a new array.
+private func packed<M>(
+    _ message: UnsafePointer<M>,
+    _ getPackedSize: (UnsafePointer<M>?) -> Int,
+    _ pack: (UnsafePointer<M>?, UnsafeMutablePointer<UInt8>?) -> Int
+) -> [UInt8] {
+    let size = getPackedSize(message)
+    guard size > 0 else { return [] }
+    return [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
+        count = pack(message, buffer.baseAddress)
+    }
+}
+
+/// Runs `body` with a fresh arena and frees everything it allocated afterwards.
+private func withArena<R>(_ body: (Arena) -> R) -> R {
+    let arena = Arena()
+    defer { arena.freeAll() }
+    return body(arena)
+}
+
+/// Owns the C memory (structs, strings, pointer arrays) of one message tree while it is packed.
+private final class Arena {
+    private var allocations: [UnsafeMutableRawPointer] = []
+
+    /// Frees every allocation; called once, by `withArena`.
+    func freeAll() {
+        for allocation in allocations { allocation.deallocate() }
+        allocations = []
+    }
+
+    private func allocate<T>(_ type: T.Type, count: Int) -> UnsafeMutablePointer<T> {
+        let pointer = UnsafeMutablePointer<T>.allocate(capacity: count)
+        allocations.append(UnsafeMutableRawPointer(pointer))
+        return pointer
+    }
+
+    /// A C message initialised by its generated `*__init` (defaults, descriptor).
+    func message<M>(_ initialize: (UnsafeMutablePointer<M>?) -> Void) -> UnsafeMutablePointer<M> {
+        let pointer = allocate(M.self, count: 1)
+        initialize(pointer)
+        return pointer
+    }
+
+    /// A NUL-terminated copy of `string` (an embedded NUL ends it, as in any C string).
+    func string(_ string: String) -> UnsafeMutablePointer<CChar> {
+        let utf8 = string.utf8
+        let pointer = allocate(CChar.self, count: utf8.count + 1)
+        var index = 0
+        for byte in utf8 {
+            pointer[index] = CChar(bitPattern: byte)
+            index += 1
+        }
+        pointer[index] = 0
+        return pointer
+    }
+
+    /// A C array of `elements` converted by `convert`, with its count; `nil` when empty.
+    func array<E, C>(_ elements: [E], _ convert: (E) -> C) -> (Int, UnsafeMutablePointer<C?>?) {
+        guard !elements.isEmpty else { return (0, nil) }
+        let pointer = allocate(C?.self, count: elements.count)
+        for (index, element) in elements.enumerated() {
+            (pointer + index).initialize(to: convert(element))
+        }
+        return (elements.count, pointer)
+    }
+
+    /// A C string array, with its count.
+    func strings(_ strings: [String]) -> (Int, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) {
+        array(strings, string)
+    }
+}
+
+// MARK: - Scalars
+
+/// Reads a C string field; protobuf-c never leaves one NULL, but an absent one reads as "".
+private func string(_ pointer: UnsafePointer<CChar>?) -> String {
+    pointer.map { String(cString: $0) } ?? ""
+}
+
+/// Reads a repeated string field.
+private func strings(_ count: Int, _ pointer: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> [String] {
+    guard let pointer else { return [] }
+    return (0..<count).map { string(pointer[$0]) }
+}
+
+/// Reads a repeated message field, skipping NULL entries (protobuf-c never writes any).
+private func messages<M, R>(_ count: Int, _ pointer: UnsafeMutablePointer<UnsafeMutablePointer<M>?>?,
+                            _ read: (M) -> R) -> [R] {
+    guard let pointer else { return [] }
+    return (0..<count).compactMap { pointer[$0].map { read($0.pointee) } }
+}
+
+/// Reads a bytes field.
+private func bytes(_ data: ProtobufCBinaryData) -> [UInt8] {
+    guard let base = data.data, data.len > 0 else { return [] }
+    return Array(UnsafeBufferPointer(start: base, count: data.len))
+}
+
+extension Channel {
+    /// Reads a `berth.v1.Channel`; numbers this version does not know are INVALID_ARGUMENT.
+    fileprivate init(_ c: Berth__V1__Channel) throws(BerthError) {
+        let number = Int32(bitPattern: c.rawValue)
+        guard let channel = Channel(rawValue: number) else {
+            throw BerthError(.invalidArgument, "unknown channel \(number) in Chunk payload",
+                             reason: BerthError.Reason.protocolViolation)
+        }
+        self = channel
+    }
+}
+
+// MARK: - Errors
+
+extension BerthError {
+    /// Reads a `berth.v1.Error`; code numbers this version does not know become UNKNOWN.
+    fileprivate init(_ c: Berth__V1__Error) {
+        self.init(Code(rawValue: Int32(bitPattern: c.code.rawValue)), string(c.message), reason: string(c.reason))
+    }
+
+    /// Reads an optional `berth.v1.Error` field; an absent one is UNKNOWN with an empty message.
+    fileprivate init(_ c: UnsafeMutablePointer<Berth__V1__Error>?) {
+        self = c.map { BerthError($0.pointee) } ?? BerthError(Code(rawValue: 0), "")
+    }
+}
+
+extension Arena {
+    func error(_ error: BerthError) -> UnsafeMutablePointer<Berth__V1__Error> {
+        let c: UnsafeMutablePointer<Berth__V1__Error> = message(berth__v1__error__init)
+        c.pointee.code = Berth__V1__ErrorCode(rawValue: UInt32(bitPattern: error.code.rawValue))
+        c.pointee.message = string(error.message)
+        c.pointee.reason = string(error.reason)
+        return c
+    }
+}
+
+// MARK: - Images
+
+extension Image {
+    fileprivate init(_ c: Berth__V1__Image) {
+        self.init(name: string(c.name), id: string(c.id), sizeBytes: c.size_bytes, createdUnix: c.created_unix)
+    }
+
+    fileprivate init(_ c: UnsafeMutablePointer<Berth__V1__Image>?) {
+        self = c.map { Image($0.pointee) } ?? Image(name: "", id: "", sizeBytes: 0, createdUnix: 0)
+    }
+}
+
+extension Arena {
+    func image(_ image: Image) -> UnsafeMutablePointer<Berth__V1__Image> {
+        let c: UnsafeMutablePointer<Berth__V1__Image> = message(berth__v1__image__init)
+        c.pointee.name = string(image.name)
+        c.pointee.id = string(image.id)
+        c.pointee.size_bytes = image.sizeBytes
+        c.pointee.created_unix = image.createdUnix
+        return c
+    }
+}
+
+// MARK: - Containers
+
+extension User {
+    fileprivate init(_ c: UnsafeMutablePointer<Berth__V1__User>?) {
+        self = c.map { User(uid: $0.pointee.uid, gid: $0.pointee.gid) } ?? User()
+    }
+}
+
+extension ContainerSpec {
+    fileprivate init(_ c: Berth__V1__ContainerSpec) {
+        self.init()
+        name = string(c.name)
+        image = string(c.image)
+        rootfs = string(c.rootfs)
+        args = strings(c.n_args, c.args)
+        env = strings(c.n_env, c.env)
+        workingDir = string(c.working_dir)
+        user = User(c.user)
+        hostname = string(c.hostname)
+        autoRemove = c.auto_remove != 0
+    }
+
+    fileprivate init(_ c: UnsafeMutablePointer<Berth__V1__ContainerSpec>?) {
+        self = c.map { ContainerSpec($0.pointee) } ?? ContainerSpec()
+    }
+}
+
+extension ExitStatus {
+    fileprivate init(_ c: Berth__V1__ExitStatus) {
+        self.init(exitCode: c.exit_code, signal: c.signal, finishedUnix: c.finished_unix)
+    }
+
+    fileprivate init(_ c: UnsafeMutablePointer<Berth__V1__ExitStatus>?) {
+        self = c.map { ExitStatus($0.pointee) } ?? ExitStatus(exitCode: 0)
+    }
+}
+
+extension Container {
+    fileprivate init(_ c: Berth__V1__Container) {
+        self.init()
+        id = string(c.id)
+        name = string(c.name)
+        image = string(c.image)
+        spec = ContainerSpec(c.spec)
+        state = ContainerState(rawValue: Int32(bitPattern: c.state.rawValue)) ?? .unknown
+        pid = c.pid
+        createdUnix = c.created_unix
+        startedUnix = c.started_unix
+        exit = c.exit.map { ExitStatus($0.pointee) }
+    }
+
+    fileprivate init(_ c: UnsafeMutablePointer<Berth__V1__Container>?) {
+        self = c.map { Container($0.pointee) } ?? Container()
+    }
+}
+
+extension Arena {
+    func user(_ user: User) -> UnsafeMutablePointer<Berth__V1__User> {
+        let c: UnsafeMutablePointer<Berth__V1__User> = message(berth__v1__user__init)
+        c.pointee.uid = user.uid
+        c.pointee.gid = user.gid
+        return c
+    }
+
+    func spec(_ spec: ContainerSpec) -> UnsafeMutablePointer<Berth__V1__ContainerSpec> {
+        let c: UnsafeMutablePointer<Berth__V1__ContainerSpec> = message(berth__v1__container_spec__init)
+        c.pointee.name = string(spec.name)
+        c.pointee.image = string(spec.image)
+        c.pointee.rootfs = string(spec.rootfs)
+        (c.pointee.n_args, c.pointee.args) = strings(spec.args)
+        (c.pointee.n_env, c.pointee.env) = strings(spec.env)
+        c.pointee.working_dir = string(spec.workingDir)
+        c.pointee.user = user(spec.user)
+        c.pointee.hostname = string(spec.hostname)
+        c.pointee.auto_remove = spec.autoRemove ? 1 : 0
+        return c
+    }
+
+    func exitStatus(_ exit: ExitStatus) -> UnsafeMutablePointer<Berth__V1__ExitStatus> {
+        let c: UnsafeMutablePointer<Berth__V1__ExitStatus> = message(berth__v1__exit_status__init)
+        c.pointee.exit_code = exit.exitCode
+        c.pointee.signal = exit.signal
+        c.pointee.finished_unix = exit.finishedUnix
+        return c
+    }
+
+    func container(_ container: Container) -> UnsafeMutablePointer<Berth__V1__Container> {
+        let c: UnsafeMutablePointer<Berth__V1__Container> = message(berth__v1__container__init)
+        c.pointee.id = string(container.id)
+        c.pointee.name = string(container.name)
+        c.pointee.image = string(container.image)
+        c.pointee.spec = spec(container.spec)
+        c.pointee.state = Berth__V1__ContainerState(rawValue: UInt32(bitPattern: container.state.rawValue))
+        c.pointee.pid = container.pid
+        c.pointee.created_unix = container.createdUnix
+        c.pointee.started_unix = container.startedUnix
+        c.pointee.exit = container.exit.map(exitStatus)
+        return c
+    }
+}
+
+// MARK: - Hello and Info
+
+extension HelloRequest {
+    fileprivate init(_ c: Berth__V1__HelloRequest) {
+        self.init()
+        protocolVersion = c.protocol_version
+        clientVersion = string(c.client_version)
+        features = strings(c.n_features, c.features)
+        keepaliveSeconds = c.keepalive_seconds
+    }
+}
+
+extension HelloResponse {
+    fileprivate init(_ c: Berth__V1__HelloResponse) {
+        self.init()
+        protocolVersion = c.protocol_version
+        agentVersion = string(c.agent_version)
+        nodeName = string(c.node_name)
+        features = strings(c.n_features, c.features)
+        keepaliveSeconds = c.keepalive_seconds
+        initialWindow = c.initial_window
+        maxPayload = c.max_payload
+    }
+}
+
+extension InfoResponse {
+    fileprivate init(_ c: Berth__V1__InfoResponse) {
+        self.init()
+        hostname = string(c.hostname)
+        nodeName = string(c.node_name)
+        agentVersion = string(c.agent_version)
+        kernel = string(c.kernel)
+        os = string(c.os)
+        architecture = string(c.architecture)
+        cgroupLayout = string(c.cgroup_layout)
+        cpus = c.cpus
+        memoryBytes = c.memory_bytes
+        containers = c.containers
+        containersRunning = c.containers_running
+        containersStopped = c.containers_stopped
+        images = c.images
+        stateDir = string(c.state_dir)
+        runDir = string(c.run_dir)
+    }
+}
+
+extension Arena {
+    func helloRequest(_ hello: HelloRequest) -> UnsafeMutablePointer<Berth__V1__HelloRequest> {
+        let c: UnsafeMutablePointer<Berth__V1__HelloRequest> = message(berth__v1__hello_request__init)
+        c.pointee.protocol_version = hello.protocolVersion
+        c.pointee.client_version = string(hello.clientVersion)
+        (c.pointee.n_features, c.pointee.features) = strings(hello.features)
+        c.pointee.keepalive_seconds = hello.keepaliveSeconds
+        return c
+    }
+
+    func helloResponse(_ hello: HelloResponse) -> UnsafeMutablePointer<Berth__V1__HelloResponse> {
+        let c: UnsafeMutablePointer<Berth__V1__HelloResponse> = message(berth__v1__hello_response__init)
+        c.pointee.protocol_version = hello.protocolVersion
+        c.pointee.agent_version = string(hello.agentVersion)
+        c.pointee.node_name = string(hello.nodeName)
+        (c.pointee.n_features, c.pointee.features) = strings(hello.features)
+        c.pointee.keepalive_seconds = hello.keepaliveSeconds
+        c.pointee.initial_window = hello.initialWindow
+        c.pointee.max_payload = hello.maxPayload
+        return c
+    }
+
+    func infoResponse(_ info: InfoResponse) -> UnsafeMutablePointer<Berth__V1__InfoResponse> {
+        let c: UnsafeMutablePointer<Berth__V1__InfoResponse> = message(berth__v1__info_response__init)
+        c.pointee.hostname = string(info.hostname)
+        c.pointee.node_name = string(info.nodeName)
+        c.pointee.agent_version = string(info.agentVersion)
+        c.pointee.kernel = string(info.kernel)
+        c.pointee.os = string(info.os)
+        c.pointee.architecture = string(info.architecture)
+        c.pointee.cgroup_layout = string(info.cgroupLayout)
+        c.pointee.cpus = info.cpus
+        c.pointee.memory_bytes = info.memoryBytes
+        c.pointee.containers = info.containers
+        c.pointee.containers_running = info.containersRunning
+        c.pointee.containers_stopped = info.containersStopped
+        c.pointee.images = info.images
+        c.pointee.state_dir = string(info.stateDir)
+        c.pointee.run_dir = string(info.runDir)
+        return c
+    }
+}
+
+// MARK: - Request
+
+extension Request {
+    /// Reads the call; `nil` when none is set.
+    fileprivate init?(_ c: Berth__V1__Request) {
+        switch c.call_case {
+        case BERTH__V1__REQUEST__CALL_HELLO:
+            guard let hello = c.hello else { return nil }
+            self = .hello(HelloRequest(hello.pointee))
+        case BERTH__V1__REQUEST__CALL_INFO:
+            self = .info
+        case BERTH__V1__REQUEST__CALL_IMPORT_IMAGE:
+            self = .importImage(name: string(c.import_image?.pointee.name))
+        case BERTH__V1__REQUEST__CALL_LIST_IMAGES:
+            self = .listImages
+        case BERTH__V1__REQUEST__CALL_CREATE_CONTAINER:
+            self = .createContainer(ContainerSpec(c.create_container?.pointee.spec))
+        case BERTH__V1__REQUEST__CALL_START_CONTAINER:
+            self = .startContainer(string(c.start_container?.pointee.container))
+        case BERTH__V1__REQUEST__CALL_RUN:
+            self = .run(ContainerSpec(c.run?.pointee.spec))
+        case BERTH__V1__REQUEST__CALL_WAIT:
+            self = .wait(string(c.wait?.pointee.container))
+        case BERTH__V1__REQUEST__CALL_LIST_CONTAINERS:
+            self = .listContainers(all: (c.list_containers?.pointee.all ?? 0) != 0)
+        case BERTH__V1__REQUEST__CALL_REMOVE_CONTAINER:
+            let remove = c.remove_container?.pointee
+            self = .removeContainer(string(remove?.container), force: (remove?.force ?? 0) != 0)
+        default:
+            return nil
+        }
+    }
+}
+
+extension Arena {
+    func request(_ request: Request) -> UnsafeMutablePointer<Berth__V1__Request> {
+        let c: UnsafeMutablePointer<Berth__V1__Request> = message(berth__v1__request__init)
+        switch request {
+        case .hello(let hello):
+            c.pointee.call_case = BERTH__V1__REQUEST__CALL_HELLO
+            c.pointee.hello = helloRequest(hello)
+        case .info:
+            c.pointee.call_case = BERTH__V1__REQUEST__CALL_INFO
+            c.pointee.info = message(berth__v1__info_request__init)
+        case .importImage(let name):
+            let m: UnsafeMutablePointer<Berth__V1__ImportImageRequest> = message(berth__v1__import_image_request__init)
+            m.pointee.name = string(name)
+            c.pointee.call_case = BERTH__V1__REQUEST__CALL_IMPORT_IMAGE
+            c.pointee.import_image = m
+        case .listImages:
+            c.pointee.call_case = BERTH__V1__REQUEST__CALL_LIST_IMAGES
+            c.pointee.list_images = message(berth__v1__list_images_request__init)
+        case .createContainer(let spec):
+            let m: UnsafeMutablePointer<Berth__V1__CreateContainerRequest> =
+                message(berth__v1__create_container_request__init)
+            m.pointee.spec = self.spec(spec)
+            c.pointee.call_case = BERTH__V1__REQUEST__CALL_CREATE_CONTAINER
+            c.pointee.create_container = m
+        case .startContainer(let container):
+            let m: UnsafeMutablePointer<Berth__V1__StartContainerRequest> =
+                message(berth__v1__start_container_request__init)
+            m.pointee.container = string(container)
+            c.pointee.call_case = BERTH__V1__REQUEST__CALL_START_CONTAINER
+            c.pointee.start_container = m
+        case .run(let spec):
+            let m: UnsafeMutablePointer<Berth__V1__RunRequest> = message(berth__v1__run_request__init)
+            m.pointee.spec = self.spec(spec)
+            c.pointee.call_case = BERTH__V1__REQUEST__CALL_RUN
+            c.pointee.run = m
+        case .wait(let container):
+            let m: UnsafeMutablePointer<Berth__V1__WaitRequest> = message(berth__v1__wait_request__init)
+            m.pointee.container = string(container)
+            c.pointee.call_case = BERTH__V1__REQUEST__CALL_WAIT
+            c.pointee.wait = m
+        case .listContainers(let all):
+            let m: UnsafeMutablePointer<Berth__V1__ListContainersRequest> =
+                message(berth__v1__list_containers_request__init)
+            m.pointee.all = all ? 1 : 0
+            c.pointee.call_case = BERTH__V1__REQUEST__CALL_LIST_CONTAINERS
+            c.pointee.list_containers = m
+        case .removeContainer(let container, let force):
+            let m: UnsafeMutablePointer<Berth__V1__RemoveContainerRequest> =
+                message(berth__v1__remove_container_request__init)
+            m.pointee.container = string(container)
+            m.pointee.force = force ? 1 : 0
+            c.pointee.call_case = BERTH__V1__REQUEST__CALL_REMOVE_CONTAINER
+            c.pointee.remove_container = m
+        }
+        return c
+    }
+}
+
+// MARK: - Response
+
+extension RunEvent {
+    /// Reads the event; `nil` when none is set.
+    fileprivate init?(_ c: Berth__V1__RunResponse) {
+        switch c.event_case {
+        case BERTH__V1__RUN_RESPONSE__EVENT_STARTED: self = .started(Container(c.started))
+        case BERTH__V1__RUN_RESPONSE__EVENT_EXIT: self = .exit(ExitStatus(c.exit))
+        default: return nil
+        }
+    }
+}
+
+extension Response {
+    /// Reads the result; `nil` when none is set (or a Run result has no event).
+    fileprivate init?(_ c: Berth__V1__Response) {
+        switch c.result_case {
+        case BERTH__V1__RESPONSE__RESULT_ERROR:
+            self = .error(BerthError(c.error))
+        case BERTH__V1__RESPONSE__RESULT_HELLO:
+            guard let hello = c.hello else { return nil }
+            self = .hello(HelloResponse(hello.pointee))
+        case BERTH__V1__RESPONSE__RESULT_INFO:
+            guard let info = c.info else { return nil }
+            self = .info(InfoResponse(info.pointee))
+        case BERTH__V1__RESPONSE__RESULT_IMPORT_IMAGE:
+            self = .importImage(Image(c.import_image?.pointee.image))
+        case BERTH__V1__RESPONSE__RESULT_LIST_IMAGES:
+            let list = c.list_images?.pointee
+            self = .listImages(messages(list?.n_images ?? 0, list?.images, Image.init))
+        case BERTH__V1__RESPONSE__RESULT_CREATE_CONTAINER:
+            self = .createContainer(Container(c.create_container?.pointee.container))
+        case BERTH__V1__RESPONSE__RESULT_START_CONTAINER:
+            self = .startContainer(Container(c.start_container?.pointee.container))
+        case BERTH__V1__RESPONSE__RESULT_RUN:
+            guard let run = c.run, let event = RunEvent(run.pointee) else { return nil }
+            self = .run(event)
+        case BERTH__V1__RESPONSE__RESULT_WAIT:
+            self = .wait(ExitStatus(c.wait?.pointee.exit))
+        case BERTH__V1__RESPONSE__RESULT_LIST_CONTAINERS:
+            let list = c.list_containers?.pointee
+            self = .listContainers(messages(list?.n_containers ?? 0, list?.containers, Container.init))
+        case BERTH__V1__RESPONSE__RESULT_REMOVE_CONTAINER:
+            self = .removeContainer(id: string(c.remove_container?.pointee.id))
+        default:
+            return nil
+        }
+    }
+}
+
+extension Arena {
+    func runResponse(_ event: RunEvent) -> UnsafeMutablePointer<Berth__V1__RunResponse> {
+        let c: UnsafeMutablePointer<Berth__V1__RunResponse> = message(berth__v1__run_response__init)
+        switch event {
+        case .started(let container):
+            c.pointee.event_case = BERTH__V1__RUN_RESPONSE__EVENT_STARTED
+            c.pointee.started = self.container(container)
+        case .exit(let exit):
+            c.pointee.event_case = BERTH__V1__RUN_RESPONSE__EVENT_EXIT
+            c.pointee.exit = exitStatus(exit)
+        }
+        return c
+    }
+
+    func response(_ response: Response) -> UnsafeMutablePointer<Berth__V1__Response> {
+        let c: UnsafeMutablePointer<Berth__V1__Response> = message(berth__v1__response__init)
+        switch response {
+        case .error(let error):
+            c.pointee.result_case = BERTH__V1__RESPONSE__RESULT_ERROR
+            c.pointee.error = self.error(error)
+        case .hello(let hello):
+            c.pointee.result_case = BERTH__V1__RESPONSE__RESULT_HELLO
+            c.pointee.hello = helloResponse(hello)
+        case .info(let info):
+            c.pointee.result_case = BERTH__V1__RESPONSE__RESULT_INFO
+            c.pointee.info = infoResponse(info)
+        case .importImage(let image):
+            let m: UnsafeMutablePointer<Berth__V1__ImportImageResponse> =
+                message(berth__v1__import_image_response__init)
+            m.pointee.image = self.image(image)
+            c.pointee.result_case = BERTH__V1__RESPONSE__RESULT_IMPORT_IMAGE
+            c.pointee.import_image = m
+        case .listImages(let images):
+            let m: UnsafeMutablePointer<Berth__V1__ListImagesResponse> = message(berth__v1__list_images_response__init)
+            (m.pointee.n_images, m.pointee.images) = array(images, image)
+            c.pointee.result_case = BERTH__V1__RESPONSE__RESULT_LIST_IMAGES
+            c.pointee.list_images = m
+        case .createContainer(let container):
+            let m: UnsafeMutablePointer<Berth__V1__CreateContainerResponse> =
+                message(berth__v1__create_container_response__init)
+            m.pointee.container = self.container(container)
+            c.pointee.result_case = BERTH__V1__RESPONSE__RESULT_CREATE_CONTAINER
+            c.pointee.create_container = m
+        case .startContainer(let container):
+            let m: UnsafeMutablePointer<Berth__V1__StartContainerResponse> =
+                message(berth__v1__start_container_response__init)
+            m.pointee.container = self.container(container)
+            c.pointee.result_case = BERTH__V1__RESPONSE__RESULT_START_CONTAINER
+            c.pointee.start_container = m
+        case .run(let event):
+            c.pointee.result_case = BERTH__V1__RESPONSE__RESULT_RUN
+            c.pointee.run = runResponse(event)
+        case .wait(let exit):
+            let m: UnsafeMutablePointer<Berth__V1__WaitResponse> = message(berth__v1__wait_response__init)
+            m.pointee.exit = exitStatus(exit)
+            c.pointee.result_case = BERTH__V1__RESPONSE__RESULT_WAIT
+            c.pointee.wait = m
+        case .listContainers(let containers):
+            let m: UnsafeMutablePointer<Berth__V1__ListContainersResponse> =
+                message(berth__v1__list_containers_response__init)
+            (m.pointee.n_containers, m.pointee.containers) = array(containers, self.container)
+            c.pointee.result_case = BERTH__V1__RESPONSE__RESULT_LIST_CONTAINERS
+            c.pointee.list_containers = m
+        case .removeContainer(let id):
+            let m: UnsafeMutablePointer<Berth__V1__RemoveContainerResponse> =
+                message(berth__v1__remove_container_response__init)
+            m.pointee.id = string(id)
+            c.pointee.result_case = BERTH__V1__RESPONSE__RESULT_REMOVE_CONTAINER
+            c.pointee.remove_container = m
+        }
+        return c
+    }
+}
