@@ -244,7 +244,7 @@ private final class Arena {
     }
 
     /// A NUL-terminated copy of `string` (an embedded NUL ends it, as in any C string).
-    func string(_ string: String) -> UnsafeMutablePointer<CChar> {
+    func cString(_ string: String) -> UnsafeMutablePointer<CChar> {
         let utf8 = string.utf8
         let pointer = allocate(CChar.self, count: utf8.count + 1)
         var index = 0
@@ -257,7 +257,7 @@ private final class Arena {
     }
 
     /// A C array of `elements` converted by `convert`, with its count; `nil` when empty.
-    func array<E, C>(_ elements: [E], _ convert: (E) -> C) -> (Int, UnsafeMutablePointer<C?>?) {
+    func cArray<E, C>(_ elements: [E], _ convert: (E) -> C) -> (Int, UnsafeMutablePointer<C?>?) {
         guard !elements.isEmpty else { return (0, nil) }
         let pointer = allocate(C?.self, count: elements.count)
         for (index, element) in elements.enumerated() {
@@ -267,8 +267,8 @@ private final class Arena {
     }
 
     /// A C string array, with its count.
-    func strings(_ strings: [String]) -> (Int, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) {
-        array(strings, string)
+    func cStrings(_ strings: [String]) -> (Int, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) {
+        cArray(strings, cString)
     }
 }
 
@@ -320,7 +320,7 @@ extension BerthError {
 
     /// Reads an optional `berth.v1.Error` field; an absent one is UNKNOWN with an empty message.
     fileprivate init(_ c: UnsafeMutablePointer<Berth__V1__Error>?) {
-        self = c.map { BerthError($0.pointee) } ?? BerthError(Code(rawValue: 0), "")
+        self = c.map { BerthError($0.pointee) } ?? BerthError(.unknown, "")
     }
 }
 
@@ -328,8 +328,8 @@ extension Arena {
     func error(_ error: BerthError) -> UnsafeMutablePointer<Berth__V1__Error> {
         let c: UnsafeMutablePointer<Berth__V1__Error> = message(berth__v1__error__init)
         c.pointee.code = Berth__V1__ErrorCode(rawValue: UInt32(bitPattern: error.code.rawValue))
-        c.pointee.message = string(error.message)
-        c.pointee.reason = string(error.reason)
+        c.pointee.message = cString(error.message)
+        c.pointee.reason = cString(error.reason)
         return c
     }
 }
@@ -349,8 +349,8 @@ extension Image {
 extension Arena {
     func image(_ image: Image) -> UnsafeMutablePointer<Berth__V1__Image> {
         let c: UnsafeMutablePointer<Berth__V1__Image> = message(berth__v1__image__init)
-        c.pointee.name = string(image.name)
-        c.pointee.id = string(image.id)
+        c.pointee.name = cString(image.name)
+        c.pointee.id = cString(image.id)
         c.pointee.size_bytes = image.sizeBytes
         c.pointee.created_unix = image.createdUnix
         return c
@@ -423,14 +423,14 @@ extension Arena {
 
     func spec(_ spec: ContainerSpec) -> UnsafeMutablePointer<Berth__V1__ContainerSpec> {
         let c: UnsafeMutablePointer<Berth__V1__ContainerSpec> = message(berth__v1__container_spec__init)
-        c.pointee.name = string(spec.name)
-        c.pointee.image = string(spec.image)
-        c.pointee.rootfs = string(spec.rootfs)
-        (c.pointee.n_args, c.pointee.args) = strings(spec.args)
-        (c.pointee.n_env, c.pointee.env) = strings(spec.env)
-        c.pointee.working_dir = string(spec.workingDir)
+        c.pointee.name = cString(spec.name)
+        c.pointee.image = cString(spec.image)
+        c.pointee.rootfs = cString(spec.rootfs)
+        (c.pointee.n_args, c.pointee.args) = cStrings(spec.args)
+        (c.pointee.n_env, c.pointee.env) = cStrings(spec.env)
+        c.pointee.working_dir = cString(spec.workingDir)
         c.pointee.user = user(spec.user)
-        c.pointee.hostname = string(spec.hostname)
+        c.pointee.hostname = cString(spec.hostname)
         c.pointee.auto_remove = spec.autoRemove ? 1 : 0
         return c
     }
@@ -445,9 +445,9 @@ extension Arena {
 
     func container(_ container: Container) -> UnsafeMutablePointer<Berth__V1__Container> {
         let c: UnsafeMutablePointer<Berth__V1__Container> = message(berth__v1__container__init)
-        c.pointee.id = string(container.id)
-        c.pointee.name = string(container.name)
-        c.pointee.image = string(container.image)
+        c.pointee.id = cString(container.id)
+        c.pointee.name = cString(container.name)
+        c.pointee.image = cString(container.image)
         c.pointee.spec = spec(container.spec)
         c.pointee.state = Berth__V1__ContainerState(rawValue: UInt32(bitPattern: container.state.rawValue))
         c.pointee.pid = container.pid
@@ -508,8 +508,8 @@ extension Arena {
     func helloRequest(_ hello: HelloRequest) -> UnsafeMutablePointer<Berth__V1__HelloRequest> {
         let c: UnsafeMutablePointer<Berth__V1__HelloRequest> = message(berth__v1__hello_request__init)
         c.pointee.protocol_version = hello.protocolVersion
-        c.pointee.client_version = string(hello.clientVersion)
-        (c.pointee.n_features, c.pointee.features) = strings(hello.features)
+        c.pointee.client_version = cString(hello.clientVersion)
+        (c.pointee.n_features, c.pointee.features) = cStrings(hello.features)
         c.pointee.keepalive_seconds = hello.keepaliveSeconds
         return c
     }
@@ -517,9 +517,9 @@ extension Arena {
     func helloResponse(_ hello: HelloResponse) -> UnsafeMutablePointer<Berth__V1__HelloResponse> {
         let c: UnsafeMutablePointer<Berth__V1__HelloResponse> = message(berth__v1__hello_response__init)
         c.pointee.protocol_version = hello.protocolVersion
-        c.pointee.agent_version = string(hello.agentVersion)
-        c.pointee.node_name = string(hello.nodeName)
-        (c.pointee.n_features, c.pointee.features) = strings(hello.features)
+        c.pointee.agent_version = cString(hello.agentVersion)
+        c.pointee.node_name = cString(hello.nodeName)
+        (c.pointee.n_features, c.pointee.features) = cStrings(hello.features)
         c.pointee.keepalive_seconds = hello.keepaliveSeconds
         c.pointee.initial_window = hello.initialWindow
         c.pointee.max_payload = hello.maxPayload
@@ -528,21 +528,21 @@ extension Arena {
 
     func infoResponse(_ info: InfoResponse) -> UnsafeMutablePointer<Berth__V1__InfoResponse> {
         let c: UnsafeMutablePointer<Berth__V1__InfoResponse> = message(berth__v1__info_response__init)
-        c.pointee.hostname = string(info.hostname)
-        c.pointee.node_name = string(info.nodeName)
-        c.pointee.agent_version = string(info.agentVersion)
-        c.pointee.kernel = string(info.kernel)
-        c.pointee.os = string(info.os)
-        c.pointee.architecture = string(info.architecture)
-        c.pointee.cgroup_layout = string(info.cgroupLayout)
+        c.pointee.hostname = cString(info.hostname)
+        c.pointee.node_name = cString(info.nodeName)
+        c.pointee.agent_version = cString(info.agentVersion)
+        c.pointee.kernel = cString(info.kernel)
+        c.pointee.os = cString(info.os)
+        c.pointee.architecture = cString(info.architecture)
+        c.pointee.cgroup_layout = cString(info.cgroupLayout)
         c.pointee.cpus = info.cpus
         c.pointee.memory_bytes = info.memoryBytes
         c.pointee.containers = info.containers
         c.pointee.containers_running = info.containersRunning
         c.pointee.containers_stopped = info.containersStopped
         c.pointee.images = info.images
-        c.pointee.state_dir = string(info.stateDir)
-        c.pointee.run_dir = string(info.runDir)
+        c.pointee.state_dir = cString(info.stateDir)
+        c.pointee.run_dir = cString(info.runDir)
         return c
     }
 }
@@ -593,7 +593,7 @@ extension Arena {
             c.pointee.info = message(berth__v1__info_request__init)
         case .importImage(let name):
             let m: UnsafeMutablePointer<Berth__V1__ImportImageRequest> = message(berth__v1__import_image_request__init)
-            m.pointee.name = string(name)
+            m.pointee.name = cString(name)
             c.pointee.call_case = BERTH__V1__REQUEST__CALL_IMPORT_IMAGE
             c.pointee.import_image = m
         case .listImages:
@@ -608,7 +608,7 @@ extension Arena {
         case .startContainer(let container):
             let m: UnsafeMutablePointer<Berth__V1__StartContainerRequest> =
                 message(berth__v1__start_container_request__init)
-            m.pointee.container = string(container)
+            m.pointee.container = cString(container)
             c.pointee.call_case = BERTH__V1__REQUEST__CALL_START_CONTAINER
             c.pointee.start_container = m
         case .run(let spec):
@@ -618,7 +618,7 @@ extension Arena {
             c.pointee.run = m
         case .wait(let container):
             let m: UnsafeMutablePointer<Berth__V1__WaitRequest> = message(berth__v1__wait_request__init)
-            m.pointee.container = string(container)
+            m.pointee.container = cString(container)
             c.pointee.call_case = BERTH__V1__REQUEST__CALL_WAIT
             c.pointee.wait = m
         case .listContainers(let all):
@@ -630,7 +630,7 @@ extension Arena {
         case .removeContainer(let container, let force):
             let m: UnsafeMutablePointer<Berth__V1__RemoveContainerRequest> =
                 message(berth__v1__remove_container_request__init)
-            m.pointee.container = string(container)
+            m.pointee.container = cString(container)
             m.pointee.force = force ? 1 : 0
             c.pointee.call_case = BERTH__V1__REQUEST__CALL_REMOVE_CONTAINER
             c.pointee.remove_container = m
@@ -723,7 +723,7 @@ extension Arena {
             c.pointee.import_image = m
         case .listImages(let images):
             let m: UnsafeMutablePointer<Berth__V1__ListImagesResponse> = message(berth__v1__list_images_response__init)
-            (m.pointee.n_images, m.pointee.images) = array(images, image)
+            (m.pointee.n_images, m.pointee.images) = cArray(images, image)
             c.pointee.result_case = BERTH__V1__RESPONSE__RESULT_LIST_IMAGES
             c.pointee.list_images = m
         case .createContainer(let container):
@@ -749,13 +749,13 @@ extension Arena {
         case .listContainers(let containers):
             let m: UnsafeMutablePointer<Berth__V1__ListContainersResponse> =
                 message(berth__v1__list_containers_response__init)
-            (m.pointee.n_containers, m.pointee.containers) = array(containers, self.container)
+            (m.pointee.n_containers, m.pointee.containers) = cArray(containers, self.container)
             c.pointee.result_case = BERTH__V1__RESPONSE__RESULT_LIST_CONTAINERS
             c.pointee.list_containers = m
         case .removeContainer(let id):
             let m: UnsafeMutablePointer<Berth__V1__RemoveContainerResponse> =
                 message(berth__v1__remove_container_response__init)
-            m.pointee.id = string(id)
+            m.pointee.id = cString(id)
             c.pointee.result_case = BERTH__V1__RESPONSE__RESULT_REMOVE_CONTAINER
             c.pointee.remove_container = m
         }
