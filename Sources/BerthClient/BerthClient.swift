@@ -143,23 +143,16 @@ public final class BerthClient: Sendable {
 
     /// Creates and starts a container and streams its output. Returns once it runs.
     public func run(_ spec: ContainerSpec) async throws -> ContainerRun {
-        let (events, continuation) = AsyncStream<StreamEvent>.makeStream()
-        let stream = try connection.openStream(.run(spec), end: true) { event in
-            continuation.yield(event)
-            switch event {
-            case .cancelled, .response(_, end: true), .data(_, end: true): continuation.finish()
-            default: break
-            }
-        }
-        var iterator = events.makeAsyncIterator()
+        let events = EventQueue()
+        let stream = try connection.openStream(.run(spec), end: true) { event in events.push(event) }
         let first = await withTaskCancellationHandler {
-            await iterator.next()
+            await events.next()
         } onCancel: {
             stream.cancel(BerthError(.cancelled, "run cancelled by the client"))
         }
         switch first {
         case .response(.run(.started(let container)), _)?:
-            return ContainerRun(container: container, stream: stream, iterator: iterator)
+            return ContainerRun(container: container, stream: stream, events: events)
         case .response(.error(let error), _)?:
             throw error
         case .cancelled(let error)?:
@@ -229,17 +222,13 @@ public final class ContainerRun: Sendable {
     /// The container as it started (id, name, pid).
     public let container: Container
     let stream: Stream
-    let state: Mutex<State>
+    let events: EventQueue
+    let exit = Mutex<Result<ExitStatus, BerthError>?>(nil)
 
-    struct State {
-        var iterator: AsyncStream<StreamEvent>.Iterator?
-        var exit: Result<ExitStatus, BerthError>?
-    }
-
-    init(container: Container, stream: Stream, iterator: AsyncStream<StreamEvent>.Iterator) {
+    init(container: Container, stream: Stream, events: EventQueue) {
         self.container = container
         self.stream = stream
-        self.state = Mutex(State(iterator: iterator))
+        self.events = events
     }
 
     /// The container's stdout and stderr chunks, in the order it wrote them (per
@@ -254,7 +243,7 @@ public final class ContainerRun: Sendable {
     /// The exit status, once the container has exited; output not yet read is discarded.
     public func exitStatus() async throws -> ExitStatus {
         while try await nextChunk() != nil {}
-        switch state.withLock({ $0.exit }) {
+        switch exit.withLock({ $0 }) {
         case .success(let s)?: return s
         case .failure(let e)?: throw e
         case nil: throw BerthError(.internal, "run stream ended without an exit status")
@@ -263,38 +252,31 @@ public final class ContainerRun: Sendable {
 
     /// The next output chunk, or nil after the exit status arrived.
     func nextChunk() async throws -> Chunk? {
-        guard var iterator = state.withLock({ s -> AsyncStream<StreamEvent>.Iterator? in
-            let it = s.iterator
-            s.iterator = nil
-            return it
-        }) else {
-            if case .failure(let e)? = state.withLock({ $0.exit }) { throw e }
-            return nil
+        switch exit.withLock({ $0 }) {
+        case .success?: return nil
+        case .failure(let e)?: throw e
+        case nil: break
         }
         let event = await withTaskCancellationHandler {
-            await iterator.next()
+            await events.next()
         } onCancel: { [stream] in
             stream.cancel(BerthError(.cancelled, "run cancelled by the client"))
         }
+        let result: Result<ExitStatus, BerthError>
         switch event {
         case .data(let chunk, _)?:
             stream.consumed(chunk)
-            state.withLock { $0.iterator = iterator }
             return chunk
         case .response(.run(.exit(let status)), _)?:
-            state.withLock { $0.exit = .success(status) }
-            return nil
-        case .response(.error(let error), _)?:
-            state.withLock { $0.exit = .failure(error) }
-            throw error
-        case .cancelled(let error)?:
-            state.withLock { $0.exit = .failure(error) }
-            throw error
+            result = .success(status)
+        case .response(.error(let error), _)?, .cancelled(let error)?:
+            result = .failure(error)
         case .response?, nil:
-            let error = BerthError(.internal, "run stream ended without an exit status")
-            state.withLock { $0.exit = .failure(error) }
-            throw error
+            result = .failure(BerthError(.internal, "run stream ended without an exit status"))
         }
+        exit.withLock { $0 = result }
+        if case .failure(let e) = result { throw e }
+        return nil
     }
 
     /// The output of a run as an `AsyncSequence` of chunks.
@@ -302,12 +284,64 @@ public final class ContainerRun: Sendable {
         public typealias Element = Chunk
         let run: ContainerRun
 
+        /// Iterates the chunks; throws if the run failed or was cancelled.
         public struct AsyncIterator: AsyncIteratorProtocol {
             let run: ContainerRun
             public mutating func next() async throws -> Chunk? { try await run.nextChunk() }
         }
 
         public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(run: run) }
+    }
+}
+
+/// The events of one stream, pushed by the connection's reader thread and taken by
+/// one async consumer. Unbounded here, but bounded in practice: the agent sends DATA
+/// only within the window, which grows only as the consumer takes chunks.
+final class EventQueue: Sendable {
+    struct State {
+        var buffer: [StreamEvent] = []
+        var head = 0
+        var waiter: CheckedContinuation<StreamEvent?, Never>?
+        var finished = false
+    }
+    let state = Mutex(State())
+
+    func push(_ event: StreamEvent) {
+        let waiter = state.withLock { s -> CheckedContinuation<StreamEvent?, Never>? in
+            if s.finished { return nil }
+            switch event {
+            case .cancelled, .response(_, end: true), .data(_, end: true): s.finished = true
+            default: break
+            }
+            if let w = s.waiter {
+                s.waiter = nil
+                return w
+            }
+            s.buffer.append(event)
+            return nil
+        }
+        waiter?.resume(returning: event)
+    }
+
+    /// The next event; nil once the stream has ended and every event was taken.
+    func next() async -> StreamEvent? {
+        await withCheckedContinuation { cont in
+            let ready = state.withLock { s -> StreamEvent?? in
+                if s.head < s.buffer.count {
+                    let e = s.buffer[s.head]
+                    s.head += 1
+                    if s.head > 64 && s.head * 2 > s.buffer.count {
+                        s.buffer.removeFirst(s.head)
+                        s.head = 0
+                    }
+                    return .some(e)
+                }
+                if s.finished { return .some(nil) }
+                s.waiter = cont
+                return nil
+            }
+            if let ready { cont.resume(returning: ready) }
+        }
     }
 }
 

@@ -406,6 +406,8 @@ extension Container {
         createdUnix = c.created_unix
         startedUnix = c.started_unix
         exit = c.exit.map { ExitStatus($0.pointee) }
+        imageID = string(c.image_id)
+        pidStartTime = c.pid_start_time
     }
 
     fileprivate init(_ c: UnsafeMutablePointer<Berth__V1__Container>?) {
@@ -454,6 +456,8 @@ extension Arena {
         c.pointee.created_unix = container.createdUnix
         c.pointee.started_unix = container.startedUnix
         c.pointee.exit = container.exit.map(exitStatus)
+        c.pointee.image_id = cString(container.imageID)
+        c.pointee.pid_start_time = container.pidStartTime
         return c
     }
 }

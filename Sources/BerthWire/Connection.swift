@@ -198,6 +198,8 @@ public final class Connection: Sendable {
     func cancelStream(_ id: UInt32, _ reason: BerthError?) {
         state.withLock { s in
             guard s.streams[id] != nil else { return }
+            // The local side learns of it too: whoever waits on the stream must wake up.
+            deliver(&s, id, .cancelled(reason ?? BerthError(.cancelled, "stream \(id) was cancelled")))
             s.streams[id] = nil
             if !s.closed {
                 enqueue(&s, Frame(streamID: id, type: .cancel, payload: Cancel(reason: reason).wireEncoded()))

@@ -38,6 +38,8 @@ private let fullContainer: Container = {
     container.pid = -42
     container.createdUnix = Int64.min
     container.startedUnix = Int64.max
+    container.imageID = "sha256:" + String(repeating: "ab", count: 32)
+    container.pidStartTime = 123_456_789
     container.exit = ExitStatus(exitCode: 137, signal: 9, finishedUnix: 1_700_000_000)
     return container
 }()
