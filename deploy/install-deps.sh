@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what building, running and testing Berth needs on Debian 12, from Debian's
+# packages only. Idempotent: apt-get is skipped when everything is already there.
+set -euo pipefail
+packages=(
+  pkg-config              # finds the C libraries below for SwiftPM
+  protobuf-c-compiler     # protoc-c: regenerates/checks Sources/CBerthProto
+  libprotobuf-c-dev       # the wire encoding
+  libarchive-dev          # reading image tarballs (plain and gzip)
+  libssl-dev              # libcrypto: SHA-256 image ids
+  busybox-static          # the test image (deploy/make-test-image.sh)
+  iproute2                # tests inspect namespaces with ip(8)
+  util-linux              # nsenter/unshare/mount used by tests
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+  echo "installed: ${missing[*]}"
+fi
+if ! command -v swift >/dev/null; then
+  if [ -x /opt/swift/usr/bin/swift ]; then
+    echo "swift is at /opt/swift/usr/bin: add it to PATH" >&2
+  else
+    echo "Swift 6 is required: install a toolchain from swift.org and put it on PATH" >&2
+  fi
+  exit 1
+fi
