@@ -44,7 +44,7 @@ let package = Package(
         .executableTarget(name: "berth", dependencies: ["BerthClient", "BerthSystem"]),
 
         .testTarget(name: "BerthWireTests", dependencies: ["BerthWire", "BerthSystem"]),
-        .testTarget(name: "BerthRuntimeTests", dependencies: ["BerthRuntime", "BerthSystem", "CBerthShim"]),
+        .testTarget(name: "BerthRuntimeTests", dependencies: ["BerthRuntime", "BerthSystem", "BerthErrors", "CBerthShim"]),
         .testTarget(name: "BerthIntegrationTests", dependencies: ["BerthClient", "BerthWire", "BerthSystem"]),
     ]
 )

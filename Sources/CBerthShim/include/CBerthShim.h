@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include "berth_spawn.h"
 
 /// pipe2(2).
 int berth_pipe2(int fds[2], int flags);

@@ -1,0 +1,82 @@
+#ifndef BERTH_SPAWN_H
+#define BERTH_SPAWN_H
+// The pre-exec path of a container, in two phases (spawn.c):
+//
+//   berth_spawn_start   clone3 the child into new ipc/net/mnt/pid/uts namespaces; it blocks
+//                       on a sync pipe. The caller now has its pid and pidfd and may put it
+//                       into cgroups or move a veth into its network namespace.
+//   berth_spawn_finish  let the child go on: mounts, pivot_root, hostname, loopback,
+//                       working dir, credentials, execve. Returns 0 once exec succeeded,
+//                       or -1 with the failed step in a berth_spawn_error.
+//   berth_spawn_abort   kill and reap a child that was started but should not run.
+//
+// Everything the child needs is prepared by the caller before berth_spawn_start: the child
+// never allocates and calls nothing but plain syscalls and fixed-buffer string formatting.
+#include <sys/types.h>
+
+/// What a container's child process needs. The child reads it in its own copy of the
+/// address space (clone3 without CLONE_VM), so it must be complete and valid when
+/// berth_spawn_start is called; the caller may free it once that returns.
+struct berth_spawn_config {
+    /// Absolute path of the root file system (a directory) on the host.
+    const char *rootfs;
+    /// The container's host name; empty keeps the one copied into the new UTS namespace.
+    const char *hostname;
+    /// Absolute working directory inside the container; created (mkdir -p) when missing.
+    const char *workdir;
+    /// The command and its arguments, NULL-terminated; argv[0] is resolved like execvp
+    /// does, but against the PATH in `envp`.
+    char *const *argv;
+    /// The container's environment, NULL-terminated.
+    char *const *envp;
+    /// The user and group the command runs as (supplementary groups are cleared).
+    uid_t uid;
+    gid_t gid;
+    /// Descriptors that become the container's 0, 1 and 2 (they may be any numbers).
+    int stdin_fd;
+    int stdout_fd;
+    int stderr_fd;
+};
+
+/// A started child, between berth_spawn_start and berth_spawn_finish / berth_spawn_abort.
+struct berth_spawn_handle {
+    /// The child's pid in the caller's pid namespace.
+    pid_t pid;
+    /// A pidfd for the child (O_CLOEXEC); owned by the caller after a successful finish.
+    int pidfd;
+    // Private: the sync pipe (both ends stay with the parent until finish, so the go
+    // write never meets EPIPE/SIGPIPE) and the read end of the error pipe.
+    int sync_read;
+    int sync_write;
+    int error_read;
+};
+
+#define BERTH_SPAWN_STEP_MAX 32
+#define BERTH_SPAWN_DETAIL_MAX 256
+
+/// The record a failing child writes (with one write(2)) before `_exit(127)`.
+/// For step "exec" `detail` is the whole message (`exec "x": executable file not found
+/// in $PATH`); for other steps it names the object (a path such as "/proc") or is empty.
+struct berth_spawn_error {
+    /// Which step failed: "mount", "pivot_root", "setuid", "exec", ...
+    char step[BERTH_SPAWN_STEP_MAX];
+    /// The errno of the failed call.
+    int err;
+    /// See above. Always NUL-terminated.
+    char detail[BERTH_SPAWN_DETAIL_MAX];
+};
+
+/// Clones the child (clone3 with CLONE_NEW{IPC,NET,NS,PID,UTS} | CLONE_PIDFD) and leaves
+/// it waiting. Returns 0 and fills `out`, or -1 with errno set and nothing left behind.
+int berth_spawn_start(const struct berth_spawn_config *cfg, struct berth_spawn_handle *out);
+
+/// Tells the child to go on and waits until it has exec'd (returns 0; `h->pid` and
+/// `h->pidfd` now belong to the caller, who reaps the pid) or failed (returns -1 with
+/// `err` filled; the child has been reaped and `h->pidfd` closed).
+int berth_spawn_finish(struct berth_spawn_handle *h, struct berth_spawn_error *err);
+
+/// Kills (SIGKILL through the pidfd) and reaps a started child and closes every
+/// descriptor of `h`. Safe to call on a handle that was already finished or aborted.
+void berth_spawn_abort(struct berth_spawn_handle *h);
+
+#endif
