@@ -45,6 +45,7 @@ let package = Package(
 
         .testTarget(name: "BerthWireTests", dependencies: ["BerthWire", "BerthSystem"]),
         .testTarget(name: "BerthRuntimeTests", dependencies: ["BerthRuntime", "BerthSystem", "BerthErrors", "CBerthShim"]),
-        .testTarget(name: "BerthIntegrationTests", dependencies: ["BerthClient", "BerthWire", "BerthSystem"]),
+        // Starts real berthd processes (root) and drives them with BerthClient and the berth binary.
+        .testTarget(name: "BerthIntegrationTests", dependencies: ["BerthClient", "BerthWire", "BerthSystem", "berthd", "berth"]),
     ]
 )

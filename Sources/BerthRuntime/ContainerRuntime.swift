@@ -180,9 +180,9 @@ public final class ContainerRuntime: Sendable {
         let spec = record.spec
         var rootfs = spec.rootfs
         if rootfs.isEmpty {
-            let image = try images.resolve(id: record.imageID, name: record.image)
+            let lower = try images.rootfs(id: record.imageID)
             rootfs = mountPoint(id)
-            try Rootfs.mountOverlay(lower: image.rootfs, upper: containerDir(id) + "/upper",
+            try Rootfs.mountOverlay(lower: lower, upper: containerDir(id) + "/upper",
                                     work: containerDir(id) + "/work", target: rootfs)
         }
         var opened: [FileDescriptor] = []

@@ -1,0 +1,241 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import BerthClient
+import BerthSystem
+import Testing
+
+/// Integration tests need root: they start real agents that create namespaces and mounts.
+let isRoot = geteuid() == 0
+
+/// The directory holding the test runner, and so the berthd and berth binaries.
+let binDir: String = {
+    var buf = [UInt8](repeating: 0, count: 4096)
+    let n = buf.withUnsafeMutableBytes { readlink("/proc/self/exe", $0.baseAddress!.assumingMemoryBound(to: CChar.self), 4095) }
+    return Files.dirname(of: String(decoding: buf[0..<max(0, n)], as: UTF8.self))
+}()
+
+/// The repository root (for deploy/make-test-image.sh).
+let repoRoot: String = {
+    var path = #filePath
+    for _ in 0..<3 { path = Files.dirname(of: path) }
+    return path
+}()
+
+/// The result of running a program.
+struct ProcessOutput {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+}
+
+/// Runs `argv` with posix_spawn, capturing stdout and stderr (through files, so a
+/// chatty program cannot fill a pipe and stall), and waits for it.
+func runProgram(_ argv: [String], env extra: [String] = [], stdin: String? = nil) throws -> ProcessOutput {
+    let dir = try TempDir("berth-run")
+    defer { dir.remove() }
+    let outPath = dir.path + "/out", errPath = dir.path + "/err", inPath = dir.path + "/in"
+    try Files.writeAtomically(inPath, Array((stdin ?? "").utf8))
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 0, inPath, O_RDONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+    posix_spawn_file_actions_addopen(&actions, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+    var env = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"] + extra
+    let pid = try spawn(argv, &env, &actions)
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    let code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+    return ProcessOutput(status: code,
+                         stdout: (try? Files.readString(outPath)) ?? "",
+                         stderr: (try? Files.readString(errPath)) ?? "")
+}
+
+func spawn(_ argv: [String], _ env: inout [String], _ actions: inout posix_spawn_file_actions_t) throws -> pid_t {
+    var cArgs = argv.map { strdup($0) } + [nil]
+    var cEnv = env.map { strdup($0) } + [nil]
+    defer { for p in cArgs + cEnv { free(p) } }
+    var pid: pid_t = 0
+    let rc = posix_spawn(&pid, argv[0], &actions, nil, &cArgs, &cEnv)
+    if rc != 0 { throw Errno(rawValue: rc).error("posix_spawn \(argv[0])") }
+    return pid
+}
+
+/// A temporary directory, removed (never across a mount) by `remove()`.
+struct TempDir: Sendable {
+    let path: String
+    init(_ prefix: String) throws {
+        var template = Array("/tmp/\(prefix)-XXXXXX".utf8CString)
+        guard let p = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
+            throw Errno.current.error("mkdtemp")
+        }
+        path = String(cString: p)
+    }
+    func remove() { try? Files.removeTree(path) }
+}
+
+/// The busybox test image tarball, built once per test run by the project's script.
+let testImage: Result<String, BerthError> = {
+    let path = "/tmp/berth-test-busybox-\(getpid()).tar"
+    do {
+        let r = try runProgram(["/bin/bash", repoRoot + "/deploy/make-test-image.sh", path])
+        guard r.status == 0 else { return .failure(BerthError(.internal, "make-test-image.sh failed: \(r.stderr)")) }
+        atexit { unlink("/tmp/berth-test-busybox-\(getpid()).tar") }
+        return .success(path)
+    } catch {
+        return .failure(error.berthError("make-test-image"))
+    }
+}()
+
+/// A real berthd in a private set of dirs, stopped and cleaned up by `stop()`.
+final class TestAgent: Sendable {
+    let dir: TempDir
+    let pid: pid_t
+    let socket: String
+    let address: String
+    let tcpPort: UInt16?
+
+    /// Starts berthd and waits until it answers Hello.
+    init(tcpPort: UInt16? = nil, extraArgs: [String] = []) async throws {
+        dir = try TempDir("berth-it")
+        socket = dir.path + "/berth.sock"
+        address = "unix://" + socket
+        self.tcpPort = tcpPort
+        var argv = [binDir + "/berthd", "--socket", socket, "--state-dir", dir.path + "/state",
+                    "--run-dir", dir.path + "/run", "--node-name", "test-node"] + extraArgs
+        if let tcpPort { argv += ["--listen", "tcp://127.0.0.1:\(tcpPort)"] }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, dir.path + "/berthd.log", O_WRONLY | O_CREAT | O_APPEND, 0o600)
+        posix_spawn_file_actions_addopen(&actions, 2, dir.path + "/berthd.log", O_WRONLY | O_CREAT | O_APPEND, 0o600)
+        var env = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]
+        pid = try spawn(argv, &env, &actions)
+        for _ in 0..<200 {
+            if let client = try? await BerthClient.connect(to: address) { client.close(); return }
+            var status: Int32 = 0
+            if waitpid(pid, &status, WNOHANG) == pid {
+                let log = (try? Files.readString(dir.path + "/berthd.log")) ?? ""
+                dir.remove()
+                throw BerthError(.unavailable, "berthd exited during start-up: \(log)")
+            }
+            usleep(50_000)
+        }
+        kill(pid, SIGKILL)
+        dir.remove()
+        throw BerthError(.unavailable, "berthd did not answer within 10 s")
+    }
+
+    func connect() async throws -> BerthClient {
+        try await BerthClient.connect(to: address)
+    }
+
+    /// The berth CLI against this agent.
+    func cli(_ args: [String], stdin: String? = nil) throws -> ProcessOutput {
+        try runProgram([binDir + "/berth", "-H", address] + args, stdin: stdin)
+    }
+
+    /// A client with the busybox image imported as `busybox`.
+    func clientWithImage() async throws -> BerthClient {
+        let client = try await connect()
+        _ = try await client.importImage(name: "busybox", path: try testImage.get())
+        return client
+    }
+
+    var log: String { (try? Files.readString(dir.path + "/berthd.log")) ?? "" }
+
+    /// SIGTERM, wait for a clean exit, then remove the dirs. Returns berthd's exit status.
+    @discardableResult
+    func stop() -> Int32 {
+        kill(pid, SIGTERM)
+        var status: Int32 = 0
+        var waited = false
+        for _ in 0..<300 {
+            if waitpid(pid, &status, WNOHANG) == pid { waited = true; break }
+            usleep(50_000)
+        }
+        if !waited {
+            kill(pid, SIGKILL)
+            waitpid(pid, &status, 0)
+        }
+        // Nothing may stay mounted under the agent's dirs once it is gone.
+        if let mounts = try? Files.readString("/proc/self/mountinfo") {
+            for line in mounts.split(separator: "\n") where line.contains(dir.path) {
+                let fields = line.split(separator: " ")
+                if fields.count > 4 { umount2(String(fields[4]), Int32(MNT_DETACH)) }
+            }
+        }
+        dir.remove()
+        return waited ? (status >> 8) & 0xff : -1
+    }
+
+    /// Whether anything is mounted under the agent's dirs.
+    var mountsLeft: [String] {
+        guard let mounts = try? Files.readString("/proc/self/mountinfo") else { return [] }
+        return mounts.split(separator: "\n").compactMap { line in
+            let fields = line.split(separator: " ")
+            return fields.count > 4 && fields[4].hasPrefix(dir.path) ? String(fields[4]) : nil
+        }
+    }
+}
+
+/// Runs `body` with a fresh agent and always stops it.
+func withAgent<T>(tcpPort: UInt16? = nil, _ body: (TestAgent) async throws -> T) async throws -> T {
+    let agent = try await TestAgent(tcpPort: tcpPort)
+    do {
+        let result = try await body(agent)
+        agent.stop()
+        return result
+    } catch {
+        let log = agent.log
+        agent.stop()
+        Issue.record("berthd log:\n\(log)")
+        throw error
+    }
+}
+
+/// Collects a run's output per channel and its exit status.
+func collect(_ run: ContainerRun) async throws -> (stdout: String, stderr: String, status: ExitStatus) {
+    var out: [UInt8] = [], err: [UInt8] = []
+    for try await chunk in run.output {
+        if chunk.channel == .stderr { err += chunk.data } else { out += chunk.data }
+    }
+    let status = try await run.exitStatus()
+    return (String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self), status)
+}
+
+func spec(_ args: [String], image: String = "busybox", rm: Bool = true, name: String = "", hostname: String = "") -> ContainerSpec {
+    var s = ContainerSpec()
+    s.image = image
+    s.args = args
+    s.autoRemove = rm
+    s.name = name
+    s.hostname = hostname
+    return s
+}
+
+/// Expects `body` to throw a BerthError with `code` (and `reason` when given).
+func expectError<T>(_ code: BerthError.Code, reason: String? = nil, contains: String? = nil,
+                    _ body: () async throws -> T, sourceLocation: SourceLocation = #_sourceLocation) async {
+    do {
+        _ = try await body()
+        Issue.record("expected \(code), got success", sourceLocation: sourceLocation)
+    } catch let e as BerthError {
+        #expect(e.code == code, "\(e)", sourceLocation: sourceLocation)
+        if let reason { #expect(e.reason == reason, "\(e)", sourceLocation: sourceLocation) }
+        if let contains { #expect(e.message.contains(contains), "\(e.message)", sourceLocation: sourceLocation) }
+    } catch {
+        Issue.record("expected BerthError \(code), got \(error)", sourceLocation: sourceLocation)
+    }
+}
+
+/// Host namespace inode links, e.g. "net:[4026531840]".
+func hostNamespaces() -> [String] {
+    ["ipc", "net", "mnt", "pid", "uts"].map { ns in
+        var buf = [UInt8](repeating: 0, count: 256)
+        let n = buf.withUnsafeMutableBytes { readlink("/proc/self/ns/\(ns)", $0.baseAddress!.assumingMemoryBound(to: CChar.self), 255) }
+        return String(decoding: buf[0..<max(0, n)], as: UTF8.self)
+    }
+}
