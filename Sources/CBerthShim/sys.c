@@ -31,3 +31,7 @@ void berth_set_thread_name(const char *name) { (void)pthread_setname_np(pthread_
 
 #include <sys/random.h>
 ssize_t berth_getrandom(void *buf, size_t len) { return getrandom(buf, len, 0); }
+
+int berth_syncfs(int fd) { return syncfs(fd); }
+
+_Static_assert(BERTH_O_PATH == O_PATH, "BERTH_O_PATH must match O_PATH");

@@ -18,6 +18,11 @@ ssize_t berth_getrandom(void *buf, size_t len);
 void berth_set_thread_name(const char *name);
 /// pidfd_send_signal(2).
 int berth_pidfd_send_signal(int pidfd, int sig);
+/// syncfs(2): flush the file system holding `fd` (glibc declares it only under _GNU_SOURCE).
+int berth_syncfs(int fd);
+
+/// O_PATH (open(2)), which glibc's headers define only under _GNU_SOURCE.
+#define BERTH_O_PATH 010000000
 
 #define BERTH_RESOLVE_NO_XDEV 0x01
 #define BERTH_RESOLVE_NO_MAGICLINKS 0x02
