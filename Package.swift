@@ -36,7 +36,7 @@ let package = Package(
         // Images, root filesystems, containers and their on-disk state.
         .target(name: "BerthRuntime", dependencies: ["BerthErrors", "BerthSystem", "BerthWire", "CBerthShim", "CArchive", "CCrypto"]),
         // The agent: listeners, handshake, call dispatch.
-        .target(name: "BerthAgent", dependencies: ["BerthErrors", "BerthSystem", "BerthWire", "BerthRuntime"]),
+        .target(name: "BerthAgent", dependencies: ["BerthErrors", "BerthSystem", "BerthWire", "BerthRuntime", "CBerthShim"]),
         // The client library; never imports agent internals.
         .target(name: "BerthClient", dependencies: ["BerthErrors", "BerthSystem", "BerthWire"]),
 

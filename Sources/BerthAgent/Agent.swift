@@ -234,7 +234,7 @@ public final class Agent: Sendable {
             do { devNull = try FileDescriptor.open("/dev/null", O_RDONLY) } catch { err.read.close(); err.write.close(); throw error }
         } catch {
             out.read.close(); out.write.close()
-            try? runtime.remove(container.id, force: true)
+            _ = try? runtime.remove(container.id, force: true)
             throw error
         }
         let started: Container, waiter: ExitWaiter
@@ -242,7 +242,7 @@ public final class Agent: Sendable {
             (started, waiter) = try runtime.start(container.id, io: .fds(stdin: devNull, stdout: out.write, stderr: err.write))
         } catch {
             for fd in [out.read, out.write, err.read, err.write, devNull] { fd.close() }
-            if spec.autoRemove { try? runtime.remove(container.id, force: true) }
+            if spec.autoRemove { _ = try? runtime.remove(container.id, force: true) }
             throw error
         }
         // The container holds the write ends now; ours must go so EOF can arrive.

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import BerthErrors
 import BerthSystem
+import CBerthShim
 
 /// A listening socket and the thread that accepts on it.
 final class Listener: Sendable {
@@ -16,7 +17,7 @@ final class Listener: Sendable {
 
     /// Binds and listens. A Unix socket gets mode 0660; a stale socket file left by a
     /// dead agent is replaced, a live one is an error.
-    static func open(_ address: SocketAddress) throws(BerthError) -> Listener {
+    static func open(_ address: SocketAddress) throws -> Listener {
         switch address {
         case .unix(let path):
             guard path.utf8.count < 108 else { throw BerthError(.invalidArgument, "socket path \(path) is longer than 107 bytes") }
@@ -30,7 +31,7 @@ final class Listener: Sendable {
             }
             let fd = FileDescriptor(rawValue: try sys("socket") { socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) })
             do {
-                try SocketAddress.withSockaddr(.unix(path: path)) { (sa, len) throws(BerthError) in
+                _ = try SocketAddress.withSockaddr(.unix(path: path)) { (sa, len) throws(BerthError) in
                     try sys("bind \(path)") { bind(fd.rawValue, sa, len) }
                 }
                 try sys("chmod \(path)") { chmod(path, 0o660) }
@@ -47,7 +48,7 @@ final class Listener: Sendable {
             do {
                 var one: Int32 = 1
                 _ = setsockopt(fd.rawValue, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-                try SocketAddress.withSockaddr(.tcp(host: resolved, port: port)) { (sa, len) throws(BerthError) in
+                _ = try SocketAddress.withSockaddr(.tcp(host: resolved, port: port)) { (sa, len) throws(BerthError) in
                     try sys("bind \(address)") { bind(fd.rawValue, sa, len) }
                 }
                 try sys("listen \(address)") { listen(fd.rawValue, 128) }
@@ -63,7 +64,7 @@ final class Listener: Sendable {
     func acceptLoop(_ handle: @escaping @Sendable (FileDescriptor, String) -> Void) {
         startThread("berth-accept") { [self] in
             while true {
-                let c = accept4(fd.rawValue, nil, nil, Int32(SOCK_CLOEXEC.rawValue))
+                let c = berth_accept(fd.rawValue)
                 if c < 0 {
                     if errno == EINTR || errno == ECONNABORTED || errno == EMFILE || errno == ENFILE {
                         if errno == EMFILE || errno == ENFILE { usleep(100_000) }

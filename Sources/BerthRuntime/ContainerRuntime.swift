@@ -252,7 +252,7 @@ public final class ContainerRuntime: Sendable {
         try? persist(entry.record)
         entry.exits.record(status)
         if entry.record.spec.autoRemove {
-            try? remove(id, force: false)
+            _ = try? remove(id, force: false)
         }
     }
 

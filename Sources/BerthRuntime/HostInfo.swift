@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import BerthSystem
+import CBerthShim
 
 /// Facts about the host the agent runs on, for `Info`.
 public struct HostInfo: Sendable {
@@ -21,8 +22,6 @@ public struct HostInfo: Sendable {
         func field<T>(_ value: T) -> String {
             withUnsafeBytes(of: value) { raw in String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self) }
         }
-        var si = sysinfo()
-        sysinfo(&si)
         return HostInfo(
             hostname: Host.hostname,
             kernel: field(u.release),
@@ -30,7 +29,7 @@ public struct HostInfo: Sendable {
             architecture: field(u.machine),
             cgroupLayout: CgroupLayout.detect(),
             cpus: UInt32(max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))),
-            memoryBytes: UInt64(si.totalram) * UInt64(si.mem_unit))
+            memoryBytes: berth_total_ram())
     }
 
     static func osRelease() -> String {
@@ -61,9 +60,8 @@ public enum CgroupLayout: String, Sendable {
     }
 
     private static func fsType(_ path: String) -> Int? {
-        var st = statfs()
-        guard statfs(path, &st) == 0 else { return nil }
-        return Int(st.f_type)
+        let type = berth_statfs_type(path)
+        return type < 0 ? nil : Int(type)
     }
 }
 

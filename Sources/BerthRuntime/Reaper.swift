@@ -23,7 +23,7 @@ public final class Reaper: Sendable {
     private let nextToken: ConditionLock<UInt64>
 
     public init() throws {
-        epfd = try sys("epoll_create1") { epoll_create1(Int32(EPOLL_CLOEXEC)) }
+        epfd = try sys("epoll_create1") { berth_epoll_create() }
         pending = ConditionLock([:])
         nextToken = ConditionLock(1)
         startThread("berth-reaper") { [self] in loop() }
@@ -51,7 +51,7 @@ public final class Reaper: Sendable {
                 var code: Int32 = 0, signaled: Int32 = 0
                 let r = berth_wait_pidfd(entry.pidfd.rawValue, WNOHANG, &code, &signaled)
                 if r == 0 { continue }  // readable but not yet reapable: try again on the next wakeup
-                _ = epoll_ctl(epfd, EPOLL_CTL_DEL, entry.pidfd.rawValue, nil)
+                _ = berth_epoll_del(epfd, entry.pidfd.rawValue)
                 pending.withLock { $0[token] = nil }
                 let exit: ProcessExit
                 if r < 0 {

@@ -9,7 +9,7 @@ import BerthSystem
 enum Rootfs {
     /// Mounts `overlay` at `target` with the image's `lower` dir and the container's
     /// `upper` and `work` dirs (created here when missing).
-    static func mountOverlay(lower: String, upper: String, work: String, target: String) throws(BerthError) {
+    static func mountOverlay(lower: String, upper: String, work: String, target: String) throws {
         for path in [lower, upper, work, target] where path.contains(where: { $0 == "," || $0 == ":" || $0 == "\\" }) {
             // overlayfs splits its options on these characters.
             throw BerthError(.invalidArgument, "path \(path) contains a character overlayfs cannot take (, : \\)")

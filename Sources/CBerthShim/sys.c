@@ -64,3 +64,30 @@ int berth_wait_pidfd(int pidfd, int options, int *code, int *signaled) {
     *code = info.si_status;
     return 1;
 }
+
+int berth_syncfs(int fd) { return syncfs(fd); }
+
+_Static_assert(BERTH_O_PATH == O_PATH, "BERTH_O_PATH must match O_PATH");
+
+#include <sys/sysinfo.h>
+#include <sys/vfs.h>
+
+int berth_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
+
+int berth_epoll_del(int epfd, int fd) { return epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL); }
+
+uint64_t berth_total_ram(void) {
+    struct sysinfo si;
+    if (sysinfo(&si) != 0) return 0;
+    return (uint64_t)si.totalram * (uint64_t)si.mem_unit;
+}
+
+long berth_statfs_type(const char *path) {
+    struct statfs st;
+    if (statfs(path, &st) != 0) return -1;
+    return (long)st.f_type;
+}
+
+#include <sys/socket.h>
+
+int berth_accept(int fd) { return accept4(fd, NULL, NULL, SOCK_CLOEXEC); }

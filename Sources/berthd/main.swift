@@ -26,7 +26,8 @@ Options:
 
 func fail(_ message: String, code: Int32) -> Never {
     let text = code == 64 ? "Error: \(message)\n\(usage)" : "berthd: \(message)\n"
-    _ = text.withCString { fputs($0, stderr) }
+    let bytes = Array(text.utf8)
+    _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
     exit(code)
 }
 

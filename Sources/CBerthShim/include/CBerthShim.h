@@ -19,7 +19,22 @@ ssize_t berth_getrandom(void *buf, size_t len);
 void berth_set_thread_name(const char *name);
 /// pidfd_send_signal(2).
 int berth_pidfd_send_signal(int pidfd, int sig);
+/// syncfs(2): flush the file system holding `fd` (glibc declares it only under _GNU_SOURCE).
+int berth_syncfs(int fd);
 
+/// O_PATH (open(2)), which glibc's headers define only under _GNU_SOURCE.
+#define BERTH_O_PATH 010000000
+
+/// accept4(fd, NULL, NULL, SOCK_CLOEXEC).
+int berth_accept(int fd);
+/// epoll_create1(EPOLL_CLOEXEC).
+int berth_epoll_create(void);
+/// epoll_ctl(EPOLL_CTL_DEL).
+int berth_epoll_del(int epfd, int fd);
+/// Total RAM in bytes (sysinfo(2)); 0 on failure.
+uint64_t berth_total_ram(void);
+/// The f_type of statfs(2) on `path`; -1 with errno on failure.
+long berth_statfs_type(const char *path);
 /// epoll_ctl(EPOLL_CTL_ADD) of `fd` for EPOLLIN with `token` as its data.
 int berth_epoll_add(int epfd, int fd, uint64_t token);
 /// epoll_wait(2); stores the ready tokens in `tokens` and returns how many.
