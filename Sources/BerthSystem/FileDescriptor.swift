@@ -44,6 +44,17 @@ public struct FileDescriptor: Sendable, Hashable {
         }
     }
 
+    /// `send(2)` with `MSG_NOSIGNAL` until every byte is written: on a socket whose
+    /// peer is gone this fails with EPIPE instead of killing the process with SIGPIPE
+    /// (a library must not depend on the program ignoring SIGPIPE).
+    public func sendAll(_ bytes: UnsafeRawBufferPointer) throws {
+        var off = 0
+        while off < bytes.count {
+            let n = try syscall { Glibc.send(rawValue, bytes.baseAddress! + off, bytes.count - off, Int32(MSG_NOSIGNAL)) }
+            off += n
+        }
+    }
+
     public func writeAll(_ bytes: [UInt8]) throws {
         try bytes.withUnsafeBytes { try writeAll($0) }
     }

@@ -334,7 +334,7 @@ public final class Connection: Sendable {
             guard let batch, !batch.isEmpty else { break }
             var failed = false
             for bytes in batch {
-                do { try fd.writeAll(bytes) } catch { failed = true; break }
+                do { try bytes.withUnsafeBytes { try fd.sendAll($0) } } catch { failed = true; break }
                 state.withLock { $0.outboundBytes -= bytes.count }
             }
             if failed {

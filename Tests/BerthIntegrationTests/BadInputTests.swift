@@ -223,8 +223,8 @@ final class RawConnection {
         setsockopt(fd.rawValue, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
     }
 
-    func send(_ frame: Frame) throws { try fd.writeAll(frame.encoded()) }
-    func sendRaw(_ bytes: [UInt8]) throws { try fd.writeAll(bytes) }
+    func send(_ frame: Frame) throws { try sendRaw(frame.encoded()) }
+    func sendRaw(_ bytes: [UInt8]) throws { try bytes.withUnsafeBytes { try fd.sendAll($0) } }
 
     /// The next frame that is not a PING/PONG/WINDOW_UPDATE.
     func receive() throws -> Frame {

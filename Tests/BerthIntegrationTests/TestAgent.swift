@@ -197,7 +197,7 @@ func withAgent<T>(tcpPort: UInt16? = nil, _ body: (TestAgent) async throws -> T)
 }
 
 /// Collects a run's output per channel and its exit status.
-func collect(_ run: ContainerRun) async throws -> (stdout: String, stderr: String, status: ExitStatus) {
+func collect(_ run: ContainerRun) async throws -> (stdout: String, stderr: String, status: BerthWire.ExitStatus) {
     var out: [UInt8] = [], err: [UInt8] = []
     for try await chunk in run.output {
         if chunk.channel == .stderr { err += chunk.data } else { out += chunk.data }
@@ -218,7 +218,7 @@ func spec(_ args: [String], image: String = "busybox", rm: Bool = true, name: St
 
 /// Expects `body` to throw a BerthError with `code` (and `reason` when given).
 func expectError<T>(_ code: BerthError.Code, reason: String? = nil, contains: String? = nil,
-                    _ body: () async throws -> T, sourceLocation: SourceLocation = #_sourceLocation) async {
+                    sourceLocation: SourceLocation = #_sourceLocation, _ body: () async throws -> T) async {
     do {
         _ = try await body()
         Issue.record("expected \(code), got success", sourceLocation: sourceLocation)
