@@ -70,6 +70,9 @@ public final class Connection: Sendable {
         /// Set once the writer has drained what was queued before a GOAWAY.
         var drainThenClose = false
         var writerDone = false
+        /// The descriptor has been closed; its number may already belong to another
+        /// socket, so nothing may shut it down any more.
+        var fdClosed = false
         var lastReceived: UInt64 = Host.monotonicNanos
         var pingOutstanding = false
         var keepaliveSeconds: UInt32
@@ -146,8 +149,8 @@ public final class Connection: Sendable {
                 s.closeError = error
             }
             markClosed(&s, error ?? BerthError(.unavailable, "connection \(label) closed"))
+            if error == nil { shutdownSocket(&s) }
         }
-        if error == nil { _ = shutdown(fd.rawValue, Int32(SHUT_RDWR)) }
     }
 
     // MARK: - Stream operations (called through `Stream`)
@@ -287,8 +290,15 @@ public final class Connection: Sendable {
         if s.outboundBytes > options.writeHardLimit {
             let error = BerthError(.resourceExhausted, "peer \(label) is not reading: \(s.outboundBytes) bytes queued")
             markClosed(&s, error)
-            _ = shutdown(fd.rawValue, Int32(SHUT_RDWR))
+            shutdownSocket(&s)
         }
+    }
+
+    /// Wakes both threads by shutting the socket down, unless it is already closed.
+    /// Always called with the lock held, which the reader also holds to close the
+    /// descriptor: a closed number may already belong to another connection.
+    private func shutdownSocket(_ s: inout State) {
+        if !s.fdClosed { _ = shutdown(fd.rawValue, Int32(SHUT_RDWR)) }
     }
 
     private func deliver(_ s: inout State, _ id: UInt32, _ event: StreamEvent) {
@@ -343,8 +353,10 @@ public final class Connection: Sendable {
             }
         }
         // A GOAWAY (and what was queued before it) has been written: now end the connection.
-        _ = shutdown(fd.rawValue, Int32(SHUT_RDWR))
-        state.withLock { $0.writerDone = true }
+        state.withLock { s in
+            shutdownSocket(&s)
+            s.writerDone = true
+        }
     }
 
     // MARK: - Reader
@@ -386,10 +398,13 @@ public final class Connection: Sendable {
         // stuck on a peer that does not read. Close the descriptor only when the writer
         // can no longer touch it.
         if state.wait(timeoutNanos: 5_000_000_000, until: { $0.writerDone ? true : nil }) == nil {
-            _ = shutdown(fd.rawValue, Int32(SHUT_RDWR))
+            state.withLock { shutdownSocket(&$0) }
             _ = state.wait { $0.writerDone ? true : nil }
         }
-        fd.close()
+        state.withLock { s in
+            s.fdClosed = true
+            fd.close()
+        }
     }
 
     private func keepaliveTick(_ seconds: UInt32) {
@@ -399,7 +414,7 @@ public final class Connection: Sendable {
             if silent >= 3 * interval {
                 let error = BerthError(.unavailable, "connection \(label): keepalive timeout, nothing received for \(silent / 1_000_000_000)s")
                 markClosed(&s, error)
-                _ = shutdown(fd.rawValue, Int32(SHUT_RDWR))
+                shutdownSocket(&s)
             } else if !s.pingOutstanding {
                 s.pingOutstanding = true
                 enqueue(&s, Frame(streamID: 0, type: .ping, payload: Ping(nonce: Host.monotonicNanos).wireEncoded()))
@@ -429,8 +444,10 @@ public final class Connection: Sendable {
                 break
             case .goAway:
                 let error = (try? GoAway(wire: frame.payload))?.error ?? BerthError(.unavailable, "peer sent GOAWAY")
-                state.withLock { markClosed(&$0, error) }
-                _ = shutdown(fd.rawValue, Int32(SHUT_RDWR))
+                state.withLock { s in
+                    markClosed(&s, error)
+                    shutdownSocket(&s)
+                }
             default:
                 close(protocolError("frame type \(type) is not allowed on stream 0"))
             }
