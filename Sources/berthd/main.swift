@@ -19,6 +19,8 @@ Options:
   --listen ADDRESS     Also serve plain TCP on a loopback address, e.g. tcp://127.0.0.1:7946
   --node-name NAME     Name reported to clients (default: the host name)
   --keepalive SECONDS  Keepalive interval when a client proposes none (default 30)
+  --exit-on-stdin-eof  Shut down cleanly when standard input reaches end of file
+                       (for supervisors and tests that hand the agent a pipe)
   -h, --help           Show this help
   --version            Show the version
 
@@ -32,6 +34,7 @@ func fail(_ message: String, code: Int32) -> Never {
 }
 
 var config = AgentConfig()
+var exitOnStdinEOF = false
 var args = CommandLine.arguments.dropFirst()
 while let arg = args.popFirst() {
     func value() -> String {
@@ -46,6 +49,7 @@ while let arg = args.popFirst() {
     case "--run-dir": config.runDir = value()
     case "--listen": config.listen.append(value())
     case "--node-name": config.nodeName = value()
+    case "--exit-on-stdin-eof": exitOnStdinEOF = true
     case "--keepalive":
         let v = value()
         guard let n = UInt32(v), n > 0 else { fail("--keepalive needs a positive number of seconds, not \"\(v)\"", code: 64) }
@@ -74,6 +78,19 @@ do {
     fail(error.berthError("start").message, code: 1)
 }
 agent.serve()
+if exitOnStdinEOF {
+    // The supervisor holds the pipe's other end: its death closes it, and the agent
+    // goes down cleanly instead of living on as an orphan.
+    startThread("berth-stdin") {
+        var buf = [UInt8](repeating: 0, count: 256)
+        while true {
+            let n = buf.withUnsafeMutableBytes { read(0, $0.baseAddress, $0.count) }
+            if n > 0 || (n < 0 && errno == EINTR) { continue }
+            break
+        }
+        kill(getpid(), SIGTERM)
+    }
+}
 var sig: Int32 = 0
 sigwait(&waited, &sig)
 agent.shutdown()

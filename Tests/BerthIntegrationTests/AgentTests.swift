@@ -217,11 +217,15 @@ struct AgentTests {
         #expect(pid > 0)
         kill(agent.pid, SIGTERM)
         var status: Int32 = 0
-        for _ in 0..<200 where waitpid(agent.pid, &status, WNOHANG) != agent.pid { usleep(50_000) }
+        for _ in 0..<200 {
+            if waitpid(agent.pid, &status, WNOHANG) == agent.pid { break }
+            usleep(50_000)
+        }
         #expect((status >> 8) & 0xff == 0, "berthd exit status \(status)")
         #expect(!Files.exists(agent.socket))
         #expect(agent.mountsLeft.isEmpty)
         #expect(kill(pid, 0) != 0, "container process \(pid) survived the agent")
+        agent.lifeline.close()
         agent.dir.remove()
     }
 

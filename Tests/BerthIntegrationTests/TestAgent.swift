@@ -95,6 +95,7 @@ final class TestAgent: Sendable {
     let socket: String
     let address: String
     let tcpPort: UInt16?
+    let lifeline: FileDescriptor
 
     /// Starts berthd and waits until it answers Hello.
     init(tcpPort: UInt16? = nil, extraArgs: [String] = []) async throws {
@@ -103,27 +104,36 @@ final class TestAgent: Sendable {
         address = "unix://" + socket
         self.tcpPort = tcpPort
         var argv = [binDir + "/berthd", "--socket", socket, "--state-dir", dir.path + "/state",
-                    "--run-dir", dir.path + "/run", "--node-name", "test-node"] + extraArgs
+                    "--run-dir", dir.path + "/run", "--node-name", "test-node", "--exit-on-stdin-eof"] + extraArgs
         if let tcpPort { argv += ["--listen", "tcp://127.0.0.1:\(tcpPort)"] }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        // stdin is a pipe whose write end only this process holds (close-on-exec): if the
+        // test process dies, the agent sees EOF and shuts down instead of being orphaned.
+        let lifeline = try FileDescriptor.pipe()
+        self.lifeline = lifeline.write
+        posix_spawn_file_actions_adddup2(&actions, lifeline.read.rawValue, 0)
         posix_spawn_file_actions_addopen(&actions, 1, dir.path + "/berthd.log", O_WRONLY | O_CREAT | O_APPEND, 0o600)
         posix_spawn_file_actions_addopen(&actions, 2, dir.path + "/berthd.log", O_WRONLY | O_CREAT | O_APPEND, 0o600)
         var env = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]
         pid = try spawn(argv, &env, &actions)
+        lifeline.read.close()
         for _ in 0..<200 {
             if let client = try? await BerthClient.connect(to: address) { client.close(); return }
             var status: Int32 = 0
             if waitpid(pid, &status, WNOHANG) == pid {
                 let log = (try? Files.readString(dir.path + "/berthd.log")) ?? ""
+                lifeline.write.close()
                 dir.remove()
                 throw BerthError(.unavailable, "berthd exited during start-up: \(log)")
             }
             usleep(50_000)
         }
         kill(pid, SIGKILL)
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+        lifeline.write.close()
         dir.remove()
         throw BerthError(.unavailable, "berthd did not answer within 10 s")
     }
@@ -150,6 +160,7 @@ final class TestAgent: Sendable {
     @discardableResult
     func stop() -> Int32 {
         kill(pid, SIGTERM)
+        lifeline.close()
         var status: Int32 = 0
         var waited = false
         for _ in 0..<300 {
