@@ -41,7 +41,7 @@ let package = Package(
         .target(name: "BerthClient", dependencies: ["BerthErrors", "BerthSystem", "BerthWire"]),
 
         .executableTarget(name: "berthd", dependencies: ["BerthAgent", "BerthSystem"]),
-        .executableTarget(name: "berth", dependencies: ["BerthClient", "BerthSystem"]),
+        .executableTarget(name: "berth", dependencies: ["BerthClient", "BerthSystem", "CBerthShim"]),
 
         .testTarget(name: "BerthWireTests", dependencies: ["BerthWire", "BerthSystem"]),
         .testTarget(name: "BerthRuntimeTests", dependencies: ["BerthRuntime", "BerthSystem", "BerthErrors", "CBerthShim"]),

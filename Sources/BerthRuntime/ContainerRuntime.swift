@@ -249,11 +249,17 @@ public final class ContainerRuntime: Sendable {
         }
         guard let entry else { return }
         if entry.record.spec.rootfs.isEmpty { Rootfs.unmount(mountPoint(id)) }
-        try? persist(entry.record)
-        entry.exits.record(status)
         if entry.record.spec.autoRemove {
-            _ = try? remove(id, force: false)
+            // Removed before anyone waiting hears of the exit, so that after `run --rm`
+            // returns the container is gone, as with docker.
+            do { try remove(id, force: false) } catch {
+                log("container \(entry.record.name): auto-remove failed: \(error.berthError("remove").message)")
+                try? persist(entry.record)
+            }
+        } else {
+            try? persist(entry.record)
         }
+        entry.exits.record(status)
     }
 
     /// A waiter for the container's current (or, if it has not started, next) run.

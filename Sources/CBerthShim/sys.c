@@ -91,3 +91,33 @@ long berth_statfs_type(const char *path) {
 #include <sys/socket.h>
 
 int berth_accept(int fd) { return accept4(fd, NULL, NULL, SOCK_CLOEXEC); }
+
+#include <errno.h>
+
+static int berth_sig_write_fd = -1;
+
+static void berth_sig_handler(int sig) {
+    int saved = errno;
+    unsigned char b = (unsigned char)sig;
+    (void)!write(berth_sig_write_fd, &b, 1);
+    errno = saved;
+}
+
+int berth_signal_pipe(const int *sigs, int count) {
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) return -1;
+    // The read end blocks; only the handler's write end must never block.
+    int fl = fcntl(fds[0], F_GETFL);
+    if (fl >= 0) (void)fcntl(fds[0], F_SETFL, fl & ~O_NONBLOCK);
+    berth_sig_write_fd = fds[1];
+    for (int i = 0; i < count; i++) {
+        struct sigaction old, sa;
+        if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler == SIG_IGN) continue;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = berth_sig_handler;
+        sa.sa_flags = SA_RESTART;
+        sigemptyset(&sa.sa_mask);
+        if (sigaction(sigs[i], &sa, NULL) != 0) return -1;
+    }
+    return fds[0];
+}

@@ -124,7 +124,11 @@ enum CLI {
             }
             guard let c = find(name) else { throw UsageError(message: "unknown command \"\(name)\"; see 'berth --help'", command: nil) }
             command = c
-            if args.contains(helpFlag: true) { out(help(for: c)); return ExitCode.ok }
+            // For run and create, -h is --hostname as in docker; only --help asks for help.
+            if args.contains(helpFlag: true, shortFlag: c.name != "run" && c.name != "create") {
+                out(help(for: c))
+                return ExitCode.ok
+            }
             return try await c.run(&args, globals)
         } catch let e as UsageError {
             err("Error: \(e.message)\n\(e.command.map { "Usage: \($0.usage)" } ?? mainUsage)\n")
@@ -156,9 +160,9 @@ struct Arguments {
     mutating func consumeAll() -> [String] { defer { index = items.count }; return rest }
 
     /// Whether `-h`/`--help` is among the options (before any positional argument).
-    func contains(helpFlag: Bool) -> Bool {
+    func contains(helpFlag: Bool, shortFlag: Bool) -> Bool {
         for item in items[index...] {
-            if item == "-h" || item == "--help" { return true }
+            if item == "--help" || (shortFlag && item == "-h") { return true }
             if !item.hasPrefix("-") { return false }
         }
         return false

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import BerthClient
 import BerthSystem
+import CBerthShim
 import Synchronization
 
 /// The subcommands' bodies.
@@ -93,7 +94,11 @@ enum Commands {
             }
         }
         // Ctrl-C or SIGTERM cancels the run: the agent kills the container.
-        SignalForwarder.install { run.cancel() }
+        let interrupted = Atomic<Int32>(0)
+        SignalForwarder.install { sig in
+            interrupted.store(sig, ordering: .relaxed)
+            run.cancel()
+        }
         do {
             for try await chunk in run.output {
                 let fd: Int32 = chunk.channel == .stderr ? 2 : 1
@@ -103,6 +108,9 @@ enum Commands {
             _ = client
             return status.exitCode
         } catch {
+            // Interrupted: the agent killed the container; exit as a shell reports the signal.
+            let sig = interrupted.load(ordering: .relaxed)
+            if sig != 0 { return 128 + sig }
             err("Error: \(error.berthError("run").message)\n")
             return ExitCode.runFailed
         }
@@ -269,26 +277,25 @@ enum Commands {
     }
 }
 
-/// SIGINT and SIGTERM are blocked in every thread (main.swift does it first thing)
-/// and taken by one thread with sigwait, which calls the current action: by default
-/// exit 130/143 as a shell would report; during `run`, cancel the run (a second
-/// signal then exits).
+/// SIGINT and SIGTERM go, through a handler and a pipe (CBerthShim), to one thread
+/// that calls the current action: by default exit 130/143 as a shell would report;
+/// during `run`, cancel the run (a second signal then exits). A signal mask would not
+/// do: the async main's threads do not all keep the mask the main thread had.
 enum SignalForwarder {
     static let action = Mutex<(@Sendable (Int32) -> Void)?>(nil)
 
-    /// Blocks the signals and starts the waiting thread. Call before any other thread exists.
+    /// Installs the handlers and starts the thread that reads the pipe.
     static func start() {
-        var set = sigset_t()
-        sigemptyset(&set)
-        sigaddset(&set, SIGINT)
-        sigaddset(&set, SIGTERM)
-        pthread_sigmask(SIG_BLOCK, &set, nil)
-        let blocked = set
+        let signals: [Int32] = [SIGINT, SIGTERM]
+        let fd = signals.withUnsafeBufferPointer { berth_signal_pipe($0.baseAddress, Int32($0.count)) }
+        guard fd >= 0 else { return }
         startThread("berth-signals") {
+            var byte: UInt8 = 0
             while true {
-                var s = blocked
-                var sig: Int32 = 0
-                if sigwait(&s, &sig) != 0 { continue }
+                let n = read(fd, &byte, 1)
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { return }
+                let sig = Int32(byte)
                 let current = action.withLock { a -> (@Sendable (Int32) -> Void)? in
                     let current = a
                     a = nil
@@ -299,8 +306,8 @@ enum SignalForwarder {
         }
     }
 
-    /// Runs `body` on the next SIGINT/SIGTERM instead of exiting.
-    static func install(_ body: @escaping @Sendable () -> Void) {
-        action.withLock { $0 = { _ in body() } }
+    /// Runs `body` with the signal number on the next SIGINT/SIGTERM instead of exiting.
+    static func install(_ body: @escaping @Sendable (Int32) -> Void) {
+        action.withLock { $0 = body }
     }
 }

@@ -166,6 +166,31 @@ struct AgentTests {
         }
     }
 
+    @Test("cancelling a run kills its container, and --rm removes it")
+    func cancelKills() async throws {
+        try await withAgent { agent in
+            let client = try await agent.clientWithImage()
+            let run = try await client.run(spec(["sh", "-c", "echo ready; exec sleep 1000"]))
+            let pid = run.container.pid
+            var iterator = run.output.makeAsyncIterator()
+            let first = try await iterator.next()
+            #expect(first.map { String(decoding: $0.data, as: UTF8.self) } == "ready\n")
+            run.cancel()
+            await expectError(.cancelled) { try await run.exitStatus() }
+            var gone = false
+            for _ in 0..<100 {
+                if try await client.listContainers(all: true).isEmpty && kill(pid, 0) != 0 { gone = true; break }
+                usleep(50_000)
+            }
+            #expect(gone, "the cancelled container is still there")
+            #expect(agent.mountsLeft.isEmpty)
+            // The CLI on SIGTERM: exits 143, container gone.
+            let cli = try runProgram(["/bin/sh", "-c", "\(binDir)/berth -H \(agent.address) run --rm busybox sh -c 'echo up; sleep 1000' & p=$!; sleep 1; kill -TERM $p; wait $p"])
+            #expect(cli.status == 143)
+            #expect(cli.stdout == "up\n")
+        }
+    }
+
     @Test("info reports the host and counts")
     func info() async throws {
         try await withAgent { agent in

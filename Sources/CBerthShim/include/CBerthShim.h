@@ -25,6 +25,10 @@ int berth_syncfs(int fd);
 /// O_PATH (open(2)), which glibc's headers define only under _GNU_SOURCE.
 #define BERTH_O_PATH 010000000
 
+/// Routes the signals in `sigs` to a close-on-exec pipe, one byte (the signal number)
+/// per signal, through an async-signal-safe handler; returns the pipe's read end or -1.
+/// A signal the process inherited as ignored stays ignored (a background job's SIGINT).
+int berth_signal_pipe(const int *sigs, int count);
 /// accept4(fd, NULL, NULL, SOCK_CLOEXEC).
 int berth_accept(int fd);
 /// epoll_create1(EPOLL_CLOEXEC).
