@@ -82,26 +82,10 @@ public enum Files {
     }
 
     /// `rm -rf` that never crosses into another file system (a mount left inside the
-    /// tree is an error, not something to delete through) and never follows symlinks.
+    /// tree is an error, not something to delete through), never follows symlinks and
+    /// handles names that are not UTF-8 (see `FileTree`).
     public static func removeTree(_ path: String) throws {
-        var st = stat()
-        if lstat(path, &st) != 0 {
-            if errno == ENOENT { return }
-            throw Errno.current.error("lstat \(path)")
-        }
-        try removeTree(path, device: st.st_dev)
-    }
-
-    private static func removeTree(_ path: String, device: dev_t) throws {
-        var st = stat()
-        if lstat(path, &st) != 0 { if errno == ENOENT { return }; throw Errno.current.error("lstat \(path)") }
-        if (st.st_mode & S_IFMT) == S_IFDIR {
-            if st.st_dev != device { throw BerthError(.failedPrecondition, "refusing to remove \(path): it is a mount point") }
-            for name in try list(path) { try removeTree("\(path)/\(name)", device: device) }
-            if rmdir(path) != 0 && errno != ENOENT { throw Errno.current.error("rmdir \(path)") }
-        } else if unlink(path) != 0 && errno != ENOENT {
-            throw Errno.current.error("unlink \(path)")
-        }
+        try FileTree.remove(path)
     }
 }
 

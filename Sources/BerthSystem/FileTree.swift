@@ -4,29 +4,28 @@ import Glibc
 import Musl
 #endif
 import BerthErrors
-import BerthSystem
 import CBerthShim
 
 /// A path inside an image as raw bytes. Tar entry names and `readdir` names are bytes,
 /// not necessarily UTF-8; a Swift `String` would repair invalid UTF-8 and so name a
 /// different file. Strings are made from these only for messages.
-typealias PathBytes = [UInt8]
+public typealias PathBytes = [UInt8]
 
 extension Array where Element == UInt8 {
     /// A NUL-terminated copy, which Swift passes to a `const char *` parameter.
-    var cPath: [CChar] {
+    public var cPath: [CChar] {
         var c = map { CChar(bitPattern: $0) }
         c.append(0)
         return c
     }
 
     /// `self + "/" + name`, or just `name` when `self` is empty.
-    func appending(component name: PathBytes) -> PathBytes {
+    public func appending(component name: PathBytes) -> PathBytes {
         isEmpty ? name : self + [UInt8(ascii: "/")] + name
     }
 
     /// The bytes as text for messages, quoted with control characters escaped.
-    var quoted: String { String(decoding: self, as: UTF8.self).debugDescription }
+    public var quoted: String { String(decoding: self, as: UTF8.self).debugDescription }
 }
 
 /// Walks and removes directory trees relative to a directory file descriptor, never
@@ -34,11 +33,11 @@ extension Array where Element == UInt8 {
 /// at a time (the walk keeps relative paths, not descriptors), so a deep tree cannot
 /// exhaust the descriptor table; the paths stay short because `TarExtractor` bounds
 /// entry paths well below `PATH_MAX`.
-enum FileTree {
+public enum FileTree {
     /// Opens `path` beneath `top` as a directory for reading (`openat2` with
     /// `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV`): any symlink or mount
     /// point on the way is an error, not something to walk into.
-    static func openDirectory(_ top: Int32, _ path: PathBytes) throws -> Int32 {
+    public static func openDirectory(_ top: Int32, _ path: PathBytes) throws -> Int32 {
         let p = path.isEmpty ? [UInt8(ascii: ".")] : path
         let resolve = UInt64(BERTH_RESOLVE_BENEATH | BERTH_RESOLVE_NO_SYMLINKS | BERTH_RESOLVE_NO_XDEV)
         let fd = berth_openat2(top, p.cPath, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0, resolve)
@@ -51,7 +50,7 @@ enum FileTree {
     }
 
     /// The names in the open directory `fd`, without "." and "..". `fd` stays open.
-    static func names(in fd: Int32) throws -> [PathBytes] {
+    public static func names(in fd: Int32) throws -> [PathBytes] {
         let copy = try sys("dup") { dup(fd) }
         guard let dir = fdopendir(copy) else {
             let e = Errno.current
@@ -74,7 +73,7 @@ enum FileTree {
 
     /// Removes the directory `path` beneath `top` and everything in it (`rm -rf`).
     /// A missing `path` is not an error.
-    static func removeDirectory(_ top: Int32, _ path: PathBytes) throws {
+    public static func removeDirectory(_ top: Int32, _ path: PathBytes) throws {
         // Depth first without recursion holding descriptors: empty each directory of
         // its non-directories, remember its subdirectories, and remove directories
         // in reverse order of discovery (children before parents).
@@ -105,7 +104,7 @@ enum FileTree {
     }
 
     /// Removes `path` (a file system path) whether it is a directory tree or not.
-    static func remove(_ path: String) throws {
+    public static func remove(_ path: String) throws {
         if unlink(path) == 0 || errno == ENOENT { return }
         guard errno == EISDIR else { throw Errno.current.error("unlink \(path)") }
         let parent = try FileDescriptor.open(Files.dirname(of: path), O_RDONLY | O_DIRECTORY)
@@ -116,7 +115,7 @@ enum FileTree {
 
     /// The apparent size of the tree under the directory `top`: the byte sizes of its
     /// regular files (a hard-linked file counted once) and the lengths of its symlinks.
-    static func size(_ top: Int32) throws -> UInt64 {
+    public static func size(_ top: Int32) throws -> UInt64 {
         struct Inode: Hashable { var dev: UInt64; var ino: UInt64 }
         var seen = Set<Inode>()
         var total: UInt64 = 0
