@@ -191,6 +191,67 @@ struct AgentTests {
         }
     }
 
+    @Test("--rootfs runs a host directory as it is, and BERTH_HOST picks the agent")
+    func hostRootfs() async throws {
+        try await withAgent { agent in
+            let dir = try TempDir("berth-rootfs")
+            defer { dir.remove() }
+            // Unpack the test image by hand into a plain directory.
+            let untar = try runProgram(["/bin/tar", "-xf", try testImage.get(), "-C", dir.path])
+            #expect(untar.status == 0, "\(untar.stderr)")
+            let r = try runProgram([binDir + "/berth", "run", "--rm", "--rootfs", dir.path, "sh", "-c", "echo made-here > /tmp/marker; cat /tmp/marker"],
+                                   env: ["BERTH_HOST=\(agent.address)"])
+            #expect(r.status == 0, "\(r.stderr)")
+            #expect(r.stdout == "made-here\n")
+            // Used as is: the write landed in the host directory, and nothing stays mounted.
+            #expect(try Files.readString(dir.path + "/tmp/marker") == "made-here\n")
+            #expect(agent.mountsLeft.isEmpty)
+            #expect(!Rootfs.isMounted(under: dir.path))
+        }
+    }
+
+    @Test("a new agent on the same dirs finds the containers a crashed one left")
+    func restartAfterCrash() async throws {
+        let first = try await TestAgent()
+        var stopped = false
+        defer { if !stopped { first.stop() } }
+        let client = try await first.clientWithImage()
+        _ = try await client.createContainer(spec(["true"], rm: false, name: "done"))
+        _ = try await client.startContainer("done")
+        #expect(try await client.wait("done").exitCode == 0)
+        _ = try await client.createContainer(spec(["sleep", "1000"], rm: false, name: "orphan"))
+        let orphan = try await client.startContainer("orphan")
+        client.close()
+        // The agent dies without cleaning up.
+        kill(first.pid, SIGKILL)
+        var status: Int32 = 0
+        waitpid(first.pid, &status, 0)
+        #expect(kill(orphan.pid, 0) == 0, "the container should outlive a crashed agent")
+
+        let second = try await TestAgent(reusing: first.dir)
+        stopped = true
+        defer { second.stop() }
+        let again = try await second.connect()
+        let all = try await again.listContainers(all: true)
+        #expect(Set(all.map(\.name)) == ["done", "orphan"])
+        let left = all.first { $0.name == "orphan" }
+        #expect(left?.state == .exited)
+        #expect(left?.exit?.exitCode == 255)
+        #expect(all.first { $0.name == "done" }?.exit?.exitCode == 0)
+        // The old agent's container was killed and its rootfs unmounted.
+        var gone = false
+        for _ in 0..<100 where !gone {
+            gone = kill(orphan.pid, 0) != 0 || (try? Files.readString("/proc/\(orphan.pid)/stat"))?.contains(") Z") == true
+            if !gone { usleep(50_000) }
+        }
+        #expect(gone)
+        #expect(!second.mountsLeft.contains { $0.contains(orphan.id) })
+        // And the containers are usable: start the orphan again.
+        _ = try await again.removeContainer("orphan")
+        _ = try await again.startContainer("done")
+        #expect(try await again.wait("done").exitCode == 0)
+    }
+
     @Test("info reports the host and counts")
     func info() async throws {
         try await withAgent { agent in

@@ -98,8 +98,8 @@ final class TestAgent: Sendable {
     let lifeline: FileDescriptor
 
     /// Starts berthd and waits until it answers Hello.
-    init(tcpPort: UInt16? = nil, extraArgs: [String] = []) async throws {
-        dir = try TempDir("berth-it")
+    init(tcpPort: UInt16? = nil, extraArgs: [String] = [], reusing: TempDir? = nil) async throws {
+        dir = try reusing ?? TempDir("berth-it")
         socket = dir.path + "/berth.sock"
         address = "unix://" + socket
         self.tcpPort = tcpPort
@@ -182,7 +182,7 @@ final class TestAgent: Sendable {
         return waited ? (status >> 8) & 0xff : -1
     }
 
-    /// Whether anything is mounted under the agent's dirs.
+    /// What is mounted under the agent's dirs.
     var mountsLeft: [String] {
         guard let mounts = try? Files.readString("/proc/self/mountinfo") else { return [] }
         return mounts.split(separator: "\n").compactMap { line in
@@ -248,5 +248,16 @@ func hostNamespaces() -> [String] {
         var buf = [UInt8](repeating: 0, count: 256)
         let n = buf.withUnsafeMutableBytes { readlink("/proc/self/ns/\(ns)", $0.baseAddress!.assumingMemoryBound(to: CChar.self), 255) }
         return String(decoding: buf[0..<max(0, n)], as: UTF8.self)
+    }
+}
+
+enum Rootfs {
+    /// Whether anything is mounted at or under `path` in this mount namespace.
+    static func isMounted(under path: String) -> Bool {
+        guard let mounts = try? Files.readString("/proc/self/mountinfo") else { return false }
+        return mounts.split(separator: "\n").contains { line in
+            let fields = line.split(separator: " ")
+            return fields.count > 4 && fields[4].hasPrefix(path)
+        }
     }
 }
