@@ -80,7 +80,7 @@ public final class Agent: Sendable {
     /// Starts accepting connections on every listener.
     public func serve() {
         for l in listeners.withLock({ $0 }) {
-            log("listening on \(l.address)")
+            Log.write("listening on \(l.address)")
             l.acceptLoop { [self] fd, label in accept(fd, label) }
         }
     }
@@ -89,7 +89,7 @@ public final class Agent: Sendable {
     /// releases the run-dir lock.
     public func shutdown() {
         if stopping.exchange(true, ordering: .acquiringAndReleasing) { return }
-        log("shutting down")
+        Log.write("shutting down")
         for l in listeners.withLock({ $0 }) { l.close() }
         for c in connections.withLock({ Array($0.values) }) {
             c.close(BerthError(.unavailable, "agent \(config.nodeName) is shutting down"))
@@ -117,7 +117,7 @@ public final class Agent: Sendable {
             startThread("berth-call") { self.dispatch(stream, request, session) }
         }, onClose: { [self] error in
             connections.withLock { $0[key] = nil }
-            if let error { log("connection \(label) closed: \(error)") }
+            if let error { Log.write("connection \(label) closed: \(error)") }
         })
     }
 
@@ -156,7 +156,7 @@ public final class Agent: Sendable {
             }
         } catch {
             let e = error.berthError("call")
-            if e.code == .internal { log("internal error: \(e.message)") }
+            if e.code == .internal { Log.write("internal error: \(e.message)") }
             try? stream.send(.error(e), end: true)
         }
     }
@@ -311,8 +311,3 @@ extension ImageRecord {
     var wire: Image { Image(name: name, id: id, sizeBytes: sizeBytes, createdUnix: createdUnix) }
 }
 
-/// Logs a line to stderr.
-func log(_ message: String) {
-    let line = Array("berthd: \(message)\n".utf8)
-    line.withUnsafeBytes { _ = write(2, $0.baseAddress, $0.count) }
-}

@@ -253,7 +253,7 @@ public final class ContainerRuntime: Sendable {
             // Removed before anyone waiting hears of the exit, so that after `run --rm`
             // returns the container is gone, as with docker.
             do { try remove(id, force: false) } catch {
-                log("container \(entry.record.name): auto-remove failed: \(error.berthError("remove").message)")
+                Log.write("container \(entry.record.name): auto-remove failed: \(error.berthError("remove").message)")
                 try? persist(entry.record)
             }
         } else {
@@ -397,14 +397,14 @@ public final class ContainerRuntime: Sendable {
         for id in try Files.list(stateDir + "/containers") {
             let path = recordPath(id)
             guard let bytes = try? Files.read(path), var record = try? Container(wire: bytes), record.id == id else {
-                if Files.exists(path) { log("ignoring unreadable container record \(path)") }
+                if Files.exists(path) { Log.write("ignoring unreadable container record \(path)") }
                 continue
             }
             if record.state == .running {
                 if record.pid > 0, ProcessInfo.startTime(record.pid) == record.pidStartTime {
                     let pidfd = berth_pidfd_open(record.pid)
                     if pidfd >= 0 { _ = berth_pidfd_send_signal(pidfd, SIGKILL); Glibc.close(pidfd) }
-                    log("container \(record.name) (pid \(record.pid)) was left by a previous agent; killed it")
+                    Log.write("container \(record.name) (pid \(record.pid)) was left by a previous agent; killed it")
                 }
                 if record.spec.rootfs.isEmpty { Rootfs.unmount(mountPoint(id)) }
                 record.state = .exited
@@ -437,11 +437,6 @@ enum ProcessInfo {
     }
 }
 
-/// Logs a line to stderr (the agent's log).
-func log(_ message: String) {
-    var line = Array("berthd: \(message)\n".utf8)
-    line.withUnsafeMutableBytes { _ = write(2, $0.baseAddress, $0.count) }
-}
 
 extension BerthError {
     /// Puts `context` in front of the message unless it is already there.
