@@ -221,6 +221,7 @@ public final class ContainerRuntime: Sendable {
             return e.record
         }
         try? persist(running)
+        Log.write("container \(running.name) (\(running.id.prefix(12))) started, pid \(running.pid)")
         do {
             try reaper.watch(process.pidfd) { [self] exit in exited(id, exit) }
         } catch {
@@ -248,6 +249,7 @@ public final class ContainerRuntime: Sendable {
             return e
         }
         guard let entry else { return }
+        Log.write("container \(entry.record.name) (\(id.prefix(12))) exited with code \(status.exitCode)")
         if entry.record.spec.rootfs.isEmpty { Rootfs.unmount(mountPoint(id)) }
         if entry.record.spec.autoRemove {
             // Removed before anyone waiting hears of the exit, so that after `run --rm`
