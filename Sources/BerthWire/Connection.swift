@@ -57,6 +57,13 @@ public final class Connection: Sendable {
         /// Events waiting for `receive()` when there is no sink.
         var inbox: [StreamEvent] = []
         var sink: (@Sendable (StreamEvent) -> Void)?
+
+        /// The peer's cancellation, when it waits in the inbox for a `receive()` that has
+        /// not come yet. Sending on such a stream fails with it, and `isOpen` is false.
+        var pendingCancel: BerthError? {
+            for case .cancelled(let error) in inbox { return error }
+            return nil
+        }
     }
 
     struct State {
@@ -94,7 +101,9 @@ public final class Connection: Sendable {
 
     /// Starts the reader and writer threads. `onRequest` is called on the reader thread
     /// for each stream the peer opens (it must hand the work to another thread);
-    /// `onClose` once, when the connection ends, with the reason if it was an error.
+    /// `onClose` once, when the connection ends: with nil after a local `close()` without
+    /// an error or the peer's clean hang-up, otherwise with the reason (a keepalive
+    /// timeout, a failed write, the peer's GOAWAY, a protocol violation, `close(error)`).
     public func start(onRequest: (@Sendable (Stream, Request) -> Void)? = nil,
                       onClose: (@Sendable (BerthError?) -> Void)? = nil) {
         state.withLock {
@@ -137,6 +146,9 @@ public final class Connection: Sendable {
     public func close(_ error: BerthError? = nil) {
         state.withLock { s in
             guard !s.closed else { return }
+            // Only while `closed` is false is the descriptor certainly still ours: the
+            // reader closes it once the connection has ended, and its number may be reused.
+            if error == nil { _ = shutdown(fd.rawValue, Int32(SHUT_RDWR)) }
             if let error {
                 let goAway = GoAway(error: error, lastStreamID: s.highestPeerID)
                 let frame = Frame(streamID: 0, type: .goAway, payload: goAway.wireEncoded())
@@ -145,9 +157,8 @@ public final class Connection: Sendable {
                 s.drainThenClose = true
                 s.closeError = error
             }
-            markClosed(&s, error ?? BerthError(.unavailable, "connection \(label) closed"))
+            markClosed(&s, error ?? BerthError(.unavailable, "connection \(label) closed"), clean: error == nil)
         }
-        if error == nil { _ = shutdown(fd.rawValue, Int32(SHUT_RDWR)) }
     }
 
     // MARK: - Stream operations (called through `Stream`)
@@ -175,6 +186,10 @@ public final class Connection: Sendable {
                     return .failure(s.closeError ?? BerthError(.cancelled, "stream \(id) was cancelled"))
                 }
                 if s.closed { return .failure(s.closeError ?? BerthError(.unavailable, "connection closed")) }
+                if let cancel = e.pendingCancel {
+                    s.streams[id] = nil  // the local side has now been told
+                    return .failure(cancel)
+                }
                 if e.localEnded { return .failure(BerthError(.failedPrecondition, "stream \(id) already ended")) }
                 if e.sendWindow < cost || s.outboundBytes > options.writeHighWater { return nil }
                 s.streams[id]?.sendWindow -= cost
@@ -248,7 +263,14 @@ public final class Connection: Sendable {
     }
 
     func isOpen(_ id: UInt32) -> Bool {
-        state.withLock { !$0.closed && $0.streams[id] != nil }
+        state.withLock { s in
+            guard !s.closed, let e = s.streams[id] else { return false }
+            if e.pendingCancel != nil {
+                s.streams[id] = nil  // the local side has now been told
+                return false
+            }
+            return true
+        }
     }
 
     /// Returns DATA bytes to the peer's window once they have been consumed.
@@ -267,6 +289,10 @@ public final class Connection: Sendable {
     private func checkSendable(_ s: inout State, _ id: UInt32) throws(BerthError) {
         if s.closed { throw s.closeError ?? BerthError(.unavailable, "connection \(label) closed") }
         guard let e = s.streams[id] else { throw BerthError(.cancelled, "stream \(id) was cancelled") }
+        if let cancel = e.pendingCancel {
+            s.streams[id] = nil  // the local side has now been told
+            throw cancel
+        }
         if e.localEnded { throw BerthError(.failedPrecondition, "stream \(id) already ended") }
     }
 
@@ -307,7 +333,9 @@ public final class Connection: Sendable {
         }
     }
 
-    private func markClosed(_ s: inout State, _ error: BerthError) {
+    /// Ends the connection. `clean` (a local `close()` without error, or the peer's end of
+    /// stream at a frame boundary) is reported to `onClose` as nil; anything else as `error`.
+    private func markClosed(_ s: inout State, _ error: BerthError, clean: Bool = false) {
         guard !s.closed else { return }
         s.closed = true
         if s.closeError == nil { s.closeError = error }
@@ -315,7 +343,7 @@ public final class Connection: Sendable {
         let onClose = s.onClose
         s.onClose = nil
         s.onRequest = nil
-        if let onClose { startThread("berth-close") { onClose(error.code == .unavailable ? nil : error) } }
+        if let onClose { startThread("berth-close") { onClose(clean ? nil : error) } }
     }
 
     // MARK: - Writer
@@ -334,7 +362,7 @@ public final class Connection: Sendable {
             guard let batch, !batch.isEmpty else { break }
             var failed = false
             for bytes in batch {
-                do { try fd.writeAll(bytes) } catch { failed = true; break }
+                do { try sendAll(bytes) } catch { failed = true; break }
                 state.withLock { $0.outboundBytes -= bytes.count }
             }
             if failed {
@@ -347,21 +375,46 @@ public final class Connection: Sendable {
         state.withLock { $0.writerDone = true }
     }
 
+    /// `send(2)` with MSG_NOSIGNAL until every byte is out: a peer that went away must fail
+    /// the write with EPIPE, not kill the process with SIGPIPE (BerthClient cannot assume its
+    /// host program ignores the signal, as berthd does).
+    private func sendAll(_ bytes: [UInt8]) throws {
+        try bytes.withUnsafeBytes { buffer in
+            var offset = 0
+            while offset < buffer.count {
+                offset += try syscall {
+                    send(fd.rawValue, buffer.baseAddress! + offset, buffer.count - offset, Int32(MSG_NOSIGNAL))
+                }
+            }
+        }
+    }
+
     // MARK: - Reader
 
     private func readLoop() {
         var decoder = FrameDecoder(maxPayload: options.maxPayload)
         var buffer = [UInt8](repeating: 0, count: 64 << 10)
+        // Why the connection broke, when it did not end cleanly.
+        var failure: BerthError?
         readLoop: while true {
-            let (closed, keepalive) = state.withLock { ($0.closed, $0.keepaliveSeconds) }
+            let (closed, timeout) = state.withLock { ($0.closed, pollTimeout($0)) }
             if closed { break }
             var pfd = pollfd(fd: fd.rawValue, events: Int16(POLLIN), revents: 0)
-            let timeout: Int32 = keepalive == 0 ? -1 : Int32(keepalive) * 1000
             let r = poll(&pfd, 1, timeout)
-            if r < 0 { if errno == EINTR { continue }; break }
-            if r == 0 { keepaliveTick(keepalive); continue }
+            if r < 0 {
+                let e = Errno.current
+                if e == .interrupted { continue }
+                failure = BerthError(.unavailable, "connection \(label): poll failed: \(e)")
+                break
+            }
+            if r == 0 { keepaliveTick(); continue }
             let n = buffer.withUnsafeMutableBytes { Glibc.read(fd.rawValue, $0.baseAddress, $0.count) }
-            if n < 0 { if errno == EINTR || errno == EAGAIN { continue }; break }
+            if n < 0 {
+                let e = Errno.current
+                if e == .interrupted || e == .again { continue }
+                failure = BerthError(.unavailable, "connection \(label): read failed: \(e)")
+                break
+            }
             if n == 0 {
                 do { try decoder.finish() } catch {
                     state.withLock { markClosed(&$0, error) }
@@ -381,7 +434,7 @@ public final class Connection: Sendable {
                 handle(frame)
             }
         }
-        state.withLock { markClosed(&$0, BerthError(.unavailable, "connection \(label) closed by peer")) }
+        state.withLock { markClosed(&$0, failure ?? BerthError(.unavailable, "connection \(label) closed by peer"), clean: failure == nil) }
         // Give the writer a moment to flush a GOAWAY; then shutdown() unblocks a write
         // stuck on a peer that does not read. Close the descriptor only when the writer
         // can no longer touch it.
@@ -392,15 +445,28 @@ public final class Connection: Sendable {
         fd.close()
     }
 
-    private func keepaliveTick(_ seconds: UInt32) {
+    /// How long the reader may wait in poll: until the next keepalive step is due, and at
+    /// most a second, so that a `setKeepalive` made while it waits (after Hello) takes
+    /// effect at once rather than after the old interval.
+    private func pollTimeout(_ s: State) -> Int32 {
+        guard s.keepaliveSeconds > 0 else { return 1000 }
+        let interval = UInt64(s.keepaliveSeconds) * 1_000_000_000
+        let due = s.lastReceived + (s.pingOutstanding ? 3 * interval : interval)
+        let now = Host.monotonicNanos
+        let millis = due > now ? (due - now + 999_999) / 1_000_000 : 0
+        return Int32(min(millis, 1000))
+    }
+
+    private func keepaliveTick() {
         state.withLock { s in
+            guard s.keepaliveSeconds > 0, !s.closed else { return }
             let silent = Host.monotonicNanos - s.lastReceived
-            let interval = UInt64(seconds) * 1_000_000_000
+            let interval = UInt64(s.keepaliveSeconds) * 1_000_000_000
             if silent >= 3 * interval {
                 let error = BerthError(.unavailable, "connection \(label): keepalive timeout, nothing received for \(silent / 1_000_000_000)s")
                 markClosed(&s, error)
                 _ = shutdown(fd.rawValue, Int32(SHUT_RDWR))
-            } else if !s.pingOutstanding {
+            } else if silent >= interval && !s.pingOutstanding {
                 s.pingOutstanding = true
                 enqueue(&s, Frame(streamID: 0, type: .ping, payload: Ping(nonce: Host.monotonicNanos).wireEncoded()))
             }
