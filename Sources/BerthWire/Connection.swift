@@ -57,6 +57,13 @@ public final class Connection: Sendable {
         /// Events waiting for `receive()` when there is no sink.
         var inbox: [StreamEvent] = []
         var sink: (@Sendable (StreamEvent) -> Void)?
+
+        /// The peer's cancellation, when it waits in the inbox for a `receive()` that has
+        /// not come yet. Sending on such a stream fails with it, and `isOpen` is false.
+        var pendingCancel: BerthError? {
+            for case .cancelled(let error) in inbox { return error }
+            return nil
+        }
     }
 
     struct State {
@@ -67,8 +74,6 @@ public final class Connection: Sendable {
         var outboundBytes = 0
         var closed = false
         var closeError: BerthError?
-        /// Set once the writer has drained what was queued before a GOAWAY.
-        var drainThenClose = false
         var writerDone = false
         /// The descriptor has been closed; its number may already belong to another
         /// socket, so nothing may shut it down any more.
@@ -97,7 +102,9 @@ public final class Connection: Sendable {
 
     /// Starts the reader and writer threads. `onRequest` is called on the reader thread
     /// for each stream the peer opens (it must hand the work to another thread);
-    /// `onClose` once, when the connection ends, with the reason if it was an error.
+    /// `onClose` once, when the connection ends: with nil after a local `close()` without
+    /// an error or the peer's clean hang-up, otherwise with the reason (a keepalive
+    /// timeout, a failed write, the peer's GOAWAY, a protocol violation, `close(error)`).
     public func start(onRequest: (@Sendable (Stream, Request) -> Void)? = nil,
                       onClose: (@Sendable (BerthError?) -> Void)? = nil) {
         state.withLock {
@@ -145,10 +152,9 @@ public final class Connection: Sendable {
                 let frame = Frame(streamID: 0, type: .goAway, payload: goAway.wireEncoded())
                 s.outbound.append(frame.encoded())
                 s.outboundBytes += FrameHeader.size + frame.payload.count
-                s.drainThenClose = true
                 s.closeError = error
             }
-            markClosed(&s, error ?? BerthError(.unavailable, "connection \(label) closed"))
+            markClosed(&s, error ?? BerthError(.unavailable, "connection \(label) closed"), clean: error == nil)
             if error == nil { shutdownSocket(&s) }
         }
     }
@@ -159,8 +165,8 @@ public final class Connection: Sendable {
         let payload = response.wireEncoded()
         try state.withLock { (s) throws(BerthError) in
             try checkSendable(&s, id)
-            if end { finishLocal(&s, id) }
             enqueue(&s, Frame(streamID: id, type: .response, flags: end ? .endStream : [], payload: payload))
+            if end { finishLocal(&s, id) }
         }
     }
 
@@ -178,12 +184,16 @@ public final class Connection: Sendable {
                     return .failure(s.closeError ?? BerthError(.cancelled, "stream \(id) was cancelled"))
                 }
                 if s.closed { return .failure(s.closeError ?? BerthError(.unavailable, "connection closed")) }
+                if let cancel = e.pendingCancel {
+                    s.streams[id] = nil  // the local side has now been told
+                    return .failure(cancel)
+                }
                 if e.localEnded { return .failure(BerthError(.failedPrecondition, "stream \(id) already ended")) }
                 if e.sendWindow < cost || s.outboundBytes > options.writeHighWater { return nil }
                 s.streams[id]?.sendWindow -= cost
                 let flags: FrameFlags = (last && end) ? .endStream : []
-                if last && end { finishLocal(&s, id) }
                 enqueue(&s, Frame(streamID: id, type: .data, flags: flags, payload: payload))
+                if last && end { finishLocal(&s, id) }
                 return .success(())
             }
             if case .failure(let error)? = ready { throw error }
@@ -193,8 +203,8 @@ public final class Connection: Sendable {
     func sendEnd(_ id: UInt32) throws(BerthError) {
         try state.withLock { (s) throws(BerthError) in
             try checkSendable(&s, id)
-            finishLocal(&s, id)
             enqueue(&s, Frame(streamID: id, type: .data, flags: .endStream, payload: []))
+            finishLocal(&s, id)
         }
     }
 
@@ -251,7 +261,14 @@ public final class Connection: Sendable {
     }
 
     func isOpen(_ id: UInt32) -> Bool {
-        state.withLock { !$0.closed && $0.streams[id] != nil }
+        state.withLock { s in
+            guard !s.closed, let e = s.streams[id] else { return false }
+            if e.pendingCancel != nil {
+                s.streams[id] = nil  // the local side has now been told
+                return false
+            }
+            return true
+        }
     }
 
     /// Returns DATA bytes to the peer's window once they have been consumed.
@@ -270,11 +287,26 @@ public final class Connection: Sendable {
     private func checkSendable(_ s: inout State, _ id: UInt32) throws(BerthError) {
         if s.closed { throw s.closeError ?? BerthError(.unavailable, "connection \(label) closed") }
         guard let e = s.streams[id] else { throw BerthError(.cancelled, "stream \(id) was cancelled") }
+        if let cancel = e.pendingCancel {
+            s.streams[id] = nil  // the local side has now been told
+            throw cancel
+        }
         if e.localEnded { throw BerthError(.failedPrecondition, "stream \(id) already ended") }
     }
 
+    /// Marks this side of a stream ended. When the agent ends a stream the client is
+    /// still sending on (an error in the middle of an upload), it also cancels the
+    /// stream: the client must stop, and nothing it still sends is worth reading.
+    /// Callers enqueue the ending frame first, so CANCEL follows it on the wire.
     private func finishLocal(_ s: inout State, _ id: UInt32) {
+        guard let e = s.streams[id] else { return }
         s.streams[id]?.localEnded = true
+        if role == .server && !e.remoteEnded {
+            s.streams[id] = nil
+            enqueue(&s, Frame(streamID: id, type: .cancel,
+                              payload: Cancel(reason: BerthError(.cancelled, "the agent has answered stream \(id); stop sending")).wireEncoded()))
+            return
+        }
         removeIfDone(&s, id)
     }
 
@@ -317,7 +349,9 @@ public final class Connection: Sendable {
         }
     }
 
-    private func markClosed(_ s: inout State, _ error: BerthError) {
+    /// Ends the connection. `clean` (a local `close()` without error, or the peer's end of
+    /// stream at a frame boundary) is reported to `onClose` as nil; anything else as `error`.
+    private func markClosed(_ s: inout State, _ error: BerthError, clean: Bool = false) {
         guard !s.closed else { return }
         s.closed = true
         if s.closeError == nil { s.closeError = error }
@@ -325,7 +359,7 @@ public final class Connection: Sendable {
         let onClose = s.onClose
         s.onClose = nil
         s.onRequest = nil
-        if let onClose { startThread("berth-close") { onClose(error.code == .unavailable ? nil : error) } }
+        if let onClose { startThread("berth-close") { onClose(clean ? nil : error) } }
     }
 
     // MARK: - Writer
@@ -364,16 +398,27 @@ public final class Connection: Sendable {
     private func readLoop() {
         var decoder = FrameDecoder(maxPayload: options.maxPayload)
         var buffer = [UInt8](repeating: 0, count: 64 << 10)
+        // Why the connection broke, when it did not end cleanly.
+        var failure: BerthError?
         readLoop: while true {
-            let (closed, keepalive) = state.withLock { ($0.closed, $0.keepaliveSeconds) }
+            let (closed, timeout) = state.withLock { ($0.closed, pollTimeout($0)) }
             if closed { break }
             var pfd = pollfd(fd: fd.rawValue, events: Int16(POLLIN), revents: 0)
-            let timeout: Int32 = keepalive == 0 ? -1 : Int32(keepalive) * 1000
             let r = poll(&pfd, 1, timeout)
-            if r < 0 { if errno == EINTR { continue }; break }
-            if r == 0 { keepaliveTick(keepalive); continue }
+            if r < 0 {
+                let e = Errno.current
+                if e == .interrupted { continue }
+                failure = BerthError(.unavailable, "connection \(label): poll failed: \(e)")
+                break
+            }
+            if r == 0 { keepaliveTick(); continue }
             let n = buffer.withUnsafeMutableBytes { Glibc.read(fd.rawValue, $0.baseAddress, $0.count) }
-            if n < 0 { if errno == EINTR || errno == EAGAIN { continue }; break }
+            if n < 0 {
+                let e = Errno.current
+                if e == .interrupted || e == .again { continue }
+                failure = BerthError(.unavailable, "connection \(label): read failed: \(e)")
+                break
+            }
             if n == 0 {
                 do { try decoder.finish() } catch {
                     state.withLock { markClosed(&$0, error) }
@@ -393,7 +438,7 @@ public final class Connection: Sendable {
                 handle(frame)
             }
         }
-        state.withLock { markClosed(&$0, BerthError(.unavailable, "connection \(label) closed by peer")) }
+        state.withLock { markClosed(&$0, failure ?? BerthError(.unavailable, "connection \(label) closed by peer"), clean: failure == nil) }
         // Give the writer a moment to flush a GOAWAY; then shutdown() unblocks a write
         // stuck on a peer that does not read. Close the descriptor only when the writer
         // can no longer touch it.
@@ -407,15 +452,28 @@ public final class Connection: Sendable {
         }
     }
 
-    private func keepaliveTick(_ seconds: UInt32) {
+    /// How long the reader may wait in poll: until the next keepalive step is due, and at
+    /// most a second, so that a `setKeepalive` made while it waits (after Hello) takes
+    /// effect at once rather than after the old interval.
+    private func pollTimeout(_ s: State) -> Int32 {
+        guard s.keepaliveSeconds > 0 else { return 1000 }
+        let interval = UInt64(s.keepaliveSeconds) * 1_000_000_000
+        let due = s.lastReceived + (s.pingOutstanding ? 3 * interval : interval)
+        let now = Host.monotonicNanos
+        let millis = due > now ? (due - now + 999_999) / 1_000_000 : 0
+        return Int32(min(millis, 1000))
+    }
+
+    private func keepaliveTick() {
         state.withLock { s in
+            guard s.keepaliveSeconds > 0, !s.closed else { return }
             let silent = Host.monotonicNanos - s.lastReceived
-            let interval = UInt64(seconds) * 1_000_000_000
+            let interval = UInt64(s.keepaliveSeconds) * 1_000_000_000
             if silent >= 3 * interval {
                 let error = BerthError(.unavailable, "connection \(label): keepalive timeout, nothing received for \(silent / 1_000_000_000)s")
                 markClosed(&s, error)
                 shutdownSocket(&s)
-            } else if !s.pingOutstanding {
+            } else if silent >= interval && !s.pingOutstanding {
                 s.pingOutstanding = true
                 enqueue(&s, Frame(streamID: 0, type: .ping, payload: Ping(nonce: Host.monotonicNanos).wireEncoded()))
             }
@@ -432,7 +490,9 @@ public final class Connection: Sendable {
         let id = frame.streamID
         let end = frame.flags.contains(.endStream)
         guard let type = frame.frameType else {
-            rejectStream(id, protocolError("unknown frame type 0x\(String(frame.type, radix: 16)) on stream \(id)"))
+            let error = protocolError("unknown frame type 0x\(String(frame.type, radix: 16)) on stream \(id)")
+            // Stream 0 has nobody to cancel: the connection itself is broken.
+            if id == 0 { close(error) } else { rejectStream(id, error) }
             return
         }
         if id == 0 {

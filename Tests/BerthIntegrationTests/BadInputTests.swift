@@ -109,6 +109,11 @@ struct BadInputTests {
             try Files.writeAtomically(dir.path + "/empty.tar", [])
             await expectError(.invalidArgument) { try await client.importImage(name: "empty", path: dir.path + "/empty.tar") }
 
+            // An upload refused before it is read (a bad name) ends at once, larger than a window or not.
+            await expectError(.invalidArgument, contains: "invalid image name") {
+                try await client.importImage(name: "Bad Name", path: try testImage.get())
+            }
+
             #expect(!Files.exists(outside))
             #expect(try await client.listImages().isEmpty)
             // Still serving: a good image imports.
