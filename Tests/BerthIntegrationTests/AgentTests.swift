@@ -108,7 +108,7 @@ struct AgentTests {
     func lifecycle() async throws {
         try await withAgent { agent in
             let client = try await agent.clientWithImage()
-            let created = try await client.createContainer(spec(["sh", "-c", "echo to-log; sleep 1; exit 7"], rm: false, name: "web"))
+            let created = try await client.createContainer(spec(["sh", "-c", "echo to-log; sleep 4; exit 7"], rm: false, name: "web"))
             #expect(created.state == .created)
             #expect(created.name == "web")
             #expect(created.spec.hostname == String(created.id.prefix(12)))
