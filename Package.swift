@@ -11,6 +11,7 @@ let package = Package(
     products: [
         .executable(name: "berthd", targets: ["berthd"]),
         .executable(name: "berth", targets: ["berth"]),
+        .executable(name: "berth-monitor", targets: ["berth-monitor"]),
         .library(name: "BerthClient", targets: ["BerthClient"]),
     ],
     targets: [
@@ -40,11 +41,14 @@ let package = Package(
         // The client library; never imports agent internals.
         .target(name: "BerthClient", dependencies: ["BerthErrors", "BerthSystem", "BerthWire"]),
 
-        .executableTarget(name: "berthd", dependencies: ["BerthAgent", "BerthSystem"]),
+        // The per-container monitor (C, ≈1 MiB RSS): parent and reaper of a container's init,
+        // writer of its log and exit status; it outlives the agent.
+        .executableTarget(name: "berth-monitor", dependencies: ["CBerthShim"]),
+        .executableTarget(name: "berthd", dependencies: ["BerthAgent", "BerthSystem", "berth-monitor"]),
         .executableTarget(name: "berth", dependencies: ["BerthClient", "BerthSystem", "CBerthShim"]),
 
         .testTarget(name: "BerthWireTests", dependencies: ["BerthWire", "BerthSystem"]),
-        .testTarget(name: "BerthRuntimeTests", dependencies: ["BerthRuntime", "BerthSystem", "BerthErrors", "CBerthShim"]),
+        .testTarget(name: "BerthRuntimeTests", dependencies: ["BerthRuntime", "BerthSystem", "BerthErrors", "CBerthShim", "berth-monitor"]),
         // Starts real berthd processes (root) and drives them with BerthClient and the berth binary.
         .testTarget(name: "BerthIntegrationTests", dependencies: ["BerthClient", "BerthWire", "BerthSystem", "berthd", "berth"]),
     ]
