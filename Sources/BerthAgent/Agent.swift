@@ -18,7 +18,17 @@ public struct AgentConfig: Sendable {
     public var nodeName = Host.hostname
     /// The keepalive interval the agent uses when the client proposes none.
     public var keepaliveSeconds: UInt32 = 30
+    /// The berth-monitor executable; by default the one next to this program.
+    public var monitorBinary = AgentConfig.siblingExecutable("berth-monitor")
     public init() {}
+
+    /// `name` in the directory of the running executable.
+    public static func siblingExecutable(_ name: String) -> String {
+        var buf = [UInt8](repeating: 0, count: 4096)
+        let n = buf.withUnsafeMutableBytes { readlink("/proc/self/exe", $0.baseAddress!.assumingMemoryBound(to: CChar.self), 4095) }
+        guard n > 0 else { return "/usr/local/bin/" + name }
+        return Files.dirname(of: String(decoding: buf[0..<n], as: UTF8.self)) + "/" + name
+    }
 }
 
 /// The node agent: listeners, connections, the Hello handshake and the dispatch of
@@ -49,7 +59,11 @@ public final class Agent: Sendable {
         _ = ftruncate(lockFD.rawValue, 0)
         try? lockFD.writeAll("\(getpid())\n")
         do {
-            runtime = try ContainerRuntime(stateDir: config.stateDir, runDir: config.runDir)
+            guard access(config.monitorBinary, X_OK) == 0 else {
+                throw BerthError(.notFound, "berth-monitor not found at \(config.monitorBinary); install it next to berthd or pass --monitor PATH")
+            }
+            runtime = try ContainerRuntime(stateDir: config.stateDir, runDir: config.runDir,
+                                           options: RuntimeOptions(monitorBinary: config.monitorBinary))
             var opened: [Listener] = []
             do {
                 opened.append(try Listener.open(.unix(path: config.socketPath)))
@@ -85,8 +99,8 @@ public final class Agent: Sendable {
         }
     }
 
-    /// Stops listening, says GOAWAY to every client, kills running containers and
-    /// releases the run-dir lock.
+    /// Stops listening, says GOAWAY to every client and releases the run-dir lock.
+    /// Containers keep running under their monitors; the next agent adopts them.
     public func shutdown() {
         if stopping.exchange(true, ordering: .acquiringAndReleasing) { return }
         Log.write("shutting down")
@@ -94,7 +108,6 @@ public final class Agent: Sendable {
         for c in connections.withLock({ Array($0.values) }) {
             c.close(BerthError(.unavailable, "agent \(config.nodeName) is shutting down"))
         }
-        runtime.shutdown()
         _ = unlink(config.runDir + "/berthd.lock")
         lockFD.close()
     }
@@ -143,14 +156,27 @@ public final class Agent: Sendable {
             case .createContainer(let spec):
                 try stream.send(.createContainer(runtime.create(spec)), end: true)
             case .startContainer(let ref):
-                let (container, _) = try runtime.start(ref, io: .log)
+                let (container, _) = try runtime.start(ref)
                 try stream.send(.startContainer(container), end: true)
+            case .stopContainer(let ref, let timeout):
+                try stream.send(.stopContainer(runtime.stop(ref, timeout: timeout < 0 ? nil : timeout)), end: true)
+            case .killContainer(let ref, let signal):
+                try runtime.kill(ref, signal: signal.isEmpty ? SIGKILL : Signals.parse(signal))
+                try stream.send(.killContainer, end: true)
+            case .restartContainer(let ref, let timeout):
+                try stream.send(.restartContainer(runtime.restart(ref, timeout: timeout < 0 ? nil : timeout)), end: true)
+            case .inspectContainer(let ref):
+                try stream.send(.inspectContainer(runtime.inspect(ref)), end: true)
+            case .logs(let request):
+                try logs(stream, request)
+            case .exec(let request):
+                try exec(stream, request)
             case .run(let spec):
                 try run(stream, spec)
             case .wait(let ref):
                 try wait(stream, ref)
-            case .listContainers(let all):
-                try stream.send(.listContainers(runtime.list(all: all)), end: true)
+            case .listContainers(let all, let filters):
+                try stream.send(.listContainers(runtime.list(all: all, filters: try ContainerFilter.parse(filters))), end: true)
             case .removeContainer(let ref, let force):
                 try stream.send(.removeContainer(id: runtime.remove(ref, force: force)), end: true)
             }
@@ -222,49 +248,60 @@ public final class Agent: Sendable {
         try stream.send(.importImage(image.wire), end: true)
     }
 
-    /// Create + start + output + exit status on one stream. Cancelling the stream (or
+    /// Create + start + output + exit status on one stream. The output is the
+    /// container's log, followed as the monitor writes it. Cancelling the stream (or
     /// losing the connection) kills the container.
     private func run(_ stream: Stream, _ spec: ContainerSpec) throws {
         let container = try runtime.create(spec)
-        let out = try FileDescriptor.pipe()
-        let err: (read: FileDescriptor, write: FileDescriptor)
-        let devNull: FileDescriptor
-        do {
-            err = try FileDescriptor.pipe()
-            do { devNull = try FileDescriptor.open("/dev/null", O_RDONLY) } catch { err.read.close(); err.write.close(); throw error }
-        } catch {
-            out.read.close(); out.write.close()
-            _ = try? runtime.remove(container.id, force: true)
-            throw error
-        }
         let started: Container, waiter: ExitWaiter
         do {
-            (started, waiter) = try runtime.start(container.id, io: .fds(stdin: devNull, stdout: out.write, stderr: err.write))
+            (started, waiter) = try runtime.start(container.id, attach: true)
         } catch {
-            for fd in [out.read, out.write, err.read, err.write, devNull] { fd.close() }
             if spec.autoRemove { _ = try? runtime.remove(container.id, force: true) }
             throw error
         }
-        // The container holds the write ends now; ours must go so EOF can arrive.
-        for fd in [out.write, err.write, devNull] { fd.close() }
-        defer { out.read.close(); err.read.close() }
-
         let runtime = self.runtime
         let id = container.id
+        defer { runtime.detach(id) }
         stream.setSink { event in
             if case .cancelled = event { try? runtime.kill(id, signal: SIGKILL) }
         }
         do {
             try stream.send(.run(.started(started)), end: false)
-            try OutputPump.forward([(out.read, .stdout), (err.read, .stderr)], to: stream)
+            try followLog(id, LogOptions(follow: true), to: stream, until: waiter)
         } catch {
             // The client is gone or cancelled: the container must not run unattended.
             try? runtime.kill(id, signal: SIGKILL)
             _ = waiter.wait()
             throw error
         }
-        let exit = waiter.wait()
-        try stream.send(.run(.exit(exit)), end: true)
+        try stream.send(.run(.exit(waiter.wait())), end: true)
+    }
+
+    /// Streams a container's log as DATA frames (blocking on the client's window) until
+    /// the end of the log, or, when following, until `waiter`'s run has ended and the
+    /// monitor has written everything.
+    private func followLog(_ id: String, _ options: LogOptions, to stream: Stream, until waiter: ExitWaiter?) throws {
+        let reader = LogReader(path: runtime.logPath(id), options: options)
+        try reader.run(emit: { logStream, bytes in
+            try stream.sendData(Chunk(channel: logStream == .stderr ? .stderr : .stdout, data: bytes))
+        }, isDone: {
+            if !stream.isOpen { return true }
+            return waiter.map { $0.hasEnded } ?? true
+        })
+        if !stream.isOpen { throw BerthError(.cancelled, "stream \(stream.id) was cancelled") }
+    }
+
+    private func logs(_ stream: Stream, _ request: LogsRequest) throws {
+        let container = try runtime.inspect(request.container)
+        var options = LogOptions(follow: request.follow)
+        options.tail = request.tail.map(Int.init)
+        options.sinceNanos = request.sinceUnixNano > 0 ? request.sinceUnixNano : nil
+        options.timestamps = request.timestamps
+        // Follow a running container until its run ends; anything else is read to the end.
+        let waiter = request.follow && container.state == .running ? try runtime.exitWaiter(container.id) : nil
+        try followLog(container.id, options, to: stream, until: waiter)
+        try stream.send(.logs, end: true)
     }
 
     private func wait(_ stream: Stream, _ ref: String) throws {
@@ -276,33 +313,6 @@ public final class Agent: Sendable {
                 return
             }
             if !stream.isOpen { return }
-        }
-    }
-}
-
-/// Copies a container's stdout/stderr pipes to DATA frames until both reach EOF.
-enum OutputPump {
-    static func forward(_ sources: [(FileDescriptor, Channel)], to stream: Stream) throws {
-        var open = sources
-        var buffer = [UInt8](repeating: 0, count: ConnectionOptions.maxChunk)
-        while !open.isEmpty {
-            var fds = open.map { pollfd(fd: $0.0.rawValue, events: Int16(POLLIN), revents: 0) }
-            let r = poll(&fds, nfds_t(fds.count), 1000)
-            if r < 0 { if errno == EINTR { continue }; throw Errno.current.error("poll container output") }
-            if r == 0 {
-                if !stream.isOpen { throw BerthError(.cancelled, "run stream \(stream.id) was cancelled") }
-                continue
-            }
-            var closed: [Int] = []
-            for (i, p) in fds.enumerated() where p.revents != 0 {
-                let n = buffer.withUnsafeMutableBytes { read(p.fd, $0.baseAddress, $0.count) }
-                if n > 0 {
-                    try stream.sendData(Chunk(channel: open[i].1, data: Array(buffer[0..<n])))
-                } else if n == 0 || (errno != EINTR && errno != EAGAIN) {
-                    closed.append(i)
-                }
-            }
-            for i in closed.reversed() { open.remove(at: i) }
         }
     }
 }

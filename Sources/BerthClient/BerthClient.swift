@@ -152,7 +152,7 @@ public final class BerthClient: Sendable {
         }
         switch first {
         case .response(.run(.started(let container)), _)?:
-            return ContainerRun(container: container, stream: stream, events: events)
+            return ContainerRun(container: container, call: OutputCall(stream: stream, events: events))
         case .response(.error(let error), _)?:
             throw error
         case .cancelled(let error)?:
@@ -171,9 +171,10 @@ public final class BerthClient: Sendable {
         return status
     }
 
-    /// The agent's containers: running ones, or all with `all`.
-    public func listContainers(all: Bool = false) async throws -> [Container] {
-        let r = try await call(.listContainers(all: all))
+    /// The agent's containers: running ones, or all with `all`; only those matching
+    /// every filter ("status=exited", "name=web", "label=tier" or "label=tier=web", "id=3f2a").
+    public func listContainers(all: Bool = false, filters: [String] = []) async throws -> [Container] {
+        let r = try await call(.listContainers(all: all, filters: filters))
         guard case .listContainers(let list) = r else { throw Self.unexpected(r, "ListContainers") }
         return list
     }
@@ -184,6 +185,65 @@ public final class BerthClient: Sendable {
         let r = try await call(.removeContainer(ref, force: force))
         guard case .removeContainer(let id) = r else { throw Self.unexpected(r, "RemoveContainer") }
         return id
+    }
+
+    /// docker stop: the stop signal, then SIGKILL after `timeout` seconds (nil: the
+    /// container's own stop timeout). Not an error when it is not running.
+    @discardableResult
+    public func stopContainer(_ ref: String, timeout: Int32? = nil) async throws -> Container {
+        let r = try await call(.stopContainer(ref, timeout: timeout ?? -1))
+        guard case .stopContainer(let c) = r else { throw Self.unexpected(r, "StopContainer") }
+        return c
+    }
+
+    /// Sends a signal ("TERM", "SIGHUP", "9"; empty: SIGKILL) to the container's init.
+    public func killContainer(_ ref: String, signal: String = "") async throws {
+        let r = try await call(.killContainer(ref, signal: signal))
+        guard case .killContainer = r else { throw Self.unexpected(r, "KillContainer") }
+    }
+
+    /// Stops (if running) and starts a container.
+    @discardableResult
+    public func restartContainer(_ ref: String, timeout: Int32? = nil) async throws -> Container {
+        let r = try await call(.restartContainer(ref, timeout: timeout ?? -1))
+        guard case .restartContainer(let c) = r else { throw Self.unexpected(r, "RestartContainer") }
+        return c
+    }
+
+    /// A container's full record: spec, state, pid, exit, restart count.
+    public func inspectContainer(_ ref: String) async throws -> Container {
+        let r = try await call(.inspectContainer(ref))
+        guard case .inspectContainer(let c) = r else { throw Self.unexpected(r, "InspectContainer") }
+        return c
+    }
+
+    /// A container's log as chunks of stdout and stderr; with `follow`, it goes on
+    /// until the container exits.
+    public func logs(_ request: LogsRequest) async throws -> OutputSequence {
+        let events = EventQueue()
+        let stream = try connection.openStream(.logs(request), end: true) { event in events.push(event) }
+        return OutputSequence(call: OutputCall(stream: stream, events: events))
+    }
+
+    /// Runs a process in a running container. Returns once it has started.
+    public func exec(_ request: ExecRequest) async throws -> ExecSession {
+        let events = EventQueue()
+        let stream = try connection.openStream(.exec(request), end: !request.stdin && !request.tty) { event in events.push(event) }
+        let first = await withTaskCancellationHandler {
+            await events.next()
+        } onCancel: {
+            stream.cancel(BerthError(.cancelled, "exec cancelled by the client"))
+        }
+        switch first {
+        case .response(.exec(.started(let pid)), _)?:
+            return ExecSession(pid: pid, call: OutputCall(stream: stream, events: events))
+        case .response(.error(let error), _)?, .cancelled(let error)?:
+            throw error
+        case .response(let r, _)?:
+            throw Self.unexpected(r, "Exec")
+        case .data?, nil:
+            throw BerthError(.internal, "exec stream \(stream.id) ended before the process started")
+        }
     }
 
     // MARK: - Plumbing
@@ -217,42 +277,27 @@ public final class BerthClient: Sendable {
     }
 }
 
-/// A running container's output and, after it, its exit status.
-public final class ContainerRun: Sendable {
-    /// The container as it started (id, name, pid).
-    public let container: Container
+/// The DATA chunks of a call's stream, then its final event. Shared by Run, Logs and
+/// Exec: `output` yields chunks as they come (acknowledging them to the agent's
+/// flow control as they are taken); the final RESPONSE ends it.
+final class OutputCall: Sendable {
     let stream: Stream
     let events: EventQueue
-    let exit = Mutex<Result<ExitStatus, BerthError>?>(nil)
+    /// The final event: the response that ended the stream, or the error.
+    let final = Mutex<Result<Response, BerthError>?>(nil)
 
-    init(container: Container, stream: Stream, events: EventQueue) {
-        self.container = container
+    init(stream: Stream, events: EventQueue) {
         self.stream = stream
         self.events = events
     }
 
-    /// The container's stdout and stderr chunks, in the order it wrote them (per
-    /// stream). Iterate it once; it ends when the container has exited.
-    public var output: Output { Output(run: self) }
-
-    /// Kills the container (the agent does, when the stream is cancelled).
-    public func cancel() {
-        stream.cancel(BerthError(.cancelled, "run cancelled by the client"))
+    func cancel(_ why: String) {
+        stream.cancel(BerthError(.cancelled, why))
     }
 
-    /// The exit status, once the container has exited; output not yet read is discarded.
-    public func exitStatus() async throws -> ExitStatus {
-        while try await nextChunk() != nil {}
-        switch exit.withLock({ $0 }) {
-        case .success(let s)?: return s
-        case .failure(let e)?: throw e
-        case nil: throw BerthError(.internal, "run stream ended without an exit status")
-        }
-    }
-
-    /// The next output chunk, or nil after the exit status arrived.
+    /// The next chunk, or nil once the final event is in.
     func nextChunk() async throws -> Chunk? {
-        switch exit.withLock({ $0 }) {
+        switch final.withLock({ $0 }) {
         case .success?: return nil
         case .failure(let e)?: throw e
         case nil: break
@@ -260,37 +305,128 @@ public final class ContainerRun: Sendable {
         let event = await withTaskCancellationHandler {
             await events.next()
         } onCancel: { [stream] in
-            stream.cancel(BerthError(.cancelled, "run cancelled by the client"))
+            stream.cancel(BerthError(.cancelled, "cancelled by the client"))
         }
-        let result: Result<ExitStatus, BerthError>
+        let result: Result<Response, BerthError>
         switch event {
         case .data(let chunk, _)?:
             stream.consumed(chunk)
             return chunk
-        case .response(.run(.exit(let status)), _)?:
-            result = .success(status)
         case .response(.error(let error), _)?, .cancelled(let error)?:
             result = .failure(error)
-        case .response?, nil:
-            result = .failure(BerthError(.internal, "run stream ended without an exit status"))
+        case .response(let response, _)?:
+            result = .success(response)
+        case nil:
+            result = .failure(BerthError(.internal, "stream \(stream.id) ended without a final response"))
         }
-        exit.withLock { $0 = result }
+        final.withLock { $0 = result }
         if case .failure(let e) = result { throw e }
         return nil
     }
 
-    /// The output of a run as an `AsyncSequence` of chunks.
-    public struct Output: AsyncSequence, Sendable {
-        public typealias Element = Chunk
-        let run: ContainerRun
-
-        /// Iterates the chunks; throws if the run failed or was cancelled.
-        public struct AsyncIterator: AsyncIteratorProtocol {
-            let run: ContainerRun
-            public mutating func next() async throws -> Chunk? { try await run.nextChunk() }
+    /// Reads (and drops) remaining output, then returns the final response.
+    func finish() async throws -> Response {
+        while try await nextChunk() != nil {}
+        switch final.withLock({ $0 }) {
+        case .success(let r)?: return r
+        case .failure(let e)?: throw e
+        case nil: throw BerthError(.internal, "stream \(stream.id) ended without a final response")
         }
+    }
 
-        public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(run: run) }
+    /// Sends stdin or a resize, waiting (on a thread of its own, not the async pool)
+    /// for the agent's window.
+    func send(_ chunk: Chunk, end: Bool) async throws {
+        let stream = self.stream
+        try await withCheckedThrowingContinuation { (cont: CheckedContinuation<Void, any Error>) in
+            startThread("berth-send") {
+                do {
+                    if chunk.data.isEmpty && end { try stream.end() } else { try stream.sendData(chunk, end: end) }
+                    cont.resume()
+                } catch {
+                    cont.resume(throwing: error)
+                }
+            }
+        }
+    }
+}
+
+/// The output of a call as an `AsyncSequence` of chunks (stdout and stderr, in the
+/// order the agent sent them). Iterate it once.
+public struct OutputSequence: AsyncSequence, Sendable {
+    public typealias Element = Chunk
+    let call: OutputCall
+
+    /// Iterates the chunks; throws if the call failed or was cancelled.
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let call: OutputCall
+        public mutating func next() async throws -> Chunk? { try await call.nextChunk() }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(call: call) }
+
+    /// Stops the call (the agent stops following the log).
+    public func cancel() { call.cancel("cancelled by the client") }
+}
+
+/// A running container's output and, after it, its exit status.
+public final class ContainerRun: Sendable {
+    /// The container as it started (id, name, pid).
+    public let container: Container
+    let call: OutputCall
+
+    init(container: Container, call: OutputCall) {
+        self.container = container
+        self.call = call
+    }
+
+    /// The container's stdout and stderr chunks; ends when the container has exited.
+    public var output: OutputSequence { OutputSequence(call: call) }
+
+    /// Kills the container (the agent does, when the stream is cancelled).
+    public func cancel() { call.cancel("run cancelled by the client") }
+
+    /// The exit status, once the container has exited; output not yet read is discarded.
+    public func exitStatus() async throws -> ExitStatus {
+        let r = try await call.finish()
+        guard case .run(.exit(let status)) = r else { throw BerthClient.unexpected(r, "Run") }
+        return status
+    }
+}
+
+/// A process started by `exec`: its output, its stdin, its terminal, its exit status.
+public final class ExecSession: Sendable {
+    /// The process's pid on the agent's host.
+    public let pid: Int32
+    let call: OutputCall
+
+    init(pid: Int32, call: OutputCall) {
+        self.pid = pid
+        self.call = call
+    }
+
+    /// stdout and stderr (with a tty, everything is stdout).
+    public var output: OutputSequence { OutputSequence(call: call) }
+
+    /// Writes to the process's stdin (the exec must have been made with `stdin`).
+    public func write(_ bytes: [UInt8]) async throws { try await call.send(Chunk(channel: .stdin, data: bytes), end: false) }
+
+    /// Closes the process's stdin (EOF for a pipe).
+    public func closeStdin() async throws { try await call.send(Chunk(channel: .stdin, data: []), end: true) }
+
+    /// Tells the process's terminal its new size (SIGWINCH inside).
+    public func resize(rows: UInt16, cols: UInt16) async throws {
+        try await call.send(.resize(rows: rows, cols: cols), end: false)
+    }
+
+    /// Stops the process (SIGTERM, then SIGKILL after 5 s).
+    public func cancel() { call.cancel("exec cancelled by the client") }
+
+    /// The exit status; output not yet read is discarded.
+    public func exitStatus() async throws -> ExitStatus {
+        let r = try await call.finish()
+        guard case .exec(.exit(let status)) = r else { throw BerthClient.unexpected(r, "Exec") }
+        return status
     }
 }
 

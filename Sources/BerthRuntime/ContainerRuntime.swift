@@ -6,14 +6,6 @@ import BerthSystem
 import BerthWire
 import CBerthShim
 
-/// Where a container's standard streams go.
-public enum ContainerIO: Sendable {
-    /// stdin from /dev/null; stdout and stderr appended to the container's console.log.
-    case log
-    /// The given descriptors (the caller keeps and closes its copies).
-    case fds(stdin: FileDescriptor, stdout: FileDescriptor, stderr: FileDescriptor)
-}
-
 /// Waits for one run of a container to end. Obtained before the run starts, so the
 /// exit is never missed, and still usable after an auto-removed container is gone.
 public final class ExitWaiter: Sendable {
@@ -38,6 +30,9 @@ public final class ExitWaiter: Sendable {
         if let done { return done }
         return box.lock.wait(timeoutNanos: timeoutNanos) { s in s.generation > generation ? s.last : nil } ?? nil
     }
+
+    /// Whether the run has ended (without waiting).
+    public var hasEnded: Bool { wait(timeoutNanos: 0) != nil }
 }
 
 /// Counts the exits of one container, so that waiters can wait for the next one.
@@ -58,8 +53,23 @@ final class ExitBox: Sendable {
     var generation: Int { lock.withLock { $0.generation } }
 }
 
-/// The containers of one agent: their state machine, their on-disk records and their
-/// processes. Thread-safe; every method may block briefly on disk or process work.
+/// Tunables of the runtime.
+public struct RuntimeOptions: Sendable {
+    /// The berth-monitor executable.
+    public var monitorBinary: String
+    /// Log rotation (docs/monitor.md): size of the live file and rotated files kept.
+    public var logMaxBytes: UInt64 = 10 << 20
+    public var logMaxFiles = 3
+    public init(monitorBinary: String) { self.monitorBinary = monitorBinary }
+}
+
+/// The containers of one agent: their state machine, their on-disk records, and their
+/// monitors. Thread-safe; every method may block briefly on disk or process work.
+///
+/// Each running container has a berth-monitor (docs/monitor.md) that is the parent of
+/// its init, writes its log and its exit file, and outlives the agent. The runtime
+/// starts monitors, watches them through pidfds, signals containers directly, and on
+/// start-up adopts the monitors a previous agent left running.
 ///
 /// State machine (docs/architecture.md): created → running → exited → running → …;
 /// a transition not in this list fails with FAILED_PRECONDITION naming both states.
@@ -68,16 +78,26 @@ public final class ContainerRuntime: Sendable {
     public let images: ImageStore
     public let stateDir: String
     public let runDir: String
+    public let options: RuntimeOptions
     let reaper: Reaper
     let table: ConditionLock<Table>
 
     struct Entry {
         var record: Container
-        var pidfd: FileDescriptor?
-        /// A start is in progress (the rootfs is being mounted or the child set up).
+        /// pidfd of the container's init (its monitor is the parent, not us).
+        var initPidfd: FileDescriptor?
+        /// pidfd of the monitor, watched by the reaper.
+        var monitorPidfd: FileDescriptor?
+        /// A start is in progress.
         var starting = false
         /// A removal is in progress.
         var removing = false
+        /// Run streams reading this container's log: `--rm` waits for them.
+        var attached = 0
+        /// A restart by the policy is scheduled.
+        var restartPending = false
+        /// Seconds since the epoch when the current run started (monotonic enough for backoff).
+        var backoffStep = 0
         let exits = ExitBox()
     }
 
@@ -88,11 +108,13 @@ public final class ContainerRuntime: Sendable {
         }
     }
 
-    /// Opens (creating when needed) the state under `stateDir` and `runDir`, and deals
-    /// with containers that were running when the previous agent stopped.
-    public init(stateDir: String, runDir: String) throws {
+    /// Opens (creating when needed) the state under `stateDir` and `runDir`, and adopts
+    /// the containers a previous agent left: running ones keep running under their
+    /// monitors; those that exited meanwhile get their real exit status.
+    public init(stateDir: String, runDir: String, options: RuntimeOptions) throws {
         self.stateDir = stateDir
         self.runDir = runDir
+        self.options = options
         try Files.makeDirectories(stateDir + "/containers", mode: 0o700)
         try Files.makeDirectories(runDir + "/containers", mode: 0o700)
         images = try ImageStore(directory: stateDir + "/images")
@@ -104,12 +126,14 @@ public final class ContainerRuntime: Sendable {
     // MARK: - Paths
 
     func containerDir(_ id: String) -> String { "\(stateDir)/containers/\(id)" }
+    func containerRunDir(_ id: String) -> String { "\(runDir)/containers/\(id)" }
     func recordPath(_ id: String) -> String { "\(containerDir(id))/container.pb" }
-    func mountPoint(_ id: String) -> String { "\(runDir)/containers/\(id)/rootfs" }
-    /// The file a detached container's output is appended to.
-    public func logPath(_ id: String) -> String { "\(containerDir(id))/console.log" }
+    func mountPoint(_ id: String) -> String { "\(containerRunDir(id))/rootfs" }
+    func monitorPaths(_ id: String) -> Monitor.Paths { Monitor.Paths(runDir: containerRunDir(id), stateDir: containerDir(id)) }
+    /// The container's log (CRI format, docs/monitor.md).
+    public func logPath(_ id: String) -> String { monitorPaths(id).log }
 
-    // MARK: - Calls
+    // MARK: - Create
 
     /// Validates `spec`, resolves its image and records a new container in state `created`.
     public func create(_ spec: ContainerSpec) throws -> Container {
@@ -151,10 +175,16 @@ public final class ContainerRuntime: Sendable {
         return record
     }
 
-    /// Starts a created or exited container: mounts its root file system, spawns its
-    /// init process in new namespaces, and watches for its exit. Returns the running
-    /// container and a waiter for this run's exit.
-    public func start(_ ref: String, io: ContainerIO = .log) throws -> (Container, ExitWaiter) {
+    // MARK: - Start
+
+    /// Starts a created or exited container under a new monitor. With `attach`, the
+    /// caller streams its log and calls `detach` when done; an auto-remove container is
+    /// removed only then. Returns the running container and a waiter for this run.
+    public func start(_ ref: String, attach: Bool = false) throws -> (Container, ExitWaiter) {
+        try start(ref, attach: attach, byPolicy: false)
+    }
+
+    private func start(_ ref: String, attach: Bool, byPolicy: Bool) throws -> (Container, ExitWaiter) {
         // created/exited → starting (a flag, so two starts cannot race).
         let (id, record, waiter) = try table.withLock { (t) throws(BerthError) -> (String, Container, ExitWaiter) in
             let id = try resolve(ref, in: t)
@@ -163,106 +193,243 @@ public final class ContainerRuntime: Sendable {
                 let now = e.starting ? "starting" : e.removing ? "being removed" : "running"
                 throw BerthError(.failedPrecondition, "container \(e.record.name) is \(now); cannot start it")
             }
+            if byPolicy && (e.record.stoppedByUser || !e.restartPending) {
+                throw BerthError(.failedPrecondition, "container \(e.record.name) was stopped by a user")
+            }
             e.starting = true
+            e.restartPending = false
+            if attach { e.attached += 1 }
             t.byID[id] = e
             return (id, e.record, ExitWaiter(box: e.exits, generation: e.exits.generation))
         }
         do {
-            let running = try launch(id, record, io: io)
+            let running = try launch(id, record, byPolicy: byPolicy)
             return (running, waiter)
         } catch {
-            table.withLock { $0.byID[id]?.starting = false }
+            table.withLock { t in
+                t.byID[id]?.starting = false
+                if attach { t.byID[id]?.attached -= 1 }
+            }
             throw error.berthError("container \(record.name)").prefixedOnce("container \(record.name)")
         }
     }
 
-    private func launch(_ id: String, _ record: Container, io: ContainerIO) throws -> Container {
+    private func launch(_ id: String, _ record: Container, byPolicy: Bool) throws -> Container {
         let spec = record.spec
         var rootfs = spec.rootfs
+        try Files.makeDirectories(containerRunDir(id), mode: 0o700)
         if rootfs.isEmpty {
             let lower = try images.rootfs(id: record.imageID)
             rootfs = mountPoint(id)
             try Rootfs.mountOverlay(lower: lower, upper: containerDir(id) + "/upper",
                                     work: containerDir(id) + "/work", target: rootfs)
         }
-        var opened: [FileDescriptor] = []
-        defer { for fd in opened { fd.close() } }
-        let stdin: FileDescriptor, stdout: FileDescriptor, stderr: FileDescriptor
-        switch io {
-        case .log:
-            stdin = try FileDescriptor.open("/dev/null", O_RDONLY)
-            opened.append(stdin)
-            stdout = try FileDescriptor.open(logPath(id), O_WRONLY | O_APPEND | O_CREAT, mode: 0o640)
-            opened.append(stdout)
-            stderr = stdout
-        case .fds(let i, let o, let e):
-            (stdin, stdout, stderr) = (i, o, e)
-        }
-        let config = SpawnConfig(rootfs: rootfs, hostname: spec.hostname, workingDir: spec.workingDir,
-                                 args: spec.args, env: Validate.environment(spec), uid: spec.user.uid, gid: spec.user.gid,
-                                 stdin: stdin, stdout: stdout, stderr: stderr)
-        let process: SpawnedProcess
+        let paths = monitorPaths(id)
+        // A stale exit file would be taken for this run's.
+        _ = unlink(paths.exitFile)
+        let config = Monitor.config(id: id, rootfs: rootfs, hostname: spec.hostname, workingDir: spec.workingDir,
+                                    uid: spec.user.uid, gid: spec.user.gid, args: spec.args, env: Validate.environment(spec),
+                                    paths: paths, logMaxBytes: options.logMaxBytes, logMaxFiles: options.logMaxFiles)
+        let started: Monitor.Started
         do {
-            process = try Spawner.spawn(config)
+            try Files.writeAtomically(paths.config, config, mode: 0o600)
+            started = try Monitor.start(binary: options.monitorBinary, paths: paths)
         } catch {
             if spec.rootfs.isEmpty { Rootfs.unmount(rootfs) }
             throw error
         }
+        let monitorPidfd = openPidfd(started.monitorPid, startTime: started.monitorStartTime)
+        let initPidfd = openPidfd(started.pid, startTime: started.startTime)
         let running = table.withLock { t -> Container in
             var e = t.byID[id] ?? Entry(record: record)
             e.starting = false
-            e.pidfd = process.pidfd
+            e.initPidfd = initPidfd
+            e.monitorPidfd = monitorPidfd
             e.record.state = .running
-            e.record.pid = process.pid
-            e.record.pidStartTime = ProcessInfo.startTime(process.pid) ?? 0
+            e.record.pid = started.pid
+            e.record.pidStartTime = started.startTime
+            e.record.monitorPid = started.monitorPid
+            e.record.monitorStartTime = started.monitorStartTime
             e.record.startedUnix = Host.now
             e.record.exit = nil
+            e.record.oomKilled = false
+            if !byPolicy { e.record.stoppedByUser = false }
             t.byID[id] = e
             return e.record
         }
         try? persist(running)
-        Log.write("container \(running.name) (\(running.id.prefix(12))) started, pid \(running.pid)")
-        do {
-            try reaper.watch(process.pidfd) { [self] exit in exited(id, exit) }
-        } catch {
-            // Without a watch nobody would reap it: kill it rather than leak it.
-            _ = berth_pidfd_send_signal(process.pidfd.rawValue, SIGKILL)
-            var code: Int32 = 0, sig: Int32 = 0
-            _ = berth_wait_pidfd(process.pidfd.rawValue, 0, &code, &sig)
-            exited(id, ProcessExit(code: 137, signal: SIGKILL))
-            throw error
-        }
+        Log.write("container \(running.name) (\(id.prefix(12))) started, pid \(running.pid), monitor \(started.monitorPid)")
+        watchMonitor(id, monitorPidfd)
         return running
     }
 
-    /// Called on the reaper thread when a container's init process has been reaped.
-    private func exited(_ id: String, _ exit: ProcessExit) {
-        let status = ExitStatus(exitCode: exit.code, signal: exit.signal, finishedUnix: Host.now)
+    /// pidfd_open of `pid`, but only if it is still the process that started at `startTime`.
+    private func openPidfd(_ pid: Int32, startTime: UInt64) -> FileDescriptor? {
+        guard pid > 0 else { return nil }
+        let fd = berth_pidfd_open(pid)
+        guard fd >= 0 else { return nil }
+        // Checked after opening: from here on the pidfd cannot be recycled.
+        guard ProcessInfo.startTime(pid) == startTime else { Glibc.close(fd); return nil }
+        return FileDescriptor(rawValue: fd)
+    }
+
+    private func watchMonitor(_ id: String, _ pidfd: FileDescriptor?) {
+        guard let pidfd else {
+            // The monitor is already gone: its exit file tells the rest.
+            startThread("berth-exit") { [self] in monitorExited(id) }
+            return
+        }
+        do {
+            try reaper.watch(pidfd) { [self] _ in monitorExited(id) }
+        } catch {
+            Log.write("container \(id.prefix(12)): cannot watch its monitor: \(error.berthError("epoll").message)")
+        }
+    }
+
+    // MARK: - Exit
+
+    /// The monitor has exited (reaped by us, or by init when a previous agent started
+    /// it): read the exit file, record the exit, then apply --rm or the restart policy.
+    private func monitorExited(_ id: String) {
+        let paths = monitorPaths(id)
+        let exit = Monitor.readExit(paths.exitFile)
+        if exit == nil { Log.write("container \(id.prefix(12)): its monitor ended without an exit file; see \(paths.diagnostics)") }
+        let status = ExitStatus(exitCode: exit?.code ?? 255, signal: exit?.signal ?? 0,
+                                finishedUnix: exit.map { $0.finishedNanos / 1_000_000_000 } ?? Host.now)
         let entry = table.withLock { t -> Entry? in
-            guard var e = t.byID[id] else { return nil }
-            e.pidfd?.close()
-            e.pidfd = nil
+            guard var e = t.byID[id], e.record.state == .running else { return nil }
+            e.initPidfd?.close()
+            e.monitorPidfd?.close()
+            e.initPidfd = nil
+            e.monitorPidfd = nil
             e.record.state = .exited
             e.record.pid = 0
+            e.record.monitorPid = 0
             e.record.exit = status
+            let ranFor = status.finishedUnix - e.record.startedUnix
+            // Docker's rule: a run of 10 s or more resets the backoff.
+            e.backoffStep = ranFor >= 10 ? 0 : e.backoffStep
+            e.restartPending = shouldRestart(e.record) && !e.removing
             t.byID[id] = e
             return e
         }
         guard let entry else { return }
         Log.write("container \(entry.record.name) (\(id.prefix(12))) exited with code \(status.exitCode)")
         if entry.record.spec.rootfs.isEmpty { Rootfs.unmount(mountPoint(id)) }
-        if entry.record.spec.autoRemove {
+        try? persist(entry.record)
+        if entry.restartPending {
+            scheduleRestart(id, step: entry.backoffStep)
+        } else if entry.record.spec.autoRemove && entry.attached == 0 {
             // Removed before anyone waiting hears of the exit, so that after `run --rm`
             // returns the container is gone, as with docker.
             do { try remove(id, force: false) } catch {
                 Log.write("container \(entry.record.name): auto-remove failed: \(error.berthError("remove").message)")
-                try? persist(entry.record)
             }
-        } else {
-            try? persist(entry.record)
         }
         entry.exits.record(status)
     }
+
+    private func shouldRestart(_ c: Container) -> Bool {
+        if c.stoppedByUser { return false }
+        switch c.spec.restart.kind {
+        case .no: return false
+        case .always: return true
+        case .onFailure:
+            let code = c.exit?.exitCode ?? 0
+            return code != 0 && (c.spec.restart.maxRetries == 0 || c.restartCount < c.spec.restart.maxRetries)
+        }
+    }
+
+    /// Restarts after 100 ms · 2^step (at most a minute), unless a user stops or removes
+    /// the container first.
+    private func scheduleRestart(_ id: String, step: Int) {
+        let delayMs = min(100 << min(step, 10), 60_000)
+        table.withLock { $0.byID[id]?.backoffStep = step + 1 }
+        startThread("berth-restart") { [self] in
+            usleep(useconds_t(delayMs) * 1000)
+            let go = table.withLock { t -> Bool in
+                guard var e = t.byID[id], e.restartPending, !e.record.stoppedByUser, !e.removing else { return false }
+                e.record.restartCount += 1
+                t.byID[id] = e
+                return true
+            }
+            guard go else { return }
+            do {
+                _ = try start(id, attach: false, byPolicy: true)
+            } catch {
+                Log.write("container \(id.prefix(12)): restart by policy failed: \(error.berthError("restart").message)")
+            }
+        }
+    }
+
+    // MARK: - Signals, stop, restart
+
+    /// Sends `signal` to the container's init process. With `byUser` (stop, kill with
+    /// SIGKILL or the stop signal) the restart policy will not bring it back.
+    public func kill(_ ref: String, signal: Int32, byUser: Bool = true) throws {
+        let record = try table.withLock { (t) throws(BerthError) -> Container in
+            let id = try resolve(ref, in: t)
+            guard var e = t.byID[id] else { throw notFound(ref) }
+            guard e.record.state == .running, let pidfd = e.initPidfd else {
+                throw BerthError(.failedPrecondition, "container \(e.record.name) is not running (it is \(e.record.state))")
+            }
+            if byUser && (signal == SIGKILL || signal == (e.record.spec.stopSignal == 0 ? SIGTERM : e.record.spec.stopSignal)) {
+                e.record.stoppedByUser = true
+                e.restartPending = false
+                t.byID[id] = e
+            }
+            try sys("signal \(Signals.name(signal)) to container \(e.record.name)") { berth_pidfd_send_signal(pidfd.rawValue, signal) }
+            return e.record
+        }
+        try? persist(record)
+    }
+
+    /// docker stop: the stop signal (SIGTERM unless the container says otherwise), then
+    /// SIGKILL after `timeout` seconds (nil: the container's stop timeout, default 10).
+    /// Stopping a container that is not running is not an error.
+    public func stop(_ ref: String, timeout: Int32? = nil) throws -> Container {
+        let (id, record, waiter) = try table.withLock { (t) throws(BerthError) -> (String, Container, ExitWaiter) in
+            let id = try resolve(ref, in: t)
+            guard var e = t.byID[id] else { throw notFound(ref) }
+            e.record.stoppedByUser = true
+            e.restartPending = false
+            t.byID[id] = e
+            return (id, e.record, ExitWaiter(box: e.exits, generation: e.exits.generation))
+        }
+        try? persist(record)
+        guard record.state == .running else { return record }
+        let grace = max(0, timeout ?? (record.spec.stopTimeout > 0 ? record.spec.stopTimeout : 10))
+        let sig = record.spec.stopSignal == 0 ? SIGTERM : record.spec.stopSignal
+        do { try kill(id, signal: sig) } catch let e as BerthError where e.code == .failedPrecondition {
+            return try inspect(id)  // it exited meanwhile
+        }
+        if waiter.wait(timeoutNanos: UInt64(grace) * 1_000_000_000) == nil {
+            // pid 1 of a pid namespace ignores signals it has no handler for: only SIGKILL is sure.
+            Log.write("container \(record.name) did not stop within \(grace)s; sending SIGKILL")
+            try? kill(id, signal: SIGKILL)
+            _ = waiter.wait()
+        }
+        return try inspect(id)
+    }
+
+    /// docker restart: stop (if running), then start.
+    public func restart(_ ref: String, timeout: Int32? = nil) throws -> Container {
+        let stopped = try stop(ref, timeout: timeout)
+        return try start(stopped.id).0
+    }
+
+    /// Ends a Run's hold on an auto-remove container (see `start(_:attach:)`).
+    public func detach(_ id: String) {
+        let removeNow = table.withLock { t -> Bool in
+            guard var e = t.byID[id] else { return false }
+            e.attached = max(0, e.attached - 1)
+            t.byID[id] = e
+            return e.attached == 0 && e.record.spec.autoRemove && e.record.state == .exited && !e.restartPending
+        }
+        if removeNow { _ = try? remove(id, force: false) }
+    }
+
+    // MARK: - Queries
 
     /// A waiter for the container's current (or, if it has not started, next) run.
     /// For an exited container it returns the last exit at once.
@@ -270,7 +437,7 @@ public final class ContainerRuntime: Sendable {
         try table.withLock { (t) throws(BerthError) -> ExitWaiter in
             let id = try resolve(ref, in: t)
             guard let e = t.byID[id] else { throw notFound(ref) }
-            if e.record.state == .exited, !e.starting, let exit = e.record.exit {
+            if e.record.state == .exited, !e.starting, !e.restartPending, let exit = e.record.exit {
                 return ExitWaiter(box: e.exits, generation: 0, done: exit)
             }
             return ExitWaiter(box: e.exits, generation: e.exits.generation)
@@ -282,22 +449,13 @@ public final class ContainerRuntime: Sendable {
         try exitWaiter(ref).wait()
     }
 
-    /// Sends `signal` to a running container's init process.
-    public func kill(_ ref: String, signal: Int32) throws {
-        try table.withLock { (t) throws(BerthError) in
-            let id = try resolve(ref, in: t)
-            guard let e = t.byID[id], e.record.state == .running, let pidfd = e.pidfd else {
-                throw BerthError(.failedPrecondition, "container \(ref) is not running")
-            }
-            try sys("kill container \(e.record.name)") { berth_pidfd_send_signal(pidfd.rawValue, signal) }
-        }
-    }
-
-    /// The containers, newest first; only running ones unless `all`.
-    public func list(all: Bool) -> [Container] {
+    /// The containers, newest first; only running ones unless `all`; only those
+    /// matching every filter.
+    public func list(all: Bool, filters: [ContainerFilter] = []) -> [Container] {
         table.withLock { t in
             t.byID.values.map(\.record)
-                .filter { all || $0.state == .running }
+                .filter { c in (all || c.state == .running || filters.contains { if case .status = $0 { true } else { false } })
+                    && filters.allSatisfy { $0.matches(c) } }
                 .sorted { ($0.createdUnix, $0.id) > ($1.createdUnix, $1.id) }
         }
     }
@@ -311,8 +469,41 @@ public final class ContainerRuntime: Sendable {
         }
     }
 
+    /// A running container's record and a duplicate of its init's pidfd (the caller
+    /// closes it), for exec. FAILED_PRECONDITION when it is not running.
+    public func runningInit(_ ref: String) throws -> (Container, FileDescriptor) {
+        try table.withLock { (t) throws(BerthError) -> (Container, FileDescriptor) in
+            let id = try resolve(ref, in: t)
+            guard let e = t.byID[id] else { throw notFound(ref) }
+            guard e.record.state == .running, let pidfd = e.initPidfd else {
+                throw BerthError(.failedPrecondition, "container \(e.record.name) is not running (it is \(e.record.state)); start it first")
+            }
+            let copy = fcntl(pidfd.rawValue, F_DUPFD_CLOEXEC, 3)
+            guard copy >= 0 else { throw Errno.current.error("dup pidfd") }
+            return (e.record, FileDescriptor(rawValue: copy))
+        }
+    }
+
+    /// Whether the container's current run has ended and its log is complete.
+    public func isRunning(_ id: String) -> Bool {
+        table.withLock { $0.byID[id].map { $0.record.state == .running || $0.starting } ?? false }
+    }
+
+    /// Calls `onExit` when the process behind `pidfd` (a child of the agent) has exited
+    /// and been reaped. The caller keeps and closes `pidfd`, after `onExit`.
+    public func watchProcess(_ pidfd: FileDescriptor, onExit: @escaping @Sendable (ProcessExit) -> Void) throws {
+        try reaper.watch(pidfd, onExit: onExit)
+    }
+
+    /// The environment a container's processes get (PATH, HOSTNAME, HOME as docker sets them).
+    public static func environment(for spec: ContainerSpec) -> [String] {
+        Validate.environment(spec)
+    }
+
+    // MARK: - Remove
+
     /// Removes a container and everything it has on disk. A running one needs `force`,
-    /// which kills it first (SIGKILL) and waits for it to be reaped.
+    /// which kills it first (SIGKILL) and waits for its monitor to finish.
     @discardableResult
     public func remove(_ ref: String, force: Bool) throws -> String {
         let (id, name, waiter) = try table.withLock { (t) throws(BerthError) -> (String, String, ExitWaiter?) in
@@ -325,17 +516,19 @@ public final class ContainerRuntime: Sendable {
                 guard force else {
                     throw BerthError(.failedPrecondition, "container \(e.record.name) is running: stop it first or remove it with rm -f")
                 }
-                if let pidfd = e.pidfd { _ = berth_pidfd_send_signal(pidfd.rawValue, SIGKILL) }
+                if let pidfd = e.initPidfd { _ = berth_pidfd_send_signal(pidfd.rawValue, SIGKILL) }
                 waiter = ExitWaiter(box: e.exits, generation: e.exits.generation)
             }
             e.removing = true
+            e.restartPending = false
+            e.record.stoppedByUser = true
             t.byID[id] = e
             return (id, e.record.name, waiter)
         }
         _ = waiter?.wait()
         do {
             Rootfs.unmount(mountPoint(id))
-            try Files.removeTree("\(runDir)/containers/\(id)")
+            try Files.removeTree(containerRunDir(id))
             try Files.removeTree(containerDir(id))
         } catch {
             table.withLock { $0.byID[id]?.removing = false }
@@ -350,22 +543,6 @@ public final class ContainerRuntime: Sendable {
         table.withLock { t in
             let running = t.byID.values.filter { $0.record.state == .running }.count
             return (t.byID.count, running, t.byID.count - running)
-        }
-    }
-
-    /// Kills every running container and waits (at most `timeoutSeconds`) for them to
-    /// be reaped; auto-remove containers are removed. Used when the agent shuts down:
-    /// until containers are kept by per-container monitors they cannot outlive it.
-    public func shutdown(timeoutSeconds: UInt64 = 10) {
-        let waiters = table.withLock { t -> [ExitWaiter] in
-            t.byID.values.compactMap { e in
-                guard e.record.state == .running, let pidfd = e.pidfd else { return nil }
-                _ = berth_pidfd_send_signal(pidfd.rawValue, SIGKILL)
-                return ExitWaiter(box: e.exits, generation: e.exits.generation)
-            }
-        }
-        for w in waiters {
-            _ = w.box.lock.wait(timeoutNanos: timeoutSeconds * 1_000_000_000) { s in s.generation > w.generation ? true : nil }
         }
     }
 
@@ -392,36 +569,30 @@ public final class ContainerRuntime: Sendable {
         try Files.writeAtomically(recordPath(record.id), record.wireEncoded(), mode: 0o600)
     }
 
-    /// Reads every container record. A container recorded as running belonged to a
-    /// previous agent: this agent cannot reap it, so it is killed (when the pid still
-    /// names the same process), its rootfs unmounted, and it is recorded as exited.
+    /// Reads every container record and adopts what a previous agent left: a running
+    /// container whose monitor still runs is watched again; one whose monitor has
+    /// finished gets the exit status the monitor recorded (and its restart policy).
     private func load() throws {
+        var adopted: [(String, FileDescriptor?)] = []
         for id in try Files.list(stateDir + "/containers") {
             let path = recordPath(id)
-            guard let bytes = try? Files.read(path), var record = try? Container(wire: bytes), record.id == id else {
+            guard let bytes = try? Files.read(path), let record = try? Container(wire: bytes), record.id == id else {
                 if Files.exists(path) { Log.write("ignoring unreadable container record \(path)") }
                 continue
             }
+            var entry = Entry(record: record)
             if record.state == .running {
-                if record.pid > 0, ProcessInfo.startTime(record.pid) == record.pidStartTime {
-                    let pidfd = berth_pidfd_open(record.pid)
-                    if pidfd >= 0 { _ = berth_pidfd_send_signal(pidfd, SIGKILL); Glibc.close(pidfd) }
-                    Log.write("container \(record.name) (pid \(record.pid)) was left by a previous agent; killed it")
+                entry.monitorPidfd = openPidfd(record.monitorPid, startTime: record.monitorStartTime)
+                entry.initPidfd = openPidfd(record.pid, startTime: record.pidStartTime)
+                adopted.append((id, entry.monitorPidfd))
+                if entry.monitorPidfd != nil {
+                    Log.write("container \(record.name) (\(id.prefix(12))) is still running under monitor \(record.monitorPid); adopted")
                 }
-                if record.spec.rootfs.isEmpty { Rootfs.unmount(mountPoint(id)) }
-                record.state = .exited
-                record.pid = 0
-                record.exit = ExitStatus(exitCode: 255, signal: 0, finishedUnix: Host.now)
-                try? persist(record)
             }
-            if record.state == .exited && record.spec.autoRemove {
-                try? Files.removeTree("\(runDir)/containers/\(id)")
-                try? Files.removeTree(containerDir(id))
-                continue
-            }
-            let entry = Entry(record: record)
             table.withLock { $0.byID[id] = entry }
         }
+        // Watching may call monitorExited at once (monitor gone): only after the table is full.
+        for (id, pidfd) in adopted { watchMonitor(id, pidfd) }
     }
 }
 
@@ -438,7 +609,6 @@ enum ProcessInfo {
         return UInt64(fields[19])
     }
 }
-
 
 extension BerthError {
     /// Puts `context` in front of the message unless it is already there.

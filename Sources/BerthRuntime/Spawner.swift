@@ -141,7 +141,13 @@ public enum Spawner {
     static func error(from e: berth_spawn_error) -> BerthError {
         let step = withUnsafeBytes(of: e.step) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
         let detail = withUnsafeBytes(of: e.detail) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-        let errno = Errno(rawValue: e.err)
+        return error(step: step, errno: e.err, detail: detail)
+    }
+
+    /// Maps a failed pre-exec step (from spawn.c, directly or through berth-monitor's
+    /// ready line) to the error a user sees.
+    static func error(step: String, errno code: Int32, detail: String) -> BerthError {
+        let errno = Errno(rawValue: code)
         if step == "exec" {
             // The child phrased the whole message ("exec \"x\": ...").
             switch errno {

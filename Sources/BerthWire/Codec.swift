@@ -377,6 +377,14 @@ extension ContainerSpec {
         user = User(c.user)
         hostname = string(c.hostname)
         autoRemove = c.auto_remove != 0
+        for label in messages(c.n_labels, c.labels, { (l: Berth__V1__Label) in (string(l.key), string(l.value)) }) {
+            labels[label.0] = label.1
+        }
+        if let r = c.restart?.pointee {
+            restart = RestartPolicy(RestartPolicy.Kind(rawValue: string(r.name)) ?? .no, maxRetries: r.max_retries)
+        }
+        stopSignal = c.stop_signal
+        stopTimeout = c.stop_timeout
     }
 
     fileprivate init(_ c: UnsafeMutablePointer<Berth__V1__ContainerSpec>?) {
@@ -408,6 +416,11 @@ extension Container {
         exit = c.exit.map { ExitStatus($0.pointee) }
         imageID = string(c.image_id)
         pidStartTime = c.pid_start_time
+        restartCount = c.restart_count
+        oomKilled = c.oom_killed != 0
+        monitorPid = c.monitor_pid
+        monitorStartTime = c.monitor_start_time
+        stoppedByUser = c.stopped_by_user != 0
     }
 
     fileprivate init(_ c: UnsafeMutablePointer<Berth__V1__Container>?) {
@@ -434,6 +447,20 @@ extension Arena {
         c.pointee.user = user(spec.user)
         c.pointee.hostname = cString(spec.hostname)
         c.pointee.auto_remove = spec.autoRemove ? 1 : 0
+        (c.pointee.n_labels, c.pointee.labels) = cArray(spec.labels.sorted { $0.key < $1.key }) { label in
+            let l: UnsafeMutablePointer<Berth__V1__Label> = message(berth__v1__label__init)
+            l.pointee.key = cString(label.key)
+            l.pointee.value = cString(label.value)
+            return l
+        }
+        if spec.restart != RestartPolicy() {
+            let r: UnsafeMutablePointer<Berth__V1__RestartPolicy> = message(berth__v1__restart_policy__init)
+            r.pointee.name = cString(spec.restart.kind.rawValue)
+            r.pointee.max_retries = spec.restart.maxRetries
+            c.pointee.restart = r
+        }
+        c.pointee.stop_signal = spec.stopSignal
+        c.pointee.stop_timeout = spec.stopTimeout
         return c
     }
 
@@ -458,6 +485,11 @@ extension Arena {
         c.pointee.exit = container.exit.map(exitStatus)
         c.pointee.image_id = cString(container.imageID)
         c.pointee.pid_start_time = container.pidStartTime
+        c.pointee.restart_count = container.restartCount
+        c.pointee.oom_killed = container.oomKilled ? 1 : 0
+        c.pointee.monitor_pid = container.monitorPid
+        c.pointee.monitor_start_time = container.monitorStartTime
+        c.pointee.stopped_by_user = container.stoppedByUser ? 1 : 0
         return c
     }
 }
@@ -575,10 +607,41 @@ extension Request {
         case BERTH__V1__REQUEST__CALL_WAIT:
             self = .wait(string(c.wait?.pointee.container))
         case BERTH__V1__REQUEST__CALL_LIST_CONTAINERS:
-            self = .listContainers(all: (c.list_containers?.pointee.all ?? 0) != 0)
+            let list = c.list_containers?.pointee
+            self = .listContainers(all: (list?.all ?? 0) != 0, filters: strings(list?.n_filters ?? 0, list?.filters))
         case BERTH__V1__REQUEST__CALL_REMOVE_CONTAINER:
             let remove = c.remove_container?.pointee
             self = .removeContainer(string(remove?.container), force: (remove?.force ?? 0) != 0)
+        case BERTH__V1__REQUEST__CALL_STOP_CONTAINER:
+            let stop = c.stop_container?.pointee
+            self = .stopContainer(string(stop?.container), timeout: stop?.timeout_seconds ?? -1)
+        case BERTH__V1__REQUEST__CALL_KILL_CONTAINER:
+            let kill = c.kill_container?.pointee
+            self = .killContainer(string(kill?.container), signal: string(kill?.signal))
+        case BERTH__V1__REQUEST__CALL_RESTART_CONTAINER:
+            let restart = c.restart_container?.pointee
+            self = .restartContainer(string(restart?.container), timeout: restart?.timeout_seconds ?? -1)
+        case BERTH__V1__REQUEST__CALL_INSPECT_CONTAINER:
+            self = .inspectContainer(string(c.inspect_container?.pointee.container))
+        case BERTH__V1__REQUEST__CALL_LOGS:
+            guard let l = c.logs?.pointee else { return nil }
+            var logs = LogsRequest(container: string(l.container))
+            logs.follow = l.follow != 0
+            logs.tail = l.tail < 0 ? nil : l.tail
+            logs.sinceUnixNano = l.since_unix_nano
+            logs.timestamps = l.timestamps != 0
+            self = .logs(logs)
+        case BERTH__V1__REQUEST__CALL_EXEC:
+            guard let e = c.exec?.pointee else { return nil }
+            var exec = ExecRequest(container: string(e.container), args: strings(e.n_args, e.args))
+            exec.env = strings(e.n_env, e.env)
+            exec.workingDir = string(e.working_dir)
+            exec.user = e.has_user != 0 ? User(e.user) : nil
+            exec.tty = e.tty != 0
+            exec.stdin = e.stdin != 0
+            exec.rows = e.rows
+            exec.cols = e.cols
+            self = .exec(exec)
         default:
             return nil
         }
@@ -625,10 +688,11 @@ extension Arena {
             m.pointee.container = cString(container)
             c.pointee.call_case = BERTH__V1__REQUEST__CALL_WAIT
             c.pointee.wait = m
-        case .listContainers(let all):
+        case .listContainers(let all, let filters):
             let m: UnsafeMutablePointer<Berth__V1__ListContainersRequest> =
                 message(berth__v1__list_containers_request__init)
             m.pointee.all = all ? 1 : 0
+            (m.pointee.n_filters, m.pointee.filters) = cStrings(filters)
             c.pointee.call_case = BERTH__V1__REQUEST__CALL_LIST_CONTAINERS
             c.pointee.list_containers = m
         case .removeContainer(let container, let force):
@@ -638,6 +702,56 @@ extension Arena {
             m.pointee.force = force ? 1 : 0
             c.pointee.call_case = BERTH__V1__REQUEST__CALL_REMOVE_CONTAINER
             c.pointee.remove_container = m
+        case .stopContainer(let container, let timeout):
+            let m: UnsafeMutablePointer<Berth__V1__StopContainerRequest> = message(berth__v1__stop_container_request__init)
+            m.pointee.container = cString(container)
+            m.pointee.timeout_seconds = timeout
+            c.pointee.call_case = BERTH__V1__REQUEST__CALL_STOP_CONTAINER
+            c.pointee.stop_container = m
+        case .killContainer(let container, let signal):
+            let m: UnsafeMutablePointer<Berth__V1__KillContainerRequest> = message(berth__v1__kill_container_request__init)
+            m.pointee.container = cString(container)
+            m.pointee.signal = cString(signal)
+            c.pointee.call_case = BERTH__V1__REQUEST__CALL_KILL_CONTAINER
+            c.pointee.kill_container = m
+        case .restartContainer(let container, let timeout):
+            let m: UnsafeMutablePointer<Berth__V1__RestartContainerRequest> =
+                message(berth__v1__restart_container_request__init)
+            m.pointee.container = cString(container)
+            m.pointee.timeout_seconds = timeout
+            c.pointee.call_case = BERTH__V1__REQUEST__CALL_RESTART_CONTAINER
+            c.pointee.restart_container = m
+        case .inspectContainer(let container):
+            let m: UnsafeMutablePointer<Berth__V1__InspectContainerRequest> =
+                message(berth__v1__inspect_container_request__init)
+            m.pointee.container = cString(container)
+            c.pointee.call_case = BERTH__V1__REQUEST__CALL_INSPECT_CONTAINER
+            c.pointee.inspect_container = m
+        case .logs(let logs):
+            let m: UnsafeMutablePointer<Berth__V1__LogsRequest> = message(berth__v1__logs_request__init)
+            m.pointee.container = cString(logs.container)
+            m.pointee.follow = logs.follow ? 1 : 0
+            m.pointee.tail = logs.tail ?? -1
+            m.pointee.since_unix_nano = logs.sinceUnixNano
+            m.pointee.timestamps = logs.timestamps ? 1 : 0
+            c.pointee.call_case = BERTH__V1__REQUEST__CALL_LOGS
+            c.pointee.logs = m
+        case .exec(let exec):
+            let m: UnsafeMutablePointer<Berth__V1__ExecRequest> = message(berth__v1__exec_request__init)
+            m.pointee.container = cString(exec.container)
+            (m.pointee.n_args, m.pointee.args) = cStrings(exec.args)
+            (m.pointee.n_env, m.pointee.env) = cStrings(exec.env)
+            m.pointee.working_dir = cString(exec.workingDir)
+            if let u = exec.user {
+                m.pointee.user = user(u)
+                m.pointee.has_user = 1
+            }
+            m.pointee.tty = exec.tty ? 1 : 0
+            m.pointee.stdin = exec.stdin ? 1 : 0
+            m.pointee.rows = exec.rows
+            m.pointee.cols = exec.cols
+            c.pointee.call_case = BERTH__V1__REQUEST__CALL_EXEC
+            c.pointee.exec = m
         }
         return c
     }
@@ -687,6 +801,23 @@ extension Response {
             self = .listContainers(messages(list?.n_containers ?? 0, list?.containers, Container.init))
         case BERTH__V1__RESPONSE__RESULT_REMOVE_CONTAINER:
             self = .removeContainer(id: string(c.remove_container?.pointee.id))
+        case BERTH__V1__RESPONSE__RESULT_STOP_CONTAINER:
+            self = .stopContainer(Container(c.stop_container?.pointee.container))
+        case BERTH__V1__RESPONSE__RESULT_KILL_CONTAINER:
+            self = .killContainer
+        case BERTH__V1__RESPONSE__RESULT_RESTART_CONTAINER:
+            self = .restartContainer(Container(c.restart_container?.pointee.container))
+        case BERTH__V1__RESPONSE__RESULT_INSPECT_CONTAINER:
+            self = .inspectContainer(Container(c.inspect_container?.pointee.container))
+        case BERTH__V1__RESPONSE__RESULT_LOGS:
+            self = .logs
+        case BERTH__V1__RESPONSE__RESULT_EXEC:
+            guard let e = c.exec?.pointee else { return nil }
+            switch e.event_case {
+            case BERTH__V1__EXEC_RESPONSE__EVENT_STARTED: self = .exec(.started(pid: e.started?.pointee.pid ?? 0))
+            case BERTH__V1__EXEC_RESPONSE__EVENT_EXIT: self = .exec(.exit(ExitStatus(e.exit)))
+            default: return nil
+            }
         default:
             return nil
         }
@@ -762,6 +893,43 @@ extension Arena {
             m.pointee.id = cString(id)
             c.pointee.result_case = BERTH__V1__RESPONSE__RESULT_REMOVE_CONTAINER
             c.pointee.remove_container = m
+        case .stopContainer(let container):
+            let m: UnsafeMutablePointer<Berth__V1__StopContainerResponse> = message(berth__v1__stop_container_response__init)
+            m.pointee.container = self.container(container)
+            c.pointee.result_case = BERTH__V1__RESPONSE__RESULT_STOP_CONTAINER
+            c.pointee.stop_container = m
+        case .killContainer:
+            c.pointee.result_case = BERTH__V1__RESPONSE__RESULT_KILL_CONTAINER
+            c.pointee.kill_container = message(berth__v1__kill_container_response__init)
+        case .restartContainer(let container):
+            let m: UnsafeMutablePointer<Berth__V1__RestartContainerResponse> =
+                message(berth__v1__restart_container_response__init)
+            m.pointee.container = self.container(container)
+            c.pointee.result_case = BERTH__V1__RESPONSE__RESULT_RESTART_CONTAINER
+            c.pointee.restart_container = m
+        case .inspectContainer(let container):
+            let m: UnsafeMutablePointer<Berth__V1__InspectContainerResponse> =
+                message(berth__v1__inspect_container_response__init)
+            m.pointee.container = self.container(container)
+            c.pointee.result_case = BERTH__V1__RESPONSE__RESULT_INSPECT_CONTAINER
+            c.pointee.inspect_container = m
+        case .logs:
+            c.pointee.result_case = BERTH__V1__RESPONSE__RESULT_LOGS
+            c.pointee.logs = message(berth__v1__logs_response__init)
+        case .exec(let event):
+            let m: UnsafeMutablePointer<Berth__V1__ExecResponse> = message(berth__v1__exec_response__init)
+            switch event {
+            case .started(let pid):
+                let started: UnsafeMutablePointer<Berth__V1__ExecStarted> = message(berth__v1__exec_started__init)
+                started.pointee.pid = pid
+                m.pointee.event_case = BERTH__V1__EXEC_RESPONSE__EVENT_STARTED
+                m.pointee.started = started
+            case .exit(let exit):
+                m.pointee.event_case = BERTH__V1__EXEC_RESPONSE__EVENT_EXIT
+                m.pointee.exit = exitStatus(exit)
+            }
+            c.pointee.result_case = BERTH__V1__RESPONSE__RESULT_EXEC
+            c.pointee.exec = m
         }
         return c
     }

@@ -10,7 +10,12 @@ public let berthVersion = "0.1.0"
 
 /// `berth.v1.Channel`: which byte stream a DATA chunk belongs to.
 public enum Channel: Int32, Sendable, Hashable {
-    case payload = 0, stdin = 1, stdout = 2, stderr = 3
+    /// Opaque bytes of an upload (an image tarball).
+    case payload = 0
+    case stdin = 1, stdout = 2, stderr = 3
+    /// A terminal size change for an exec with a tty: rows and columns as two
+    /// big-endian `UInt16` (see `Chunk.resize(rows:cols:)`).
+    case resize = 4
 }
 
 /// `berth.v1.Chunk`: the payload of a DATA frame.
@@ -18,6 +23,17 @@ public struct Chunk: Sendable, Hashable {
     public var channel: Channel
     public var data: [UInt8]
     public init(channel: Channel, data: [UInt8]) { self.channel = channel; self.data = data }
+
+    /// A RESIZE chunk carrying a terminal size.
+    public static func resize(rows: UInt16, cols: UInt16) -> Chunk {
+        Chunk(channel: .resize, data: [UInt8(rows >> 8), UInt8(rows & 0xff), UInt8(cols >> 8), UInt8(cols & 0xff)])
+    }
+
+    /// The terminal size of a RESIZE chunk; nil when the data is not 4 bytes.
+    public var terminalSize: (rows: UInt16, cols: UInt16)? {
+        guard channel == .resize, data.count == 4 else { return nil }
+        return (UInt16(data[0]) << 8 | UInt16(data[1]), UInt16(data[2]) << 8 | UInt16(data[3]))
+    }
 }
 
 public struct HelloRequest: Sendable, Hashable {
@@ -79,6 +95,36 @@ public struct User: Sendable, Hashable {
     public init(uid: UInt32 = 0, gid: UInt32 = 0) { self.uid = uid; self.gid = gid }
 }
 
+/// `berth.v1.RestartPolicy`: what happens when a container's init exits.
+public struct RestartPolicy: Sendable, Hashable, CustomStringConvertible {
+    public enum Kind: String, Sendable, Hashable {
+        case no, onFailure = "on-failure", always
+    }
+    public var kind: Kind
+    /// For `.onFailure`: give up after this many restarts; 0 means no limit.
+    public var maxRetries: UInt32
+    public init(_ kind: Kind = .no, maxRetries: UInt32 = 0) { self.kind = kind; self.maxRetries = maxRetries }
+
+    /// Parses docker's syntax: `no`, `always`, `on-failure`, `on-failure:N`.
+    public init?(parsing text: String) {
+        let parts = text.split(separator: ":", maxSplits: 1).map(String.init)
+        guard let first = parts.first, let kind = Kind(rawValue: first) else {
+            if text.isEmpty { self.init(); return }
+            return nil
+        }
+        if parts.count == 2 {
+            guard kind == .onFailure, let n = UInt32(parts[1]) else { return nil }
+            self.init(kind, maxRetries: n)
+        } else {
+            self.init(kind)
+        }
+    }
+
+    public var description: String {
+        kind == .onFailure && maxRetries > 0 ? "on-failure:\(maxRetries)" : kind.rawValue
+    }
+}
+
 /// `berth.v1.ContainerSpec`: what to run.
 public struct ContainerSpec: Sendable, Hashable {
     public var name = ""
@@ -90,6 +136,13 @@ public struct ContainerSpec: Sendable, Hashable {
     public var user = User()
     public var hostname = ""
     public var autoRemove = false
+    /// Free-form key/value metadata (`--label`), for filtering.
+    public var labels: [String: String] = [:]
+    public var restart = RestartPolicy()
+    /// The signal `stop` sends first; 0 means SIGTERM.
+    public var stopSignal: Int32 = 0
+    /// Seconds `stop` waits before SIGKILL; 0 means 10.
+    public var stopTimeout: Int32 = 0
     public init() {}
 }
 
@@ -134,12 +187,56 @@ public struct Container: Sendable, Hashable {
     /// The init process's start time (field 22 of /proc/PID/stat), to tell it from a
     /// later process that reuses the pid.
     public var pidStartTime: UInt64 = 0
+    /// Restarts made by the restart policy.
+    public var restartCount: UInt32 = 0
+    /// Whether the last exit was the kernel's OOM killer.
+    public var oomKilled = false
+    /// The berth-monitor of the current run and its start time (docs/monitor.md).
+    public var monitorPid: Int32 = 0
+    public var monitorStartTime: UInt64 = 0
+    /// Stopped or killed by a user: the restart policy does not bring it back.
+    public var stoppedByUser = false
     public init() {}
 }
 
 /// `berth.v1.RunResponse`: an event on a Run stream.
 public enum RunEvent: Sendable, Hashable {
     case started(Container)
+    case exit(ExitStatus)
+}
+
+/// `berth.v1.LogsRequest`.
+public struct LogsRequest: Sendable, Hashable {
+    public var container: String
+    public var follow = false
+    /// Only the last `tail` lines; nil for all.
+    public var tail: Int32? = nil
+    /// Only lines written at or after this time (unix nanoseconds); 0 for all.
+    public var sinceUnixNano: Int64 = 0
+    public var timestamps = false
+    public init(container: String) { self.container = container }
+}
+
+/// `berth.v1.ExecRequest`.
+public struct ExecRequest: Sendable, Hashable {
+    public var container: String
+    public var args: [String]
+    public var env: [String] = []
+    /// Empty: the container's working directory.
+    public var workingDir = ""
+    /// nil: the container's user.
+    public var user: User? = nil
+    public var tty = false
+    /// The client streams stdin (CHANNEL_STDIN DATA, END_STREAM closes it).
+    public var stdin = false
+    public var rows: UInt32 = 0
+    public var cols: UInt32 = 0
+    public init(container: String, args: [String]) { self.container = container; self.args = args }
+}
+
+/// `berth.v1.ExecResponse`: an event on an Exec stream.
+public enum ExecEvent: Sendable, Hashable {
+    case started(pid: Int32)
     case exit(ExitStatus)
 }
 
@@ -154,8 +251,17 @@ public enum Request: Sendable, Hashable {
     case startContainer(String)
     case run(ContainerSpec)
     case wait(String)
-    case listContainers(all: Bool)
+    /// `filters`: "status=running", "name=web", "label=k" or "label=k=v", "id=prefix".
+    case listContainers(all: Bool, filters: [String])
     case removeContainer(String, force: Bool)
+    /// `timeout`: seconds before SIGKILL; -1 for the container's own.
+    case stopContainer(String, timeout: Int32)
+    /// `signal`: a name ("TERM", "SIGTERM") or number; empty for SIGKILL.
+    case killContainer(String, signal: String)
+    case restartContainer(String, timeout: Int32)
+    case inspectContainer(String)
+    case logs(LogsRequest)
+    case exec(ExecRequest)
 }
 
 /// `berth.v1.Response`: the payload of a RESPONSE frame, a result or an error.
@@ -171,6 +277,13 @@ public enum Response: Sendable, Hashable {
     case wait(ExitStatus)
     case listContainers([Container])
     case removeContainer(id: String)
+    case stopContainer(Container)
+    case killContainer
+    case restartContainer(Container)
+    case inspectContainer(Container)
+    /// The end of a Logs stream.
+    case logs
+    case exec(ExecEvent)
 }
 
 /// `berth.v1.GoAway`: the sender closes the connection.

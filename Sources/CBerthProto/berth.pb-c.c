@@ -727,6 +727,96 @@ void   berth__v1__user__free_unpacked
   assert(message->base.descriptor == &berth__v1__user__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   berth__v1__label__init
+                     (Berth__V1__Label         *message)
+{
+  static const Berth__V1__Label init_value = BERTH__V1__LABEL__INIT;
+  *message = init_value;
+}
+size_t berth__v1__label__get_packed_size
+                     (const Berth__V1__Label *message)
+{
+  assert(message->base.descriptor == &berth__v1__label__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__label__pack
+                     (const Berth__V1__Label *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__label__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__label__pack_to_buffer
+                     (const Berth__V1__Label *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__label__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__Label *
+       berth__v1__label__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__Label *)
+     protobuf_c_message_unpack (&berth__v1__label__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__label__free_unpacked
+                     (Berth__V1__Label *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__label__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   berth__v1__restart_policy__init
+                     (Berth__V1__RestartPolicy         *message)
+{
+  static const Berth__V1__RestartPolicy init_value = BERTH__V1__RESTART_POLICY__INIT;
+  *message = init_value;
+}
+size_t berth__v1__restart_policy__get_packed_size
+                     (const Berth__V1__RestartPolicy *message)
+{
+  assert(message->base.descriptor == &berth__v1__restart_policy__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__restart_policy__pack
+                     (const Berth__V1__RestartPolicy *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__restart_policy__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__restart_policy__pack_to_buffer
+                     (const Berth__V1__RestartPolicy *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__restart_policy__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__RestartPolicy *
+       berth__v1__restart_policy__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__RestartPolicy *)
+     protobuf_c_message_unpack (&berth__v1__restart_policy__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__restart_policy__free_unpacked
+                     (Berth__V1__RestartPolicy *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__restart_policy__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   berth__v1__container_spec__init
                      (Berth__V1__ContainerSpec         *message)
 {
@@ -1400,6 +1490,591 @@ void   berth__v1__remove_container_response__free_unpacked
   if(!message)
     return;
   assert(message->base.descriptor == &berth__v1__remove_container_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   berth__v1__stop_container_request__init
+                     (Berth__V1__StopContainerRequest         *message)
+{
+  static const Berth__V1__StopContainerRequest init_value = BERTH__V1__STOP_CONTAINER_REQUEST__INIT;
+  *message = init_value;
+}
+size_t berth__v1__stop_container_request__get_packed_size
+                     (const Berth__V1__StopContainerRequest *message)
+{
+  assert(message->base.descriptor == &berth__v1__stop_container_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__stop_container_request__pack
+                     (const Berth__V1__StopContainerRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__stop_container_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__stop_container_request__pack_to_buffer
+                     (const Berth__V1__StopContainerRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__stop_container_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__StopContainerRequest *
+       berth__v1__stop_container_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__StopContainerRequest *)
+     protobuf_c_message_unpack (&berth__v1__stop_container_request__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__stop_container_request__free_unpacked
+                     (Berth__V1__StopContainerRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__stop_container_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   berth__v1__stop_container_response__init
+                     (Berth__V1__StopContainerResponse         *message)
+{
+  static const Berth__V1__StopContainerResponse init_value = BERTH__V1__STOP_CONTAINER_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t berth__v1__stop_container_response__get_packed_size
+                     (const Berth__V1__StopContainerResponse *message)
+{
+  assert(message->base.descriptor == &berth__v1__stop_container_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__stop_container_response__pack
+                     (const Berth__V1__StopContainerResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__stop_container_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__stop_container_response__pack_to_buffer
+                     (const Berth__V1__StopContainerResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__stop_container_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__StopContainerResponse *
+       berth__v1__stop_container_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__StopContainerResponse *)
+     protobuf_c_message_unpack (&berth__v1__stop_container_response__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__stop_container_response__free_unpacked
+                     (Berth__V1__StopContainerResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__stop_container_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   berth__v1__kill_container_request__init
+                     (Berth__V1__KillContainerRequest         *message)
+{
+  static const Berth__V1__KillContainerRequest init_value = BERTH__V1__KILL_CONTAINER_REQUEST__INIT;
+  *message = init_value;
+}
+size_t berth__v1__kill_container_request__get_packed_size
+                     (const Berth__V1__KillContainerRequest *message)
+{
+  assert(message->base.descriptor == &berth__v1__kill_container_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__kill_container_request__pack
+                     (const Berth__V1__KillContainerRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__kill_container_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__kill_container_request__pack_to_buffer
+                     (const Berth__V1__KillContainerRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__kill_container_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__KillContainerRequest *
+       berth__v1__kill_container_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__KillContainerRequest *)
+     protobuf_c_message_unpack (&berth__v1__kill_container_request__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__kill_container_request__free_unpacked
+                     (Berth__V1__KillContainerRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__kill_container_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   berth__v1__kill_container_response__init
+                     (Berth__V1__KillContainerResponse         *message)
+{
+  static const Berth__V1__KillContainerResponse init_value = BERTH__V1__KILL_CONTAINER_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t berth__v1__kill_container_response__get_packed_size
+                     (const Berth__V1__KillContainerResponse *message)
+{
+  assert(message->base.descriptor == &berth__v1__kill_container_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__kill_container_response__pack
+                     (const Berth__V1__KillContainerResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__kill_container_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__kill_container_response__pack_to_buffer
+                     (const Berth__V1__KillContainerResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__kill_container_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__KillContainerResponse *
+       berth__v1__kill_container_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__KillContainerResponse *)
+     protobuf_c_message_unpack (&berth__v1__kill_container_response__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__kill_container_response__free_unpacked
+                     (Berth__V1__KillContainerResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__kill_container_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   berth__v1__restart_container_request__init
+                     (Berth__V1__RestartContainerRequest         *message)
+{
+  static const Berth__V1__RestartContainerRequest init_value = BERTH__V1__RESTART_CONTAINER_REQUEST__INIT;
+  *message = init_value;
+}
+size_t berth__v1__restart_container_request__get_packed_size
+                     (const Berth__V1__RestartContainerRequest *message)
+{
+  assert(message->base.descriptor == &berth__v1__restart_container_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__restart_container_request__pack
+                     (const Berth__V1__RestartContainerRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__restart_container_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__restart_container_request__pack_to_buffer
+                     (const Berth__V1__RestartContainerRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__restart_container_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__RestartContainerRequest *
+       berth__v1__restart_container_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__RestartContainerRequest *)
+     protobuf_c_message_unpack (&berth__v1__restart_container_request__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__restart_container_request__free_unpacked
+                     (Berth__V1__RestartContainerRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__restart_container_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   berth__v1__restart_container_response__init
+                     (Berth__V1__RestartContainerResponse         *message)
+{
+  static const Berth__V1__RestartContainerResponse init_value = BERTH__V1__RESTART_CONTAINER_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t berth__v1__restart_container_response__get_packed_size
+                     (const Berth__V1__RestartContainerResponse *message)
+{
+  assert(message->base.descriptor == &berth__v1__restart_container_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__restart_container_response__pack
+                     (const Berth__V1__RestartContainerResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__restart_container_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__restart_container_response__pack_to_buffer
+                     (const Berth__V1__RestartContainerResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__restart_container_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__RestartContainerResponse *
+       berth__v1__restart_container_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__RestartContainerResponse *)
+     protobuf_c_message_unpack (&berth__v1__restart_container_response__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__restart_container_response__free_unpacked
+                     (Berth__V1__RestartContainerResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__restart_container_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   berth__v1__inspect_container_request__init
+                     (Berth__V1__InspectContainerRequest         *message)
+{
+  static const Berth__V1__InspectContainerRequest init_value = BERTH__V1__INSPECT_CONTAINER_REQUEST__INIT;
+  *message = init_value;
+}
+size_t berth__v1__inspect_container_request__get_packed_size
+                     (const Berth__V1__InspectContainerRequest *message)
+{
+  assert(message->base.descriptor == &berth__v1__inspect_container_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__inspect_container_request__pack
+                     (const Berth__V1__InspectContainerRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__inspect_container_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__inspect_container_request__pack_to_buffer
+                     (const Berth__V1__InspectContainerRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__inspect_container_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__InspectContainerRequest *
+       berth__v1__inspect_container_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__InspectContainerRequest *)
+     protobuf_c_message_unpack (&berth__v1__inspect_container_request__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__inspect_container_request__free_unpacked
+                     (Berth__V1__InspectContainerRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__inspect_container_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   berth__v1__inspect_container_response__init
+                     (Berth__V1__InspectContainerResponse         *message)
+{
+  static const Berth__V1__InspectContainerResponse init_value = BERTH__V1__INSPECT_CONTAINER_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t berth__v1__inspect_container_response__get_packed_size
+                     (const Berth__V1__InspectContainerResponse *message)
+{
+  assert(message->base.descriptor == &berth__v1__inspect_container_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__inspect_container_response__pack
+                     (const Berth__V1__InspectContainerResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__inspect_container_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__inspect_container_response__pack_to_buffer
+                     (const Berth__V1__InspectContainerResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__inspect_container_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__InspectContainerResponse *
+       berth__v1__inspect_container_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__InspectContainerResponse *)
+     protobuf_c_message_unpack (&berth__v1__inspect_container_response__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__inspect_container_response__free_unpacked
+                     (Berth__V1__InspectContainerResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__inspect_container_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   berth__v1__logs_request__init
+                     (Berth__V1__LogsRequest         *message)
+{
+  static const Berth__V1__LogsRequest init_value = BERTH__V1__LOGS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t berth__v1__logs_request__get_packed_size
+                     (const Berth__V1__LogsRequest *message)
+{
+  assert(message->base.descriptor == &berth__v1__logs_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__logs_request__pack
+                     (const Berth__V1__LogsRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__logs_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__logs_request__pack_to_buffer
+                     (const Berth__V1__LogsRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__logs_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__LogsRequest *
+       berth__v1__logs_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__LogsRequest *)
+     protobuf_c_message_unpack (&berth__v1__logs_request__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__logs_request__free_unpacked
+                     (Berth__V1__LogsRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__logs_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   berth__v1__logs_response__init
+                     (Berth__V1__LogsResponse         *message)
+{
+  static const Berth__V1__LogsResponse init_value = BERTH__V1__LOGS_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t berth__v1__logs_response__get_packed_size
+                     (const Berth__V1__LogsResponse *message)
+{
+  assert(message->base.descriptor == &berth__v1__logs_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__logs_response__pack
+                     (const Berth__V1__LogsResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__logs_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__logs_response__pack_to_buffer
+                     (const Berth__V1__LogsResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__logs_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__LogsResponse *
+       berth__v1__logs_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__LogsResponse *)
+     protobuf_c_message_unpack (&berth__v1__logs_response__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__logs_response__free_unpacked
+                     (Berth__V1__LogsResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__logs_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   berth__v1__exec_request__init
+                     (Berth__V1__ExecRequest         *message)
+{
+  static const Berth__V1__ExecRequest init_value = BERTH__V1__EXEC_REQUEST__INIT;
+  *message = init_value;
+}
+size_t berth__v1__exec_request__get_packed_size
+                     (const Berth__V1__ExecRequest *message)
+{
+  assert(message->base.descriptor == &berth__v1__exec_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__exec_request__pack
+                     (const Berth__V1__ExecRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__exec_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__exec_request__pack_to_buffer
+                     (const Berth__V1__ExecRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__exec_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__ExecRequest *
+       berth__v1__exec_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__ExecRequest *)
+     protobuf_c_message_unpack (&berth__v1__exec_request__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__exec_request__free_unpacked
+                     (Berth__V1__ExecRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__exec_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   berth__v1__exec_started__init
+                     (Berth__V1__ExecStarted         *message)
+{
+  static const Berth__V1__ExecStarted init_value = BERTH__V1__EXEC_STARTED__INIT;
+  *message = init_value;
+}
+size_t berth__v1__exec_started__get_packed_size
+                     (const Berth__V1__ExecStarted *message)
+{
+  assert(message->base.descriptor == &berth__v1__exec_started__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__exec_started__pack
+                     (const Berth__V1__ExecStarted *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__exec_started__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__exec_started__pack_to_buffer
+                     (const Berth__V1__ExecStarted *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__exec_started__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__ExecStarted *
+       berth__v1__exec_started__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__ExecStarted *)
+     protobuf_c_message_unpack (&berth__v1__exec_started__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__exec_started__free_unpacked
+                     (Berth__V1__ExecStarted *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__exec_started__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   berth__v1__exec_response__init
+                     (Berth__V1__ExecResponse         *message)
+{
+  static const Berth__V1__ExecResponse init_value = BERTH__V1__EXEC_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t berth__v1__exec_response__get_packed_size
+                     (const Berth__V1__ExecResponse *message)
+{
+  assert(message->base.descriptor == &berth__v1__exec_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__exec_response__pack
+                     (const Berth__V1__ExecResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__exec_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__exec_response__pack_to_buffer
+                     (const Berth__V1__ExecResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__exec_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__ExecResponse *
+       berth__v1__exec_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__ExecResponse *)
+     protobuf_c_message_unpack (&berth__v1__exec_response__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__exec_response__free_unpacked
+                     (Berth__V1__ExecResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__exec_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
 void   berth__v1__request__init
@@ -2463,7 +3138,109 @@ const ProtobufCMessageDescriptor berth__v1__user__descriptor =
   (ProtobufCMessageInit) berth__v1__user__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor berth__v1__container_spec__field_descriptors[9] =
+static const ProtobufCFieldDescriptor berth__v1__label__field_descriptors[2] =
+{
+  {
+    "key",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__Label, key),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "value",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__Label, value),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__label__field_indices_by_name[] = {
+  0,   /* field[0] = key */
+  1,   /* field[1] = value */
+};
+static const ProtobufCIntRange berth__v1__label__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor berth__v1__label__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.Label",
+  "Label",
+  "Berth__V1__Label",
+  "berth.v1",
+  sizeof(Berth__V1__Label),
+  2,
+  berth__v1__label__field_descriptors,
+  berth__v1__label__field_indices_by_name,
+  1,  berth__v1__label__number_ranges,
+  (ProtobufCMessageInit) berth__v1__label__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__restart_policy__field_descriptors[2] =
+{
+  {
+    "name",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__RestartPolicy, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "max_retries",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__RestartPolicy, max_retries),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__restart_policy__field_indices_by_name[] = {
+  1,   /* field[1] = max_retries */
+  0,   /* field[0] = name */
+};
+static const ProtobufCIntRange berth__v1__restart_policy__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor berth__v1__restart_policy__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.RestartPolicy",
+  "RestartPolicy",
+  "Berth__V1__RestartPolicy",
+  "berth.v1",
+  sizeof(Berth__V1__RestartPolicy),
+  2,
+  berth__v1__restart_policy__field_descriptors,
+  berth__v1__restart_policy__field_indices_by_name,
+  1,  berth__v1__restart_policy__number_ranges,
+  (ProtobufCMessageInit) berth__v1__restart_policy__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__container_spec__field_descriptors[13] =
 {
   {
     "name",
@@ -2573,6 +3350,54 @@ static const ProtobufCFieldDescriptor berth__v1__container_spec__field_descripto
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "labels",
+    10,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__ContainerSpec, n_labels),
+    offsetof(Berth__V1__ContainerSpec, labels),
+    &berth__v1__label__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "restart",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__ContainerSpec, restart),
+    &berth__v1__restart_policy__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "stop_signal",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__ContainerSpec, stop_signal),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "stop_timeout",
+    13,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__ContainerSpec, stop_timeout),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned berth__v1__container_spec__field_indices_by_name[] = {
   3,   /* field[3] = args */
@@ -2580,15 +3405,19 @@ static const unsigned berth__v1__container_spec__field_indices_by_name[] = {
   4,   /* field[4] = env */
   7,   /* field[7] = hostname */
   1,   /* field[1] = image */
+  9,   /* field[9] = labels */
   0,   /* field[0] = name */
+  10,   /* field[10] = restart */
   2,   /* field[2] = rootfs */
+  11,   /* field[11] = stop_signal */
+  12,   /* field[12] = stop_timeout */
   6,   /* field[6] = user */
   5,   /* field[5] = working_dir */
 };
 static const ProtobufCIntRange berth__v1__container_spec__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 9 }
+  { 0, 13 }
 };
 const ProtobufCMessageDescriptor berth__v1__container_spec__descriptor =
 {
@@ -2598,7 +3427,7 @@ const ProtobufCMessageDescriptor berth__v1__container_spec__descriptor =
   "Berth__V1__ContainerSpec",
   "berth.v1",
   sizeof(Berth__V1__ContainerSpec),
-  9,
+  13,
   berth__v1__container_spec__field_descriptors,
   berth__v1__container_spec__field_indices_by_name,
   1,  berth__v1__container_spec__number_ranges,
@@ -2669,7 +3498,7 @@ const ProtobufCMessageDescriptor berth__v1__exit_status__descriptor =
   (ProtobufCMessageInit) berth__v1__exit_status__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor berth__v1__container__field_descriptors[11] =
+static const ProtobufCFieldDescriptor berth__v1__container__field_descriptors[16] =
 {
   {
     "id",
@@ -2803,6 +3632,66 @@ static const ProtobufCFieldDescriptor berth__v1__container__field_descriptors[11
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "restart_count",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__Container, restart_count),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "oom_killed",
+    13,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__Container, oom_killed),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "monitor_pid",
+    14,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__Container, monitor_pid),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "monitor_start_time",
+    15,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__Container, monitor_start_time),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "stopped_by_user",
+    16,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__Container, stopped_by_user),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned berth__v1__container__field_indices_by_name[] = {
   6,   /* field[6] = created_unix */
@@ -2810,17 +3699,22 @@ static const unsigned berth__v1__container__field_indices_by_name[] = {
   0,   /* field[0] = id */
   2,   /* field[2] = image */
   9,   /* field[9] = image_id */
+  13,   /* field[13] = monitor_pid */
+  14,   /* field[14] = monitor_start_time */
   1,   /* field[1] = name */
+  12,   /* field[12] = oom_killed */
   5,   /* field[5] = pid */
   10,   /* field[10] = pid_start_time */
+  11,   /* field[11] = restart_count */
   3,   /* field[3] = spec */
   7,   /* field[7] = started_unix */
   4,   /* field[4] = state */
+  15,   /* field[15] = stopped_by_user */
 };
 static const ProtobufCIntRange berth__v1__container__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 11 }
+  { 0, 16 }
 };
 const ProtobufCMessageDescriptor berth__v1__container__descriptor =
 {
@@ -2830,7 +3724,7 @@ const ProtobufCMessageDescriptor berth__v1__container__descriptor =
   "Berth__V1__Container",
   "berth.v1",
   sizeof(Berth__V1__Container),
-  11,
+  16,
   berth__v1__container__field_descriptors,
   berth__v1__container__field_indices_by_name,
   1,  berth__v1__container__number_ranges,
@@ -3154,7 +4048,7 @@ const ProtobufCMessageDescriptor berth__v1__wait_response__descriptor =
   (ProtobufCMessageInit) berth__v1__wait_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor berth__v1__list_containers_request__field_descriptors[1] =
+static const ProtobufCFieldDescriptor berth__v1__list_containers_request__field_descriptors[2] =
 {
   {
     "all",
@@ -3168,14 +4062,27 @@ static const ProtobufCFieldDescriptor berth__v1__list_containers_request__field_
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "filters",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Berth__V1__ListContainersRequest, n_filters),
+    offsetof(Berth__V1__ListContainersRequest, filters),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned berth__v1__list_containers_request__field_indices_by_name[] = {
   0,   /* field[0] = all */
+  1,   /* field[1] = filters */
 };
 static const ProtobufCIntRange berth__v1__list_containers_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 1 }
+  { 0, 2 }
 };
 const ProtobufCMessageDescriptor berth__v1__list_containers_request__descriptor =
 {
@@ -3185,7 +4092,7 @@ const ProtobufCMessageDescriptor berth__v1__list_containers_request__descriptor 
   "Berth__V1__ListContainersRequest",
   "berth.v1",
   sizeof(Berth__V1__ListContainersRequest),
-  1,
+  2,
   berth__v1__list_containers_request__field_descriptors,
   berth__v1__list_containers_request__field_indices_by_name,
   1,  berth__v1__list_containers_request__number_ranges,
@@ -3319,7 +4226,682 @@ const ProtobufCMessageDescriptor berth__v1__remove_container_response__descripto
   (ProtobufCMessageInit) berth__v1__remove_container_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor berth__v1__request__field_descriptors[10] =
+static const ProtobufCFieldDescriptor berth__v1__stop_container_request__field_descriptors[2] =
+{
+  {
+    "container",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__StopContainerRequest, container),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "timeout_seconds",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__StopContainerRequest, timeout_seconds),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__stop_container_request__field_indices_by_name[] = {
+  0,   /* field[0] = container */
+  1,   /* field[1] = timeout_seconds */
+};
+static const ProtobufCIntRange berth__v1__stop_container_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor berth__v1__stop_container_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.StopContainerRequest",
+  "StopContainerRequest",
+  "Berth__V1__StopContainerRequest",
+  "berth.v1",
+  sizeof(Berth__V1__StopContainerRequest),
+  2,
+  berth__v1__stop_container_request__field_descriptors,
+  berth__v1__stop_container_request__field_indices_by_name,
+  1,  berth__v1__stop_container_request__number_ranges,
+  (ProtobufCMessageInit) berth__v1__stop_container_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__stop_container_response__field_descriptors[1] =
+{
+  {
+    "container",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__StopContainerResponse, container),
+    &berth__v1__container__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__stop_container_response__field_indices_by_name[] = {
+  0,   /* field[0] = container */
+};
+static const ProtobufCIntRange berth__v1__stop_container_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor berth__v1__stop_container_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.StopContainerResponse",
+  "StopContainerResponse",
+  "Berth__V1__StopContainerResponse",
+  "berth.v1",
+  sizeof(Berth__V1__StopContainerResponse),
+  1,
+  berth__v1__stop_container_response__field_descriptors,
+  berth__v1__stop_container_response__field_indices_by_name,
+  1,  berth__v1__stop_container_response__number_ranges,
+  (ProtobufCMessageInit) berth__v1__stop_container_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__kill_container_request__field_descriptors[2] =
+{
+  {
+    "container",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__KillContainerRequest, container),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "signal",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__KillContainerRequest, signal),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__kill_container_request__field_indices_by_name[] = {
+  0,   /* field[0] = container */
+  1,   /* field[1] = signal */
+};
+static const ProtobufCIntRange berth__v1__kill_container_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor berth__v1__kill_container_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.KillContainerRequest",
+  "KillContainerRequest",
+  "Berth__V1__KillContainerRequest",
+  "berth.v1",
+  sizeof(Berth__V1__KillContainerRequest),
+  2,
+  berth__v1__kill_container_request__field_descriptors,
+  berth__v1__kill_container_request__field_indices_by_name,
+  1,  berth__v1__kill_container_request__number_ranges,
+  (ProtobufCMessageInit) berth__v1__kill_container_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+#define berth__v1__kill_container_response__field_descriptors NULL
+#define berth__v1__kill_container_response__field_indices_by_name NULL
+#define berth__v1__kill_container_response__number_ranges NULL
+const ProtobufCMessageDescriptor berth__v1__kill_container_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.KillContainerResponse",
+  "KillContainerResponse",
+  "Berth__V1__KillContainerResponse",
+  "berth.v1",
+  sizeof(Berth__V1__KillContainerResponse),
+  0,
+  berth__v1__kill_container_response__field_descriptors,
+  berth__v1__kill_container_response__field_indices_by_name,
+  0,  berth__v1__kill_container_response__number_ranges,
+  (ProtobufCMessageInit) berth__v1__kill_container_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__restart_container_request__field_descriptors[2] =
+{
+  {
+    "container",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__RestartContainerRequest, container),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "timeout_seconds",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__RestartContainerRequest, timeout_seconds),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__restart_container_request__field_indices_by_name[] = {
+  0,   /* field[0] = container */
+  1,   /* field[1] = timeout_seconds */
+};
+static const ProtobufCIntRange berth__v1__restart_container_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor berth__v1__restart_container_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.RestartContainerRequest",
+  "RestartContainerRequest",
+  "Berth__V1__RestartContainerRequest",
+  "berth.v1",
+  sizeof(Berth__V1__RestartContainerRequest),
+  2,
+  berth__v1__restart_container_request__field_descriptors,
+  berth__v1__restart_container_request__field_indices_by_name,
+  1,  berth__v1__restart_container_request__number_ranges,
+  (ProtobufCMessageInit) berth__v1__restart_container_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__restart_container_response__field_descriptors[1] =
+{
+  {
+    "container",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__RestartContainerResponse, container),
+    &berth__v1__container__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__restart_container_response__field_indices_by_name[] = {
+  0,   /* field[0] = container */
+};
+static const ProtobufCIntRange berth__v1__restart_container_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor berth__v1__restart_container_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.RestartContainerResponse",
+  "RestartContainerResponse",
+  "Berth__V1__RestartContainerResponse",
+  "berth.v1",
+  sizeof(Berth__V1__RestartContainerResponse),
+  1,
+  berth__v1__restart_container_response__field_descriptors,
+  berth__v1__restart_container_response__field_indices_by_name,
+  1,  berth__v1__restart_container_response__number_ranges,
+  (ProtobufCMessageInit) berth__v1__restart_container_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__inspect_container_request__field_descriptors[1] =
+{
+  {
+    "container",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__InspectContainerRequest, container),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__inspect_container_request__field_indices_by_name[] = {
+  0,   /* field[0] = container */
+};
+static const ProtobufCIntRange berth__v1__inspect_container_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor berth__v1__inspect_container_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.InspectContainerRequest",
+  "InspectContainerRequest",
+  "Berth__V1__InspectContainerRequest",
+  "berth.v1",
+  sizeof(Berth__V1__InspectContainerRequest),
+  1,
+  berth__v1__inspect_container_request__field_descriptors,
+  berth__v1__inspect_container_request__field_indices_by_name,
+  1,  berth__v1__inspect_container_request__number_ranges,
+  (ProtobufCMessageInit) berth__v1__inspect_container_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__inspect_container_response__field_descriptors[1] =
+{
+  {
+    "container",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__InspectContainerResponse, container),
+    &berth__v1__container__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__inspect_container_response__field_indices_by_name[] = {
+  0,   /* field[0] = container */
+};
+static const ProtobufCIntRange berth__v1__inspect_container_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor berth__v1__inspect_container_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.InspectContainerResponse",
+  "InspectContainerResponse",
+  "Berth__V1__InspectContainerResponse",
+  "berth.v1",
+  sizeof(Berth__V1__InspectContainerResponse),
+  1,
+  berth__v1__inspect_container_response__field_descriptors,
+  berth__v1__inspect_container_response__field_indices_by_name,
+  1,  berth__v1__inspect_container_response__number_ranges,
+  (ProtobufCMessageInit) berth__v1__inspect_container_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__logs_request__field_descriptors[5] =
+{
+  {
+    "container",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__LogsRequest, container),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "follow",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__LogsRequest, follow),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "tail",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__LogsRequest, tail),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "since_unix_nano",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__LogsRequest, since_unix_nano),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "timestamps",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__LogsRequest, timestamps),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__logs_request__field_indices_by_name[] = {
+  0,   /* field[0] = container */
+  1,   /* field[1] = follow */
+  3,   /* field[3] = since_unix_nano */
+  2,   /* field[2] = tail */
+  4,   /* field[4] = timestamps */
+};
+static const ProtobufCIntRange berth__v1__logs_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 5 }
+};
+const ProtobufCMessageDescriptor berth__v1__logs_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.LogsRequest",
+  "LogsRequest",
+  "Berth__V1__LogsRequest",
+  "berth.v1",
+  sizeof(Berth__V1__LogsRequest),
+  5,
+  berth__v1__logs_request__field_descriptors,
+  berth__v1__logs_request__field_indices_by_name,
+  1,  berth__v1__logs_request__number_ranges,
+  (ProtobufCMessageInit) berth__v1__logs_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+#define berth__v1__logs_response__field_descriptors NULL
+#define berth__v1__logs_response__field_indices_by_name NULL
+#define berth__v1__logs_response__number_ranges NULL
+const ProtobufCMessageDescriptor berth__v1__logs_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.LogsResponse",
+  "LogsResponse",
+  "Berth__V1__LogsResponse",
+  "berth.v1",
+  sizeof(Berth__V1__LogsResponse),
+  0,
+  berth__v1__logs_response__field_descriptors,
+  berth__v1__logs_response__field_indices_by_name,
+  0,  berth__v1__logs_response__number_ranges,
+  (ProtobufCMessageInit) berth__v1__logs_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__exec_request__field_descriptors[10] =
+{
+  {
+    "container",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__ExecRequest, container),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "args",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Berth__V1__ExecRequest, n_args),
+    offsetof(Berth__V1__ExecRequest, args),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "env",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Berth__V1__ExecRequest, n_env),
+    offsetof(Berth__V1__ExecRequest, env),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "working_dir",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__ExecRequest, working_dir),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "user",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__ExecRequest, user),
+    &berth__v1__user__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "tty",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__ExecRequest, tty),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "stdin",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__ExecRequest, stdin),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "rows",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__ExecRequest, rows),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "cols",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__ExecRequest, cols),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "has_user",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__ExecRequest, has_user),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__exec_request__field_indices_by_name[] = {
+  1,   /* field[1] = args */
+  8,   /* field[8] = cols */
+  0,   /* field[0] = container */
+  2,   /* field[2] = env */
+  9,   /* field[9] = has_user */
+  7,   /* field[7] = rows */
+  6,   /* field[6] = stdin */
+  5,   /* field[5] = tty */
+  4,   /* field[4] = user */
+  3,   /* field[3] = working_dir */
+};
+static const ProtobufCIntRange berth__v1__exec_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 10 }
+};
+const ProtobufCMessageDescriptor berth__v1__exec_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.ExecRequest",
+  "ExecRequest",
+  "Berth__V1__ExecRequest",
+  "berth.v1",
+  sizeof(Berth__V1__ExecRequest),
+  10,
+  berth__v1__exec_request__field_descriptors,
+  berth__v1__exec_request__field_indices_by_name,
+  1,  berth__v1__exec_request__number_ranges,
+  (ProtobufCMessageInit) berth__v1__exec_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__exec_started__field_descriptors[1] =
+{
+  {
+    "pid",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__ExecStarted, pid),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__exec_started__field_indices_by_name[] = {
+  0,   /* field[0] = pid */
+};
+static const ProtobufCIntRange berth__v1__exec_started__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor berth__v1__exec_started__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.ExecStarted",
+  "ExecStarted",
+  "Berth__V1__ExecStarted",
+  "berth.v1",
+  sizeof(Berth__V1__ExecStarted),
+  1,
+  berth__v1__exec_started__field_descriptors,
+  berth__v1__exec_started__field_indices_by_name,
+  1,  berth__v1__exec_started__number_ranges,
+  (ProtobufCMessageInit) berth__v1__exec_started__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__exec_response__field_descriptors[2] =
+{
+  {
+    "started",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__ExecResponse, event_case),
+    offsetof(Berth__V1__ExecResponse, started),
+    &berth__v1__exec_started__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "exit",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__ExecResponse, event_case),
+    offsetof(Berth__V1__ExecResponse, exit),
+    &berth__v1__exit_status__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__exec_response__field_indices_by_name[] = {
+  1,   /* field[1] = exit */
+  0,   /* field[0] = started */
+};
+static const ProtobufCIntRange berth__v1__exec_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor berth__v1__exec_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.ExecResponse",
+  "ExecResponse",
+  "Berth__V1__ExecResponse",
+  "berth.v1",
+  sizeof(Berth__V1__ExecResponse),
+  2,
+  berth__v1__exec_response__field_descriptors,
+  berth__v1__exec_response__field_indices_by_name,
+  1,  berth__v1__exec_response__number_ranges,
+  (ProtobufCMessageInit) berth__v1__exec_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__request__field_descriptors[16] =
 {
   {
     "hello",
@@ -3441,23 +5023,101 @@ static const ProtobufCFieldDescriptor berth__v1__request__field_descriptors[10] 
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "stop_container",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__Request, call_case),
+    offsetof(Berth__V1__Request, stop_container),
+    &berth__v1__stop_container_request__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "kill_container",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__Request, call_case),
+    offsetof(Berth__V1__Request, kill_container),
+    &berth__v1__kill_container_request__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "restart_container",
+    13,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__Request, call_case),
+    offsetof(Berth__V1__Request, restart_container),
+    &berth__v1__restart_container_request__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "inspect_container",
+    14,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__Request, call_case),
+    offsetof(Berth__V1__Request, inspect_container),
+    &berth__v1__inspect_container_request__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "logs",
+    15,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__Request, call_case),
+    offsetof(Berth__V1__Request, logs),
+    &berth__v1__logs_request__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "exec",
+    16,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__Request, call_case),
+    offsetof(Berth__V1__Request, exec),
+    &berth__v1__exec_request__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned berth__v1__request__field_indices_by_name[] = {
   4,   /* field[4] = create_container */
+  15,   /* field[15] = exec */
   0,   /* field[0] = hello */
   2,   /* field[2] = import_image */
   1,   /* field[1] = info */
+  13,   /* field[13] = inspect_container */
+  11,   /* field[11] = kill_container */
   8,   /* field[8] = list_containers */
   3,   /* field[3] = list_images */
+  14,   /* field[14] = logs */
   9,   /* field[9] = remove_container */
+  12,   /* field[12] = restart_container */
   6,   /* field[6] = run */
   5,   /* field[5] = start_container */
+  10,   /* field[10] = stop_container */
   7,   /* field[7] = wait */
 };
 static const ProtobufCIntRange berth__v1__request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 10 }
+  { 0, 16 }
 };
 const ProtobufCMessageDescriptor berth__v1__request__descriptor =
 {
@@ -3467,14 +5127,14 @@ const ProtobufCMessageDescriptor berth__v1__request__descriptor =
   "Berth__V1__Request",
   "berth.v1",
   sizeof(Berth__V1__Request),
-  10,
+  16,
   berth__v1__request__field_descriptors,
   berth__v1__request__field_indices_by_name,
   1,  berth__v1__request__number_ranges,
   (ProtobufCMessageInit) berth__v1__request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor berth__v1__response__field_descriptors[11] =
+static const ProtobufCFieldDescriptor berth__v1__response__field_descriptors[17] =
 {
   {
     "error",
@@ -3608,24 +5268,102 @@ static const ProtobufCFieldDescriptor berth__v1__response__field_descriptors[11]
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "stop_container",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__Response, result_case),
+    offsetof(Berth__V1__Response, stop_container),
+    &berth__v1__stop_container_response__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "kill_container",
+    13,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__Response, result_case),
+    offsetof(Berth__V1__Response, kill_container),
+    &berth__v1__kill_container_response__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "restart_container",
+    14,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__Response, result_case),
+    offsetof(Berth__V1__Response, restart_container),
+    &berth__v1__restart_container_response__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "inspect_container",
+    15,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__Response, result_case),
+    offsetof(Berth__V1__Response, inspect_container),
+    &berth__v1__inspect_container_response__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "logs",
+    16,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__Response, result_case),
+    offsetof(Berth__V1__Response, logs),
+    &berth__v1__logs_response__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "exec",
+    17,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__Response, result_case),
+    offsetof(Berth__V1__Response, exec),
+    &berth__v1__exec_response__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned berth__v1__response__field_indices_by_name[] = {
   5,   /* field[5] = create_container */
   0,   /* field[0] = error */
+  16,   /* field[16] = exec */
   1,   /* field[1] = hello */
   3,   /* field[3] = import_image */
   2,   /* field[2] = info */
+  14,   /* field[14] = inspect_container */
+  12,   /* field[12] = kill_container */
   9,   /* field[9] = list_containers */
   4,   /* field[4] = list_images */
+  15,   /* field[15] = logs */
   10,   /* field[10] = remove_container */
+  13,   /* field[13] = restart_container */
   7,   /* field[7] = run */
   6,   /* field[6] = start_container */
+  11,   /* field[11] = stop_container */
   8,   /* field[8] = wait */
 };
 static const ProtobufCIntRange berth__v1__response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 11 }
+  { 0, 17 }
 };
 const ProtobufCMessageDescriptor berth__v1__response__descriptor =
 {
@@ -3635,7 +5373,7 @@ const ProtobufCMessageDescriptor berth__v1__response__descriptor =
   "Berth__V1__Response",
   "berth.v1",
   sizeof(Berth__V1__Response),
-  11,
+  17,
   berth__v1__response__field_descriptors,
   berth__v1__response__field_indices_by_name,
   1,  berth__v1__response__number_ranges,
@@ -3700,19 +5438,21 @@ const ProtobufCEnumDescriptor berth__v1__error_code__descriptor =
   berth__v1__error_code__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCEnumValue berth__v1__channel__enum_values_by_number[4] =
+static const ProtobufCEnumValue berth__v1__channel__enum_values_by_number[5] =
 {
   { "CHANNEL_PAYLOAD", "BERTH__V1__CHANNEL__CHANNEL_PAYLOAD", 0 },
   { "CHANNEL_STDIN", "BERTH__V1__CHANNEL__CHANNEL_STDIN", 1 },
   { "CHANNEL_STDOUT", "BERTH__V1__CHANNEL__CHANNEL_STDOUT", 2 },
   { "CHANNEL_STDERR", "BERTH__V1__CHANNEL__CHANNEL_STDERR", 3 },
+  { "CHANNEL_RESIZE", "BERTH__V1__CHANNEL__CHANNEL_RESIZE", 4 },
 };
 static const ProtobufCIntRange berth__v1__channel__value_ranges[] = {
-{0, 0},{0, 4}
+{0, 0},{0, 5}
 };
-static const ProtobufCEnumValueIndex berth__v1__channel__enum_values_by_name[4] =
+static const ProtobufCEnumValueIndex berth__v1__channel__enum_values_by_name[5] =
 {
   { "CHANNEL_PAYLOAD", 0 },
+  { "CHANNEL_RESIZE", 4 },
   { "CHANNEL_STDERR", 3 },
   { "CHANNEL_STDIN", 1 },
   { "CHANNEL_STDOUT", 2 },
@@ -3724,9 +5464,9 @@ const ProtobufCEnumDescriptor berth__v1__channel__descriptor =
   "Channel",
   "Berth__V1__Channel",
   "berth.v1",
-  4,
+  5,
   berth__v1__channel__enum_values_by_number,
-  4,
+  5,
   berth__v1__channel__enum_values_by_name,
   1,
   berth__v1__channel__value_ranges,

@@ -121,3 +121,13 @@ int berth_signal_pipe(const int *sigs, int count) {
     }
     return fds[0];
 }
+
+#include <sys/ioctl.h>
+
+int berth_get_winsize(int fd, unsigned short *rows, unsigned short *cols) {
+    struct winsize ws;
+    if (ioctl(fd, TIOCGWINSZ, &ws) != 0) return -1;
+    *rows = ws.ws_row;
+    *cols = ws.ws_col;
+    return 0;
+}

@@ -15,6 +15,10 @@ enum Commands {
       -w, --workdir DIR      Working directory inside the container (created if missing)
       -u, --user UID[:GID]   Numeric user and group to run as
           --rootfs DIR       Use a host directory as the root file system instead of an image
+          --restart POLICY   no, on-failure[:N] or always (exponential backoff)
+      -l, --label K=V        Metadata for filtering (repeatable)
+          --stop-signal SIG  Signal for stop (default TERM)
+          --stop-timeout S   Seconds stop waits before SIGKILL (default 10)
 
     """
 
@@ -78,7 +82,26 @@ enum Commands {
 
     static func run(_ args: inout Arguments, _ g: Globals) async throws -> Int32 {
         args.command = CLI.find("run")
-        let spec = try parseSpec(&args, allowRm: true)
+        var detach = false
+        let spec = try parseSpec(&args, allowRm: true, detach: &detach)
+        if detach {
+            // create + start; the id on stdout, as docker prints it.
+            do {
+                let client = try await g.connect()
+                let created = try await client.createContainer(spec)
+                _ = try await client.startContainer(created.id)
+                out(created.id + "\n")
+                return ExitCode.ok
+            } catch {
+                let e = error.berthError("run")
+                err("Error: \(e.message)\n")
+                switch e.reason {
+                case BerthError.Reason.execNotFound: return ExitCode.notFound
+                case BerthError.Reason.execPermission: return ExitCode.cannotExecute
+                default: return ExitCode.runFailed
+                }
+            }
+        }
         let client: BerthClient
         let run: ContainerRun
         do {
@@ -158,9 +181,11 @@ enum Commands {
     static func ps(_ args: inout Arguments, _ g: Globals) async throws -> Int32 {
         args.command = CLI.find("ps")
         var all = false, quiet = false, json = false
+        var filters: [String] = []
         while let a = args.next() {
             let (flag, inline) = Arguments.split(a)
             switch flag {
+            case "-f", "--filter": filters.append(try args.value(for: flag, inline))
             case "-a", "--all": all = true
             case "-q", "--quiet": quiet = true
             case "-aq", "-qa": all = true; quiet = true
@@ -172,7 +197,7 @@ enum Commands {
             }
         }
         let client = try await g.connect()
-        let list = try await client.listContainers(all: all)
+        let list = try await client.listContainers(all: all, filters: filters)
         if quiet {
             out(list.map { String($0.id.prefix(12)) + "\n" }.joined())
         } else if json {
@@ -201,6 +226,11 @@ enum Commands {
 
     /// Parses the run/create options and `IMAGE [CMD...]`.
     static func parseSpec(_ args: inout Arguments, allowRm: Bool) throws -> ContainerSpec {
+        var detach = false
+        return try parseSpec(&args, allowRm: allowRm, detach: &detach)
+    }
+
+    static func parseSpec(_ args: inout Arguments, allowRm: Bool, detach: inout Bool) throws -> ContainerSpec {
         var spec = ContainerSpec()
         while let a = args.peek(), a.hasPrefix("-"), a != "-" {
             _ = args.next()
@@ -218,6 +248,26 @@ enum Commands {
             case "-w", "--workdir": spec.workingDir = try args.value(for: flag, inline)
             case "-u", "--user": spec.user = try parseUser(try args.value(for: flag, inline), args.command)
             case "--rootfs": spec.rootfs = try args.value(for: flag, inline)
+            case "-d" where allowRm, "--detach" where allowRm: detach = true
+            case "--restart":
+                let v = try args.value(for: flag, inline)
+                guard let policy = RestartPolicy(parsing: v) else {
+                    throw UsageError(message: "--restart takes no, always, on-failure or on-failure:N, not \"\(v)\"", command: args.command)
+                }
+                spec.restart = policy
+            case "-l", "--label":
+                let v = try args.value(for: flag, inline)
+                let kv = v.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                guard let key = kv.first, !key.isEmpty else { throw UsageError(message: "--label takes KEY=VALUE, not \"\(v)\"", command: args.command) }
+                spec.labels[String(key)] = kv.count > 1 ? String(kv[1]) : ""
+            case "--stop-signal":
+                let v = try args.value(for: flag, inline)
+                guard let n = try? Signals.parse(v) else { throw UsageError(message: "unknown signal \"\(v)\"", command: args.command) }
+                spec.stopSignal = n
+            case "--stop-timeout":
+                let v = try args.value(for: flag, inline)
+                guard let n = Int32(v), n >= 0 else { throw UsageError(message: "--stop-timeout takes seconds, not \"\(v)\"", command: args.command) }
+                spec.stopTimeout = n
             default: throw UsageError(message: "unknown option \(a)", command: args.command)
             }
         }
@@ -277,16 +327,18 @@ enum Commands {
     }
 }
 
-/// SIGINT and SIGTERM go, through a handler and a pipe (CBerthShim), to one thread
-/// that calls the current action: by default exit 130/143 as a shell would report;
-/// during `run`, cancel the run (a second signal then exits). A signal mask would not
-/// do: the async main's threads do not all keep the mask the main thread had.
+/// SIGINT, SIGTERM and SIGWINCH go, through a handler and a pipe (CBerthShim), to one
+/// thread that acts on them: SIGINT/SIGTERM by default exit 130/143 as a shell would
+/// report, or, during `run`/`exec`/`logs`, call the installed action once (a second
+/// signal then exits); SIGWINCH calls the resize action, if any. A signal mask would
+/// not do: the async main's threads do not all keep the mask the main thread had.
 enum SignalForwarder {
     static let action = Mutex<(@Sendable (Int32) -> Void)?>(nil)
+    static let resize = Mutex<(@Sendable () -> Void)?>(nil)
 
     /// Installs the handlers and starts the thread that reads the pipe.
     static func start() {
-        let signals: [Int32] = [SIGINT, SIGTERM]
+        let signals: [Int32] = [SIGINT, SIGTERM, SIGWINCH]
         let fd = signals.withUnsafeBufferPointer { berth_signal_pipe($0.baseAddress, Int32($0.count)) }
         guard fd >= 0 else { return }
         startThread("berth-signals") {
@@ -296,6 +348,10 @@ enum SignalForwarder {
                 if n < 0 && errno == EINTR { continue }
                 if n <= 0 { return }
                 let sig = Int32(byte)
+                if sig == SIGWINCH {
+                    resize.withLock { $0 }?()
+                    continue
+                }
                 let current = action.withLock { a -> (@Sendable (Int32) -> Void)? in
                     let current = a
                     a = nil
@@ -309,5 +365,10 @@ enum SignalForwarder {
     /// Runs `body` with the signal number on the next SIGINT/SIGTERM instead of exiting.
     static func install(_ body: @escaping @Sendable (Int32) -> Void) {
         action.withLock { $0 = body }
+    }
+
+    /// Runs `body` on every SIGWINCH.
+    static func onResize(_ body: @escaping @Sendable () -> Void) {
+        resize.withLock { $0 = body }
     }
 }

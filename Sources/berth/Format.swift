@@ -1,4 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import BerthClient
+import BerthSystem
 
 /// Human-readable output: tables, durations, sizes, statuses.
 enum Format {
@@ -119,5 +123,36 @@ enum JSON {
             fields.append("\"Finished\":\(exit.finishedUnix)")
         }
         return "{" + fields.joined(separator: ",") + "}"
+    }
+}
+
+extension JSON {
+    /// `berth inspect`: the whole record, docker-like keys.
+    static func inspect(_ c: Container) -> String {
+        func object(_ fields: [String]) -> String { "{" + fields.joined(separator: ",") + "}" }
+        let labels = object(c.spec.labels.sorted { $0.key < $1.key }.map { "\(string($0.key)):\(string($0.value))" })
+        let config = object([
+            "\"Image\":\(string(c.spec.image))", "\"Rootfs\":\(string(c.spec.rootfs))",
+            "\"Cmd\":\(array(c.spec.args))", "\"Env\":\(array(c.spec.env))",
+            "\"WorkingDir\":\(string(c.spec.workingDir))", "\"User\":\(string("\(c.spec.user.uid):\(c.spec.user.gid)"))",
+            "\"Hostname\":\(string(c.spec.hostname))", "\"Labels\":\(labels)",
+            "\"AutoRemove\":\(c.spec.autoRemove)", "\"RestartPolicy\":\(string(c.spec.restart.description))",
+            "\"StopSignal\":\(string(Signals.name(c.spec.stopSignal == 0 ? SIGTERM : c.spec.stopSignal)))",
+            "\"StopTimeout\":\(c.spec.stopTimeout == 0 ? 10 : c.spec.stopTimeout)",
+        ])
+        let state = object([
+            "\"Status\":\(string(c.state.description))", "\"Running\":\(c.state == .running)",
+            "\"Pid\":\(c.pid)", "\"ExitCode\":\(c.exit?.exitCode ?? 0)", "\"Signal\":\(c.exit?.signal ?? 0)",
+            "\"OOMKilled\":\(c.oomKilled)",
+            "\"StartedAt\":\(string(c.startedUnix > 0 ? Time.format(unix: c.startedUnix) : ""))",
+            "\"FinishedAt\":\(string((c.exit?.finishedUnix ?? 0) > 0 ? Time.format(unix: c.exit?.finishedUnix ?? 0) : ""))",
+            "\"MonitorPid\":\(c.monitorPid)",
+        ])
+        return object([
+            "\"Id\":\(string(c.id))", "\"Name\":\(string(c.name))",
+            "\"Created\":\(string(Time.format(unix: c.createdUnix)))",
+            "\"Image\":\(string(c.image))", "\"ImageID\":\(string(c.imageID))",
+            "\"State\":\(state)", "\"RestartCount\":\(c.restartCount)", "\"Config\":\(config)",
+        ])
     }
 }

@@ -25,6 +25,10 @@ private let fullSpec: ContainerSpec = {
     spec.user = User(uid: 1000, gid: UInt32.max)
     spec.hostname = "web-host"
     spec.autoRemove = true
+    spec.labels = ["tier": "web", "owner": "ops team", "empty": ""]
+    spec.restart = RestartPolicy(.onFailure, maxRetries: 5)
+    spec.stopSignal = 3
+    spec.stopTimeout = 30
     return spec
 }()
 
@@ -40,6 +44,11 @@ private let fullContainer: Container = {
     container.startedUnix = Int64.max
     container.imageID = "sha256:" + String(repeating: "ab", count: 32)
     container.pidStartTime = 123_456_789
+    container.restartCount = 4
+    container.oomKilled = true
+    container.monitorPid = 777
+    container.monitorStartTime = 888
+    container.stoppedByUser = true
     container.exit = ExitStatus(exitCode: 137, signal: 9, finishedUnix: 1_700_000_000)
     return container
 }()
@@ -88,6 +97,27 @@ private let fullInfo: InfoResponse = {
     return info
 }()
 
+let fullLogs: LogsRequest = {
+    var logs = LogsRequest(container: "web")
+    logs.follow = true
+    logs.tail = 10
+    logs.sinceUnixNano = 1_700_000_000_123_456_789
+    logs.timestamps = true
+    return logs
+}()
+
+let fullExec: ExecRequest = {
+    var exec = ExecRequest(container: "web", args: ["sh", "-c", "echo hi"])
+    exec.env = ["A=1", "B=two words"]
+    exec.workingDir = "/tmp"
+    exec.user = User(uid: 0, gid: 0)
+    exec.tty = true
+    exec.stdin = true
+    exec.rows = 40
+    exec.cols = 120
+    return exec
+}()
+
 @Suite("Codec round trips")
 struct CodecRoundTripTests {
     static let requests: [Request] = [
@@ -99,8 +129,14 @@ struct CodecRoundTripTests {
         .startContainer("web"), .startContainer(""),
         .run(fullSpec), .run(ContainerSpec()),
         .wait("0123abcd"), .wait(""),
-        .listContainers(all: true), .listContainers(all: false),
+        .listContainers(all: true, filters: ["status=running", "label=a=b"]), .listContainers(all: false, filters: []),
         .removeContainer("web", force: true), .removeContainer("", force: false),
+        .stopContainer("web", timeout: 3), .stopContainer("", timeout: -1),
+        .killContainer("web", signal: "SIGHUP"), .killContainer("", signal: ""),
+        .restartContainer("web", timeout: 0), .restartContainer("web", timeout: -1),
+        .inspectContainer("web"), .inspectContainer(""),
+        .logs(fullLogs), .logs(LogsRequest(container: "")),
+        .exec(fullExec), .exec(ExecRequest(container: "", args: [])),
     ]
 
     @Test("Request", arguments: requests)
@@ -123,6 +159,9 @@ struct CodecRoundTripTests {
         .wait(ExitStatus(exitCode: -1, signal: 15, finishedUnix: Int64.max)), .wait(ExitStatus(exitCode: 0)),
         .listContainers([fullContainer, Container(), fullContainer]), .listContainers([]),
         .removeContainer(id: "0123456789abcdef"), .removeContainer(id: ""),
+        .stopContainer(fullContainer), .restartContainer(fullContainer), .inspectContainer(fullContainer),
+        .inspectContainer(Container()), .killContainer, .logs,
+        .exec(.started(pid: 4242)), .exec(.started(pid: 0)), .exec(.exit(ExitStatus(exitCode: 130, signal: 2, finishedUnix: 9))),
     ]
 
     @Test("Response", arguments: responses)

@@ -29,6 +29,8 @@ int berth_syncfs(int fd);
 /// per signal, through an async-signal-safe handler; returns the pipe's read end or -1.
 /// A signal the process inherited as ignored stays ignored (a background job's SIGINT).
 int berth_signal_pipe(const int *sigs, int count);
+/// The terminal size of `fd` (ioctl TIOCGWINSZ); -1 with errno when it is no terminal.
+int berth_get_winsize(int fd, unsigned short *rows, unsigned short *cols);
 /// accept4(fd, NULL, NULL, SOCK_CLOEXEC).
 int berth_accept(int fd);
 /// epoll_create1(EPOLL_CLOEXEC).

@@ -31,6 +31,8 @@ typedef struct Berth__V1__ImportImageResponse Berth__V1__ImportImageResponse;
 typedef struct Berth__V1__ListImagesRequest Berth__V1__ListImagesRequest;
 typedef struct Berth__V1__ListImagesResponse Berth__V1__ListImagesResponse;
 typedef struct Berth__V1__User Berth__V1__User;
+typedef struct Berth__V1__Label Berth__V1__Label;
+typedef struct Berth__V1__RestartPolicy Berth__V1__RestartPolicy;
 typedef struct Berth__V1__ContainerSpec Berth__V1__ContainerSpec;
 typedef struct Berth__V1__ExitStatus Berth__V1__ExitStatus;
 typedef struct Berth__V1__Container Berth__V1__Container;
@@ -46,6 +48,19 @@ typedef struct Berth__V1__ListContainersRequest Berth__V1__ListContainersRequest
 typedef struct Berth__V1__ListContainersResponse Berth__V1__ListContainersResponse;
 typedef struct Berth__V1__RemoveContainerRequest Berth__V1__RemoveContainerRequest;
 typedef struct Berth__V1__RemoveContainerResponse Berth__V1__RemoveContainerResponse;
+typedef struct Berth__V1__StopContainerRequest Berth__V1__StopContainerRequest;
+typedef struct Berth__V1__StopContainerResponse Berth__V1__StopContainerResponse;
+typedef struct Berth__V1__KillContainerRequest Berth__V1__KillContainerRequest;
+typedef struct Berth__V1__KillContainerResponse Berth__V1__KillContainerResponse;
+typedef struct Berth__V1__RestartContainerRequest Berth__V1__RestartContainerRequest;
+typedef struct Berth__V1__RestartContainerResponse Berth__V1__RestartContainerResponse;
+typedef struct Berth__V1__InspectContainerRequest Berth__V1__InspectContainerRequest;
+typedef struct Berth__V1__InspectContainerResponse Berth__V1__InspectContainerResponse;
+typedef struct Berth__V1__LogsRequest Berth__V1__LogsRequest;
+typedef struct Berth__V1__LogsResponse Berth__V1__LogsResponse;
+typedef struct Berth__V1__ExecRequest Berth__V1__ExecRequest;
+typedef struct Berth__V1__ExecStarted Berth__V1__ExecStarted;
+typedef struct Berth__V1__ExecResponse Berth__V1__ExecResponse;
 typedef struct Berth__V1__Request Berth__V1__Request;
 typedef struct Berth__V1__Response Berth__V1__Response;
 
@@ -82,7 +97,11 @@ typedef enum _Berth__V1__Channel {
   BERTH__V1__CHANNEL__CHANNEL_PAYLOAD = 0,
   BERTH__V1__CHANNEL__CHANNEL_STDIN = 1,
   BERTH__V1__CHANNEL__CHANNEL_STDOUT = 2,
-  BERTH__V1__CHANNEL__CHANNEL_STDERR = 3
+  BERTH__V1__CHANNEL__CHANNEL_STDERR = 3,
+  /*
+   * exec with a tty: data is rows, cols as two big-endian uint16
+   */
+  BERTH__V1__CHANNEL__CHANNEL_RESIZE = 4
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(BERTH__V1__CHANNEL)
 } Berth__V1__Channel;
 typedef enum _Berth__V1__ContainerState {
@@ -310,6 +329,37 @@ struct  Berth__V1__User
     , 0, 0 }
 
 
+struct  Berth__V1__Label
+{
+  ProtobufCMessage base;
+  char *key;
+  char *value;
+};
+#define BERTH__V1__LABEL__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__label__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+/*
+ * What happens when a container's init exits; `stop` and `rm` are never undone.
+ */
+struct  Berth__V1__RestartPolicy
+{
+  ProtobufCMessage base;
+  /*
+   * "" or "no", "on-failure", "always"
+   */
+  char *name;
+  /*
+   * on-failure only; 0: no limit
+   */
+  uint32_t max_retries;
+};
+#define BERTH__V1__RESTART_POLICY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__restart_policy__descriptor) \
+    , (char *)protobuf_c_empty_string, 0 }
+
+
 struct  Berth__V1__ContainerSpec
 {
   ProtobufCMessage base;
@@ -345,10 +395,21 @@ struct  Berth__V1__ContainerSpec
    */
   char *hostname;
   protobuf_c_boolean auto_remove;
+  size_t n_labels;
+  Berth__V1__Label **labels;
+  Berth__V1__RestartPolicy *restart;
+  /*
+   * 0: SIGTERM
+   */
+  int32_t stop_signal;
+  /*
+   * seconds before SIGKILL on stop; 0: 10
+   */
+  int32_t stop_timeout;
 };
 #define BERTH__V1__CONTAINER_SPEC__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&berth__v1__container_spec__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, (char *)protobuf_c_empty_string, NULL, (char *)protobuf_c_empty_string, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, (char *)protobuf_c_empty_string, NULL, (char *)protobuf_c_empty_string, 0, 0,NULL, NULL, 0, 0 }
 
 
 struct  Berth__V1__ExitStatus
@@ -392,10 +453,27 @@ struct  Berth__V1__Container
    * field 22 of /proc/PID/stat of the init process
    */
   uint64_t pid_start_time;
+  /*
+   * restarts made by the restart policy
+   */
+  uint32_t restart_count;
+  /*
+   * the last exit was the kernel's OOM killer
+   */
+  protobuf_c_boolean oom_killed;
+  /*
+   * the berth-monitor of the current run (docs/monitor.md)
+   */
+  int32_t monitor_pid;
+  uint64_t monitor_start_time;
+  /*
+   * stop/kill by a user: the restart policy stays off
+   */
+  protobuf_c_boolean stopped_by_user;
 };
 #define BERTH__V1__CONTAINER__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&berth__v1__container__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, BERTH__V1__CONTAINER_STATE__CONTAINER_STATE_UNKNOWN, 0, 0, 0, NULL, (char *)protobuf_c_empty_string, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, BERTH__V1__CONTAINER_STATE__CONTAINER_STATE_UNKNOWN, 0, 0, 0, NULL, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0 }
 
 
 struct  Berth__V1__CreateContainerRequest
@@ -500,10 +578,15 @@ struct  Berth__V1__ListContainersRequest
 {
   ProtobufCMessage base;
   protobuf_c_boolean all;
+  /*
+   * "status=running", "name=web", "label=k" or "label=k=v", "id=prefix"
+   */
+  size_t n_filters;
+  char **filters;
 };
 #define BERTH__V1__LIST_CONTAINERS_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&berth__v1__list_containers_request__descriptor) \
-    , 0 }
+    , 0, 0,NULL }
 
 
 struct  Berth__V1__ListContainersResponse
@@ -538,6 +621,201 @@ struct  Berth__V1__RemoveContainerResponse
     , (char *)protobuf_c_empty_string }
 
 
+struct  Berth__V1__StopContainerRequest
+{
+  ProtobufCMessage base;
+  char *container;
+  /*
+   * -1: the container's stop_timeout
+   */
+  int32_t timeout_seconds;
+};
+#define BERTH__V1__STOP_CONTAINER_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__stop_container_request__descriptor) \
+    , (char *)protobuf_c_empty_string, 0 }
+
+
+struct  Berth__V1__StopContainerResponse
+{
+  ProtobufCMessage base;
+  Berth__V1__Container *container;
+};
+#define BERTH__V1__STOP_CONTAINER_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__stop_container_response__descriptor) \
+    , NULL }
+
+
+struct  Berth__V1__KillContainerRequest
+{
+  ProtobufCMessage base;
+  char *container;
+  /*
+   * "KILL", "SIGKILL" or "9"; empty: SIGKILL
+   */
+  char *signal;
+};
+#define BERTH__V1__KILL_CONTAINER_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__kill_container_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+struct  Berth__V1__KillContainerResponse
+{
+  ProtobufCMessage base;
+};
+#define BERTH__V1__KILL_CONTAINER_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__kill_container_response__descriptor) \
+     }
+
+
+struct  Berth__V1__RestartContainerRequest
+{
+  ProtobufCMessage base;
+  char *container;
+  /*
+   * -1: the container's stop_timeout
+   */
+  int32_t timeout_seconds;
+};
+#define BERTH__V1__RESTART_CONTAINER_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__restart_container_request__descriptor) \
+    , (char *)protobuf_c_empty_string, 0 }
+
+
+struct  Berth__V1__RestartContainerResponse
+{
+  ProtobufCMessage base;
+  Berth__V1__Container *container;
+};
+#define BERTH__V1__RESTART_CONTAINER_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__restart_container_response__descriptor) \
+    , NULL }
+
+
+struct  Berth__V1__InspectContainerRequest
+{
+  ProtobufCMessage base;
+  char *container;
+};
+#define BERTH__V1__INSPECT_CONTAINER_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__inspect_container_request__descriptor) \
+    , (char *)protobuf_c_empty_string }
+
+
+struct  Berth__V1__InspectContainerResponse
+{
+  ProtobufCMessage base;
+  Berth__V1__Container *container;
+};
+#define BERTH__V1__INSPECT_CONTAINER_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__inspect_container_response__descriptor) \
+    , NULL }
+
+
+/*
+ * Answered by DATA frames (Chunk, channel STDOUT/STDERR) and a final LogsResponse.
+ */
+struct  Berth__V1__LogsRequest
+{
+  ProtobufCMessage base;
+  char *container;
+  protobuf_c_boolean follow;
+  /*
+   * -1: all lines
+   */
+  int32_t tail;
+  /*
+   * 0: from the start
+   */
+  int64_t since_unix_nano;
+  protobuf_c_boolean timestamps;
+};
+#define BERTH__V1__LOGS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__logs_request__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, 0, 0, 0 }
+
+
+struct  Berth__V1__LogsResponse
+{
+  ProtobufCMessage base;
+};
+#define BERTH__V1__LOGS_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__logs_response__descriptor) \
+     }
+
+
+/*
+ * The client may follow with DATA: STDIN chunks (END_STREAM closes the process's stdin)
+ * and RESIZE chunks. The agent answers ExecResponse{started}, DATA (STDOUT, STDERR; with
+ * a tty everything is STDOUT), then ExecResponse{exit} with END_STREAM.
+ */
+struct  Berth__V1__ExecRequest
+{
+  ProtobufCMessage base;
+  char *container;
+  size_t n_args;
+  char **args;
+  size_t n_env;
+  char **env;
+  /*
+   * empty: the container's
+   */
+  char *working_dir;
+  /*
+   * unset: the container's
+   */
+  Berth__V1__User *user;
+  protobuf_c_boolean tty;
+  /*
+   * the client sends stdin; without it stdin is /dev/null
+   */
+  protobuf_c_boolean stdin;
+  /*
+   * initial terminal size with tty
+   */
+  uint32_t rows;
+  uint32_t cols;
+  protobuf_c_boolean has_user;
+};
+#define BERTH__V1__EXEC_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__exec_request__descriptor) \
+    , (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, (char *)protobuf_c_empty_string, NULL, 0, 0, 0, 0, 0 }
+
+
+struct  Berth__V1__ExecStarted
+{
+  ProtobufCMessage base;
+  /*
+   * of the process in the agent's pid namespace
+   */
+  int32_t pid;
+};
+#define BERTH__V1__EXEC_STARTED__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__exec_started__descriptor) \
+    , 0 }
+
+
+typedef enum {
+  BERTH__V1__EXEC_RESPONSE__EVENT__NOT_SET = 0,
+  BERTH__V1__EXEC_RESPONSE__EVENT_STARTED = 1,
+  BERTH__V1__EXEC_RESPONSE__EVENT_EXIT = 2
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(BERTH__V1__EXEC_RESPONSE__EVENT__CASE)
+} Berth__V1__ExecResponse__EventCase;
+
+struct  Berth__V1__ExecResponse
+{
+  ProtobufCMessage base;
+  Berth__V1__ExecResponse__EventCase event_case;
+  union {
+    Berth__V1__ExecStarted *started;
+    Berth__V1__ExitStatus *exit;
+  };
+};
+#define BERTH__V1__EXEC_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__exec_response__descriptor) \
+    , BERTH__V1__EXEC_RESPONSE__EVENT__NOT_SET, {0} }
+
+
 typedef enum {
   BERTH__V1__REQUEST__CALL__NOT_SET = 0,
   BERTH__V1__REQUEST__CALL_HELLO = 1,
@@ -549,7 +827,13 @@ typedef enum {
   BERTH__V1__REQUEST__CALL_RUN = 7,
   BERTH__V1__REQUEST__CALL_WAIT = 8,
   BERTH__V1__REQUEST__CALL_LIST_CONTAINERS = 9,
-  BERTH__V1__REQUEST__CALL_REMOVE_CONTAINER = 10
+  BERTH__V1__REQUEST__CALL_REMOVE_CONTAINER = 10,
+  BERTH__V1__REQUEST__CALL_STOP_CONTAINER = 11,
+  BERTH__V1__REQUEST__CALL_KILL_CONTAINER = 12,
+  BERTH__V1__REQUEST__CALL_RESTART_CONTAINER = 13,
+  BERTH__V1__REQUEST__CALL_INSPECT_CONTAINER = 14,
+  BERTH__V1__REQUEST__CALL_LOGS = 15,
+  BERTH__V1__REQUEST__CALL_EXEC = 16
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(BERTH__V1__REQUEST__CALL__CASE)
 } Berth__V1__Request__CallCase;
 
@@ -571,6 +855,12 @@ struct  Berth__V1__Request
     Berth__V1__WaitRequest *wait;
     Berth__V1__ListContainersRequest *list_containers;
     Berth__V1__RemoveContainerRequest *remove_container;
+    Berth__V1__StopContainerRequest *stop_container;
+    Berth__V1__KillContainerRequest *kill_container;
+    Berth__V1__RestartContainerRequest *restart_container;
+    Berth__V1__InspectContainerRequest *inspect_container;
+    Berth__V1__LogsRequest *logs;
+    Berth__V1__ExecRequest *exec;
   };
 };
 #define BERTH__V1__REQUEST__INIT \
@@ -590,7 +880,13 @@ typedef enum {
   BERTH__V1__RESPONSE__RESULT_RUN = 8,
   BERTH__V1__RESPONSE__RESULT_WAIT = 9,
   BERTH__V1__RESPONSE__RESULT_LIST_CONTAINERS = 10,
-  BERTH__V1__RESPONSE__RESULT_REMOVE_CONTAINER = 11
+  BERTH__V1__RESPONSE__RESULT_REMOVE_CONTAINER = 11,
+  BERTH__V1__RESPONSE__RESULT_STOP_CONTAINER = 12,
+  BERTH__V1__RESPONSE__RESULT_KILL_CONTAINER = 13,
+  BERTH__V1__RESPONSE__RESULT_RESTART_CONTAINER = 14,
+  BERTH__V1__RESPONSE__RESULT_INSPECT_CONTAINER = 15,
+  BERTH__V1__RESPONSE__RESULT_LOGS = 16,
+  BERTH__V1__RESPONSE__RESULT_EXEC = 17
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(BERTH__V1__RESPONSE__RESULT__CASE)
 } Berth__V1__Response__ResultCase;
 
@@ -613,6 +909,12 @@ struct  Berth__V1__Response
     Berth__V1__WaitResponse *wait;
     Berth__V1__ListContainersResponse *list_containers;
     Berth__V1__RemoveContainerResponse *remove_container;
+    Berth__V1__StopContainerResponse *stop_container;
+    Berth__V1__KillContainerResponse *kill_container;
+    Berth__V1__RestartContainerResponse *restart_container;
+    Berth__V1__InspectContainerResponse *inspect_container;
+    Berth__V1__LogsResponse *logs;
+    Berth__V1__ExecResponse *exec;
   };
 };
 #define BERTH__V1__RESPONSE__INIT \
@@ -924,6 +1226,44 @@ Berth__V1__User *
 void   berth__v1__user__free_unpacked
                      (Berth__V1__User *message,
                       ProtobufCAllocator *allocator);
+/* Berth__V1__Label methods */
+void   berth__v1__label__init
+                     (Berth__V1__Label         *message);
+size_t berth__v1__label__get_packed_size
+                     (const Berth__V1__Label   *message);
+size_t berth__v1__label__pack
+                     (const Berth__V1__Label   *message,
+                      uint8_t             *out);
+size_t berth__v1__label__pack_to_buffer
+                     (const Berth__V1__Label   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__Label *
+       berth__v1__label__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__label__free_unpacked
+                     (Berth__V1__Label *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__RestartPolicy methods */
+void   berth__v1__restart_policy__init
+                     (Berth__V1__RestartPolicy         *message);
+size_t berth__v1__restart_policy__get_packed_size
+                     (const Berth__V1__RestartPolicy   *message);
+size_t berth__v1__restart_policy__pack
+                     (const Berth__V1__RestartPolicy   *message,
+                      uint8_t             *out);
+size_t berth__v1__restart_policy__pack_to_buffer
+                     (const Berth__V1__RestartPolicy   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__RestartPolicy *
+       berth__v1__restart_policy__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__restart_policy__free_unpacked
+                     (Berth__V1__RestartPolicy *message,
+                      ProtobufCAllocator *allocator);
 /* Berth__V1__ContainerSpec methods */
 void   berth__v1__container_spec__init
                      (Berth__V1__ContainerSpec         *message);
@@ -1209,6 +1549,253 @@ Berth__V1__RemoveContainerResponse *
 void   berth__v1__remove_container_response__free_unpacked
                      (Berth__V1__RemoveContainerResponse *message,
                       ProtobufCAllocator *allocator);
+/* Berth__V1__StopContainerRequest methods */
+void   berth__v1__stop_container_request__init
+                     (Berth__V1__StopContainerRequest         *message);
+size_t berth__v1__stop_container_request__get_packed_size
+                     (const Berth__V1__StopContainerRequest   *message);
+size_t berth__v1__stop_container_request__pack
+                     (const Berth__V1__StopContainerRequest   *message,
+                      uint8_t             *out);
+size_t berth__v1__stop_container_request__pack_to_buffer
+                     (const Berth__V1__StopContainerRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__StopContainerRequest *
+       berth__v1__stop_container_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__stop_container_request__free_unpacked
+                     (Berth__V1__StopContainerRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__StopContainerResponse methods */
+void   berth__v1__stop_container_response__init
+                     (Berth__V1__StopContainerResponse         *message);
+size_t berth__v1__stop_container_response__get_packed_size
+                     (const Berth__V1__StopContainerResponse   *message);
+size_t berth__v1__stop_container_response__pack
+                     (const Berth__V1__StopContainerResponse   *message,
+                      uint8_t             *out);
+size_t berth__v1__stop_container_response__pack_to_buffer
+                     (const Berth__V1__StopContainerResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__StopContainerResponse *
+       berth__v1__stop_container_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__stop_container_response__free_unpacked
+                     (Berth__V1__StopContainerResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__KillContainerRequest methods */
+void   berth__v1__kill_container_request__init
+                     (Berth__V1__KillContainerRequest         *message);
+size_t berth__v1__kill_container_request__get_packed_size
+                     (const Berth__V1__KillContainerRequest   *message);
+size_t berth__v1__kill_container_request__pack
+                     (const Berth__V1__KillContainerRequest   *message,
+                      uint8_t             *out);
+size_t berth__v1__kill_container_request__pack_to_buffer
+                     (const Berth__V1__KillContainerRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__KillContainerRequest *
+       berth__v1__kill_container_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__kill_container_request__free_unpacked
+                     (Berth__V1__KillContainerRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__KillContainerResponse methods */
+void   berth__v1__kill_container_response__init
+                     (Berth__V1__KillContainerResponse         *message);
+size_t berth__v1__kill_container_response__get_packed_size
+                     (const Berth__V1__KillContainerResponse   *message);
+size_t berth__v1__kill_container_response__pack
+                     (const Berth__V1__KillContainerResponse   *message,
+                      uint8_t             *out);
+size_t berth__v1__kill_container_response__pack_to_buffer
+                     (const Berth__V1__KillContainerResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__KillContainerResponse *
+       berth__v1__kill_container_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__kill_container_response__free_unpacked
+                     (Berth__V1__KillContainerResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__RestartContainerRequest methods */
+void   berth__v1__restart_container_request__init
+                     (Berth__V1__RestartContainerRequest         *message);
+size_t berth__v1__restart_container_request__get_packed_size
+                     (const Berth__V1__RestartContainerRequest   *message);
+size_t berth__v1__restart_container_request__pack
+                     (const Berth__V1__RestartContainerRequest   *message,
+                      uint8_t             *out);
+size_t berth__v1__restart_container_request__pack_to_buffer
+                     (const Berth__V1__RestartContainerRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__RestartContainerRequest *
+       berth__v1__restart_container_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__restart_container_request__free_unpacked
+                     (Berth__V1__RestartContainerRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__RestartContainerResponse methods */
+void   berth__v1__restart_container_response__init
+                     (Berth__V1__RestartContainerResponse         *message);
+size_t berth__v1__restart_container_response__get_packed_size
+                     (const Berth__V1__RestartContainerResponse   *message);
+size_t berth__v1__restart_container_response__pack
+                     (const Berth__V1__RestartContainerResponse   *message,
+                      uint8_t             *out);
+size_t berth__v1__restart_container_response__pack_to_buffer
+                     (const Berth__V1__RestartContainerResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__RestartContainerResponse *
+       berth__v1__restart_container_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__restart_container_response__free_unpacked
+                     (Berth__V1__RestartContainerResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__InspectContainerRequest methods */
+void   berth__v1__inspect_container_request__init
+                     (Berth__V1__InspectContainerRequest         *message);
+size_t berth__v1__inspect_container_request__get_packed_size
+                     (const Berth__V1__InspectContainerRequest   *message);
+size_t berth__v1__inspect_container_request__pack
+                     (const Berth__V1__InspectContainerRequest   *message,
+                      uint8_t             *out);
+size_t berth__v1__inspect_container_request__pack_to_buffer
+                     (const Berth__V1__InspectContainerRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__InspectContainerRequest *
+       berth__v1__inspect_container_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__inspect_container_request__free_unpacked
+                     (Berth__V1__InspectContainerRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__InspectContainerResponse methods */
+void   berth__v1__inspect_container_response__init
+                     (Berth__V1__InspectContainerResponse         *message);
+size_t berth__v1__inspect_container_response__get_packed_size
+                     (const Berth__V1__InspectContainerResponse   *message);
+size_t berth__v1__inspect_container_response__pack
+                     (const Berth__V1__InspectContainerResponse   *message,
+                      uint8_t             *out);
+size_t berth__v1__inspect_container_response__pack_to_buffer
+                     (const Berth__V1__InspectContainerResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__InspectContainerResponse *
+       berth__v1__inspect_container_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__inspect_container_response__free_unpacked
+                     (Berth__V1__InspectContainerResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__LogsRequest methods */
+void   berth__v1__logs_request__init
+                     (Berth__V1__LogsRequest         *message);
+size_t berth__v1__logs_request__get_packed_size
+                     (const Berth__V1__LogsRequest   *message);
+size_t berth__v1__logs_request__pack
+                     (const Berth__V1__LogsRequest   *message,
+                      uint8_t             *out);
+size_t berth__v1__logs_request__pack_to_buffer
+                     (const Berth__V1__LogsRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__LogsRequest *
+       berth__v1__logs_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__logs_request__free_unpacked
+                     (Berth__V1__LogsRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__LogsResponse methods */
+void   berth__v1__logs_response__init
+                     (Berth__V1__LogsResponse         *message);
+size_t berth__v1__logs_response__get_packed_size
+                     (const Berth__V1__LogsResponse   *message);
+size_t berth__v1__logs_response__pack
+                     (const Berth__V1__LogsResponse   *message,
+                      uint8_t             *out);
+size_t berth__v1__logs_response__pack_to_buffer
+                     (const Berth__V1__LogsResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__LogsResponse *
+       berth__v1__logs_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__logs_response__free_unpacked
+                     (Berth__V1__LogsResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__ExecRequest methods */
+void   berth__v1__exec_request__init
+                     (Berth__V1__ExecRequest         *message);
+size_t berth__v1__exec_request__get_packed_size
+                     (const Berth__V1__ExecRequest   *message);
+size_t berth__v1__exec_request__pack
+                     (const Berth__V1__ExecRequest   *message,
+                      uint8_t             *out);
+size_t berth__v1__exec_request__pack_to_buffer
+                     (const Berth__V1__ExecRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__ExecRequest *
+       berth__v1__exec_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__exec_request__free_unpacked
+                     (Berth__V1__ExecRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__ExecStarted methods */
+void   berth__v1__exec_started__init
+                     (Berth__V1__ExecStarted         *message);
+size_t berth__v1__exec_started__get_packed_size
+                     (const Berth__V1__ExecStarted   *message);
+size_t berth__v1__exec_started__pack
+                     (const Berth__V1__ExecStarted   *message,
+                      uint8_t             *out);
+size_t berth__v1__exec_started__pack_to_buffer
+                     (const Berth__V1__ExecStarted   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__ExecStarted *
+       berth__v1__exec_started__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__exec_started__free_unpacked
+                     (Berth__V1__ExecStarted *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__ExecResponse methods */
+void   berth__v1__exec_response__init
+                     (Berth__V1__ExecResponse         *message);
+size_t berth__v1__exec_response__get_packed_size
+                     (const Berth__V1__ExecResponse   *message);
+size_t berth__v1__exec_response__pack
+                     (const Berth__V1__ExecResponse   *message,
+                      uint8_t             *out);
+size_t berth__v1__exec_response__pack_to_buffer
+                     (const Berth__V1__ExecResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__ExecResponse *
+       berth__v1__exec_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__exec_response__free_unpacked
+                     (Berth__V1__ExecResponse *message,
+                      ProtobufCAllocator *allocator);
 /* Berth__V1__Request methods */
 void   berth__v1__request__init
                      (Berth__V1__Request         *message);
@@ -1297,6 +1884,12 @@ typedef void (*Berth__V1__ListImagesResponse_Closure)
 typedef void (*Berth__V1__User_Closure)
                  (const Berth__V1__User *message,
                   void *closure_data);
+typedef void (*Berth__V1__Label_Closure)
+                 (const Berth__V1__Label *message,
+                  void *closure_data);
+typedef void (*Berth__V1__RestartPolicy_Closure)
+                 (const Berth__V1__RestartPolicy *message,
+                  void *closure_data);
 typedef void (*Berth__V1__ContainerSpec_Closure)
                  (const Berth__V1__ContainerSpec *message,
                   void *closure_data);
@@ -1342,6 +1935,45 @@ typedef void (*Berth__V1__RemoveContainerRequest_Closure)
 typedef void (*Berth__V1__RemoveContainerResponse_Closure)
                  (const Berth__V1__RemoveContainerResponse *message,
                   void *closure_data);
+typedef void (*Berth__V1__StopContainerRequest_Closure)
+                 (const Berth__V1__StopContainerRequest *message,
+                  void *closure_data);
+typedef void (*Berth__V1__StopContainerResponse_Closure)
+                 (const Berth__V1__StopContainerResponse *message,
+                  void *closure_data);
+typedef void (*Berth__V1__KillContainerRequest_Closure)
+                 (const Berth__V1__KillContainerRequest *message,
+                  void *closure_data);
+typedef void (*Berth__V1__KillContainerResponse_Closure)
+                 (const Berth__V1__KillContainerResponse *message,
+                  void *closure_data);
+typedef void (*Berth__V1__RestartContainerRequest_Closure)
+                 (const Berth__V1__RestartContainerRequest *message,
+                  void *closure_data);
+typedef void (*Berth__V1__RestartContainerResponse_Closure)
+                 (const Berth__V1__RestartContainerResponse *message,
+                  void *closure_data);
+typedef void (*Berth__V1__InspectContainerRequest_Closure)
+                 (const Berth__V1__InspectContainerRequest *message,
+                  void *closure_data);
+typedef void (*Berth__V1__InspectContainerResponse_Closure)
+                 (const Berth__V1__InspectContainerResponse *message,
+                  void *closure_data);
+typedef void (*Berth__V1__LogsRequest_Closure)
+                 (const Berth__V1__LogsRequest *message,
+                  void *closure_data);
+typedef void (*Berth__V1__LogsResponse_Closure)
+                 (const Berth__V1__LogsResponse *message,
+                  void *closure_data);
+typedef void (*Berth__V1__ExecRequest_Closure)
+                 (const Berth__V1__ExecRequest *message,
+                  void *closure_data);
+typedef void (*Berth__V1__ExecStarted_Closure)
+                 (const Berth__V1__ExecStarted *message,
+                  void *closure_data);
+typedef void (*Berth__V1__ExecResponse_Closure)
+                 (const Berth__V1__ExecResponse *message,
+                  void *closure_data);
 typedef void (*Berth__V1__Request_Closure)
                  (const Berth__V1__Request *message,
                   void *closure_data);
@@ -1373,6 +2005,8 @@ extern const ProtobufCMessageDescriptor berth__v1__import_image_response__descri
 extern const ProtobufCMessageDescriptor berth__v1__list_images_request__descriptor;
 extern const ProtobufCMessageDescriptor berth__v1__list_images_response__descriptor;
 extern const ProtobufCMessageDescriptor berth__v1__user__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__label__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__restart_policy__descriptor;
 extern const ProtobufCMessageDescriptor berth__v1__container_spec__descriptor;
 extern const ProtobufCMessageDescriptor berth__v1__exit_status__descriptor;
 extern const ProtobufCMessageDescriptor berth__v1__container__descriptor;
@@ -1388,6 +2022,19 @@ extern const ProtobufCMessageDescriptor berth__v1__list_containers_request__desc
 extern const ProtobufCMessageDescriptor berth__v1__list_containers_response__descriptor;
 extern const ProtobufCMessageDescriptor berth__v1__remove_container_request__descriptor;
 extern const ProtobufCMessageDescriptor berth__v1__remove_container_response__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__stop_container_request__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__stop_container_response__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__kill_container_request__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__kill_container_response__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__restart_container_request__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__restart_container_response__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__inspect_container_request__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__inspect_container_response__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__logs_request__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__logs_response__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__exec_request__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__exec_started__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__exec_response__descriptor;
 extern const ProtobufCMessageDescriptor berth__v1__request__descriptor;
 extern const ProtobufCMessageDescriptor berth__v1__response__descriptor;
 
