@@ -20,6 +20,9 @@ public struct AgentConfig: Sendable {
     public var keepaliveSeconds: UInt32 = 30
     /// The berth-monitor executable; by default the one next to this program.
     public var monitorBinary = AgentConfig.siblingExecutable("berth-monitor")
+    /// Log rotation per container (docs/monitor.md).
+    public var logMaxBytes: UInt64 = 10 << 20
+    public var logMaxFiles = 3
     public init() {}
 
     /// `name` in the directory of the running executable.
@@ -62,8 +65,10 @@ public final class Agent: Sendable {
             guard access(config.monitorBinary, X_OK) == 0 else {
                 throw BerthError(.notFound, "berth-monitor not found at \(config.monitorBinary); install it next to berthd or pass --monitor PATH")
             }
-            runtime = try ContainerRuntime(stateDir: config.stateDir, runDir: config.runDir,
-                                           options: RuntimeOptions(monitorBinary: config.monitorBinary))
+            var options = RuntimeOptions(monitorBinary: config.monitorBinary)
+            options.logMaxBytes = config.logMaxBytes
+            options.logMaxFiles = config.logMaxFiles
+            runtime = try ContainerRuntime(stateDir: config.stateDir, runDir: config.runDir, options: options)
             var opened: [Listener] = []
             do {
                 opened.append(try Listener.open(.unix(path: config.socketPath)))

@@ -19,6 +19,9 @@ Options:
   --listen ADDRESS     Also serve plain TCP on a loopback address, e.g. tcp://127.0.0.1:7946
   --node-name NAME     Name reported to clients (default: the host name)
   --keepalive SECONDS  Keepalive interval when a client proposes none (default 30)
+  --monitor PATH       The berth-monitor executable (default: next to berthd)
+  --log-max-bytes N    Rotate a container's log at N bytes (default 10485760)
+  --log-max-files N    Rotated logs kept per container (default 3)
   --exit-on-stdin-eof  Shut down cleanly when standard input reaches end of file
                        (for supervisors and tests that hand the agent a pipe)
   -h, --help           Show this help
@@ -50,6 +53,15 @@ while let arg = args.popFirst() {
     case "--listen": config.listen.append(value())
     case "--node-name": config.nodeName = value()
     case "--exit-on-stdin-eof": exitOnStdinEOF = true
+    case "--monitor": config.monitorBinary = value()
+    case "--log-max-bytes":
+        let v = value()
+        guard let n = UInt64(v), n >= 1024 else { fail("--log-max-bytes needs a number of bytes (at least 1024), not \"\(v)\"", code: 64) }
+        config.logMaxBytes = n
+    case "--log-max-files":
+        let v = value()
+        guard let n = Int(v), n >= 0, n <= 100 else { fail("--log-max-files needs a number from 0 to 100, not \"\(v)\"", code: 64) }
+        config.logMaxFiles = n
     case "--keepalive":
         let v = value()
         guard let n = UInt32(v), n > 0 else { fail("--keepalive needs a positive number of seconds, not \"\(v)\"", code: 64) }

@@ -159,6 +159,8 @@ final class TestAgent: Sendable {
     /// SIGTERM, wait for a clean exit, then remove the dirs. Returns berthd's exit status.
     @discardableResult
     func stop() -> Int32 {
+        // Containers outlive agents by design: kill this agent's containers first.
+        killContainers()
         kill(pid, SIGTERM)
         lifeline.close()
         var status: Int32 = 0
@@ -182,6 +184,25 @@ final class TestAgent: Sendable {
         return waited ? (status >> 8) & 0xff : -1
     }
 
+    /// The berth-monitor processes of this agent's containers (found by their CONFIG
+    /// path, which lies under the agent's run dir).
+    var monitors: [pid_t] {
+        Processes.all().filter { $0.cmdline.contains("berth-monitor") && $0.cmdline.contains(dir.path) }.map(\.pid)
+    }
+
+    /// SIGKILLs the init of every container of this agent (the kernel then kills the rest
+    /// of each pid namespace), and waits for their monitors to finish.
+    func killContainers() {
+        let monitors = self.monitors
+        guard !monitors.isEmpty else { return }
+        for p in Processes.all() where monitors.contains(p.ppid) { kill(p.pid, SIGKILL) }
+        for _ in 0..<100 {
+            if self.monitors.isEmpty { return }
+            usleep(50_000)
+        }
+        for m in self.monitors { kill(m, SIGKILL) }
+    }
+
     /// What is mounted under the agent's dirs.
     var mountsLeft: [String] {
         guard let mounts = try? Files.readString("/proc/self/mountinfo") else { return [] }
@@ -193,8 +214,8 @@ final class TestAgent: Sendable {
 }
 
 /// Runs `body` with a fresh agent and always stops it.
-func withAgent<T>(tcpPort: UInt16? = nil, _ body: (TestAgent) async throws -> T) async throws -> T {
-    let agent = try await TestAgent(tcpPort: tcpPort)
+func withAgent<T>(tcpPort: UInt16? = nil, extraArgs: [String] = [], _ body: (TestAgent) async throws -> T) async throws -> T {
+    let agent = try await TestAgent(tcpPort: tcpPort, extraArgs: extraArgs)
     do {
         let result = try await body(agent)
         agent.stop()
@@ -258,6 +279,27 @@ enum Rootfs {
         return mounts.split(separator: "\n").contains { line in
             let fields = line.split(separator: " ")
             return fields.count > 4 && fields[4].hasPrefix(path)
+        }
+    }
+}
+
+/// A look at /proc.
+enum Processes {
+    struct Info {
+        var pid: pid_t
+        var ppid: pid_t
+        var cmdline: String
+    }
+
+    static func all() -> [Info] {
+        guard let names = try? Files.list("/proc") else { return [] }
+        return names.compactMap { name -> Info? in
+            guard let pid = pid_t(name), let stat = try? Files.readString("/proc/\(pid)/stat"),
+                  let close = stat.lastIndex(of: ")") else { return nil }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            guard fields.count > 1, let ppid = pid_t(fields[1]) else { return nil }
+            let cmd = ((try? Files.read("/proc/\(pid)/cmdline")) ?? []).map { $0 == 0 ? UInt8(ascii: " ") : $0 }
+            return Info(pid: pid, ppid: ppid, cmdline: String(decoding: cmd, as: UTF8.self))
         }
     }
 }
