@@ -10,12 +10,14 @@ deploy/install-deps.sh
 echo "== building (release)"
 swift build -c release --static-swift-stdlib 2>&1 | tail -1
 bin=$(swift build -c release --static-swift-stdlib --show-bin-path)
-install -m 0755 "$bin/berthd" "$bin/berth" /usr/local/bin/
-echo "installed /usr/local/bin/berthd and /usr/local/bin/berth"
+install -m 0755 "$bin/berthd" "$bin/berth" "$bin/berth-monitor" /usr/local/bin/
+echo "installed berthd, berth-monitor and berth in /usr/local/bin"
 
 deploy/make-test-image.sh ./busybox.tar >/dev/null
 echo "built ./busybox.tar (busybox test image)"
 
+# An agent from an earlier build is replaced; its containers keep running and the new one adopts them.
+if pgrep -x berthd >/dev/null; then pkill -TERM -x berthd; for _ in $(seq 50); do pgrep -x berthd >/dev/null || break; sleep 0.1; done; fi
 if ! berth version >/dev/null 2>&1; then
   echo "== starting berthd (log: /var/log/berthd.log)"
   setsid berthd >>/var/log/berthd.log 2>&1 < /dev/null &

@@ -45,7 +45,7 @@ public final class Agent: Sendable {
     let connections: Mutex<[ObjectIdentifier: Connection]> = Mutex([:])
     let stopping = Atomic<Bool>(false)
 
-    static let features = ["flow-control", "keepalive", "run", "import-image"]
+    static let features = ["flow-control", "keepalive", "run", "import-image", "logs", "exec", "restart-policy"]
 
     /// Takes the run-dir lock (one agent per set of dirs), opens the runtime state and
     /// the listeners. Nothing is served until `serve()`.
