@@ -554,15 +554,24 @@ struct LogChain {
     /// The oldest file there is: the highest-numbered rotated file, else the live one;
     /// nil when there is none yet.
     func openFirst() throws -> LogFile? {
-        // A name can vanish between listing and opening while the monitor rotates; look again.
         for _ in 0..<100 {
-            if let oldest = try rotatedNumbers().last {
-                if let file = try LogFile.open(rotatedPath(oldest)) { return file }
-                continue
+            let oldest = try rotatedNumbers().last
+            guard let file = try LogFile.open(oldest.map(rotatedPath) ?? path) else {
+                if oldest == nil { return nil }
+                continue  // renamed between listing and opening
             }
-            return try LogFile.open(path)
+            // A rotation between listing and opening may have put an older file before
+            // the one opened (the live file we opened is new; the old one is now .1).
+            if try isOldest(file) { return file }
         }
         return nil
+    }
+
+    /// Whether no file older than `file` exists. A rotation moves the oldest file first,
+    /// so finding `file` under the highest number listed proves nothing came before it.
+    func isOldest(_ file: LogFile) throws -> Bool {
+        if let oldest = try rotatedNumbers().last { return try identity(rotatedPath(oldest)) == file.id }
+        return try identity(path) == file.id
     }
 
     /// The file that came after `file` (which is no longer the live one); nil when it

@@ -106,6 +106,8 @@ private func sleepNanos(_ nanos: UInt64) {
 
 /// The writer side of a follow test, on its own thread.
 private struct WriterState {
+    /// Set when the reader first asks whether to stop: it has read what was there.
+    var readerStarted = false
     var done = false
     var failure: String?
 }
@@ -131,7 +133,7 @@ private func follow(_ path: String, _ state: ConditionLock<WriterState>, options
             try onChunk(stream, bytes)
         },
         isDone: {
-            if state.withLock({ $0.done }) { return true }
+            if state.withLock({ s in s.readerStarted = true; return s.done }) { return true }
             if Host.monotonicNanos > deadline { timedOut = true; return true }
             return false
         })
@@ -506,7 +508,8 @@ struct LogReaderTests {
             try write(path, line(t0, "stdout", "F", "old") + line(t0 + 1, "stdout", "P", "old partial "))
             let state = ConditionLock(WriterState())
             startWriter(state) {
-                sleepNanos(300_000_000)
+                // Only what is written after the reader took its tail counts as new.
+                _ = state.wait { $0.readerStarted ? true : nil }
                 let sim = MonitorSim(path: path, maxFiles: 5)
                 try sim.append(line(t0 + 2, "stdout", "F", "finished"))
                 try sim.append(line(t0 + 3, "stdout", "F", "new"))
