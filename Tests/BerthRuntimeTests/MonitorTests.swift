@@ -551,6 +551,25 @@ struct MonitorTests {
         }
     }
 
+    @Test func unusablePathsAreReportedBeforeTheStart() throws {
+        try withFixture { f in
+            let missingDir = "\(f.base)/nowhere"
+            var pairs = f.config(["true"]).map { $0.0 == "log" ? ($0.0, "\(missingDir)/console.log") : $0 }
+            try f.writeConfig(pairs)
+            let badLog = try Monitor(f)
+            defer { badLog.cleanUp() }
+            #expect(badLog.ready == "error open\t2\t\(missingDir)/console.log\n")
+            #expect(badLog.wait() == 1)
+
+            pairs = f.config(["true"]).map { $0.0 == "exit" ? ($0.0, "\(missingDir)/exit") : $0 }
+            try f.writeConfig(pairs)
+            let badExit = try Monitor(f)
+            defer { badExit.cleanUp() }
+            #expect(badExit.ready == "error exit file\t2\t\(missingDir)/exit\n")
+            #expect(badExit.wait() == 1)
+        }
+    }
+
     @Test(arguments: BadConfig.allCases)
     func badConfigIsRefused(_ bad: BadConfig) throws {
         try withFixture { f in
