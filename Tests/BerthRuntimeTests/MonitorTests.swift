@@ -474,34 +474,37 @@ struct MonitorTests {
             let parent = try Monitor(argv: ["/bin/sh", "-c", "\"$0\" \"$1\" & exec 3>&-; exec sleep 100",
                                             monitorPath, f.configPath],
                                      diagPath: f.diagPath, ownProcessGroup: true)
+            // The monitor is the parent's one child (a zombie by now if it failed).
+            let children = (try? Files.readString("/proc/\(parent.pid)/task/\(parent.pid)/children")) ?? ""
+            let monitorPid = Int32(children.split(separator: " ").first ?? "") ?? 0
+            let monitorStart = startTime(monitorPid) ?? 0
+            var monitorReaped = false
             defer {
+                // Pass or fail: the container, then the parent's group, then the monitor,
+                // which is ours by then (subreaper) and is reaped here, zombie or not.
+                parent.killContainer()
                 if !parent.reaped {
                     kill(-parent.pid, SIGKILL)
                     _ = parent.wait(timeoutMillis: 5_000)
                 }
+                if monitorPid > 0 && !monitorReaped && waitExit(monitorPid, timeoutMillis: 5_000) == nil
+                    && startTime(monitorPid) == monitorStart {
+                    Issue.record("monitor \(monitorPid) still running after its container was killed; killing it")
+                    kill(monitorPid, SIGKILL)
+                    _ = waitExit(monitorPid, timeoutMillis: 5_000)
+                }
             }
             let pid = parent.containerPid
             try #require(pid > 0, "ready line \(parent.ready.debugDescription); \(f.diagnostics)")
-            let monitorPid = Int32(procStatus(pid, "PPid") ?? "") ?? 0
-            try #require(monitorPid > 0 && monitorPid != parent.pid)
-            let monitorStart = startTime(monitorPid) ?? 0
-            var monitorReaped = false
-            defer {
-                if !monitorReaped {
-                    parent.killContainer()
-                    if waitExit(monitorPid, timeoutMillis: 5_000) == nil, startTime(monitorPid) == monitorStart {
-                        kill(monitorPid, SIGKILL)
-                        _ = waitExit(monitorPid, timeoutMillis: 5_000)
-                    }
-                }
-            }
+            try #require(monitorPid > 0, "no child of the parent in \(children.debugDescription)")
+            #expect(procStatus(pid, "PPid") == "\(monitorPid)", "the container's parent is not the monitor")
 
             // The whole process group of the parent dies; the monitor is not in it.
             #expect(kill(-parent.pid, SIGKILL) == 0)
             #expect(parent.wait(timeoutMillis: 5_000) == 128 + SIGKILL)
             usleep(100_000)
             #expect(isAlive(monitorPid, start: monitorStart), "the monitor died with its parent")
-            #expect(procStatus(monitorPid, "PPid") != "\(parent.pid)")
+            #expect(procStatus(monitorPid, "PPid") == "\(getpid())", "the orphaned monitor was not adopted")
             #expect(isAlive(pid, start: parent.containerStart), "the container died with the monitor's parent")
 
             try touch("\(f.rootfs)/go")
