@@ -63,7 +63,7 @@ static int is_hex_id(const char *s) {
     return n == 64;
 }
 
-// Reads the whole file into a new NUL-padded buffer.
+// Reads the whole file into a new buffer, with a NUL after its last byte.
 static char *read_config(const char *path, size_t *size, int *err, char *detail, size_t cap) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
@@ -90,17 +90,18 @@ static char *read_config(const char *path, size_t *size, int *err, char *detail,
         return NULL;
     }
     size_t got = 0;
+    int read_errno = 0;
     while (got < want) {
         ssize_t n = read(fd, buf + got, want - got);
         if (n < 0 && errno == EINTR) continue;
+        if (n < 0) read_errno = errno;
         if (n <= 0) break;
         got += (size_t)n;
     }
-    int read_errno = errno;
     close(fd);
     if (got != want) {
         // The agent writes CONFIG atomically, so a short read is an I/O error.
-        fail(err, detail, cap, got < want && read_errno != 0 ? read_errno : EIO, "read %s", path);
+        fail(err, detail, cap, read_errno != 0 ? read_errno : EIO, "read %s", path);
         free(buf);
         return NULL;
     }

@@ -41,16 +41,23 @@ void log_close(struct log_file *lf) {
     lf->fd = -1;
 }
 
+// Reports a failed rotation step, once until a rotation succeeds again.
+static void rotation_failed(struct log_file *lf, const char *step, const char *from, const char *to) {
+    if (!lf->rotate_failing) {
+        diag("rotate log: %s %s%s%s: %s", step, from, to != NULL ? " to " : "", to != NULL ? to : "", errno_text(errno));
+    }
+    lf->rotate_failing = 1;
+}
+
 // console.log.(N-1) → .N, …, console.log → .1, then a new console.log. rename(2)
 // replaces the target, which drops the oldest file. A failure is reported and the
 // monitor goes on writing to the file it has: losing output would be worse than a log
-// that grows past its limit.
+// that grows past its limit. The next record tries again.
 static void rotate(struct log_file *lf) {
     char from[PATH_MAX], to[PATH_MAX];
     if (lf->max_files == 0) {
         if (unlink(lf->path) < 0 && errno != ENOENT) {
-            if (!lf->rotate_failing) diag("rotate log: unlink %s: %s", lf->path, errno_text(errno));
-            lf->rotate_failing = 1;
+            rotation_failed(lf, "unlink", lf->path, NULL);
             return;
         }
     } else {
@@ -58,25 +65,21 @@ static void rotate(struct log_file *lf) {
             (void)snprintf(from, sizeof from, "%s.%u", lf->path, i);
             (void)snprintf(to, sizeof to, "%s.%u", lf->path, i + 1);
             if (rename(from, to) < 0 && errno != ENOENT) {
-                if (!lf->rotate_failing) diag("rotate log: rename %s to %s: %s", from, to, errno_text(errno));
-                lf->rotate_failing = 1;
+                rotation_failed(lf, "rename", from, to);
                 return;
             }
         }
         (void)snprintf(to, sizeof to, "%s.1", lf->path);
         if (rename(lf->path, to) < 0 && errno != ENOENT) {
-            if (!lf->rotate_failing) diag("rotate log: rename %s to %s: %s", lf->path, to, errno_text(errno));
-            lf->rotate_failing = 1;
+            rotation_failed(lf, "rename", lf->path, to);
             return;
         }
     }
     uint64_t size = 0;
     int fd = open_live(lf->path, &size);
+    // Until it opens, records go on into the renamed file.
     if (fd < 0) {
-        // Keep appending to the renamed file rather than dropping output; the next
-        // record tries again.
-        if (!lf->rotate_failing) diag("rotate log: open %s: %s", lf->path, errno_text(errno));
-        lf->rotate_failing = 1;
+        rotation_failed(lf, "open", lf->path, NULL);
         return;
     }
     close(lf->fd);

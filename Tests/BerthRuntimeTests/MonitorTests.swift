@@ -462,6 +462,24 @@ struct MonitorTests {
         }
     }
 
+    @Test func failedRotationKeepsTheOutput() throws {
+        try withFixture { f in
+            // A directory where console.log.2 should go: the second rotation cannot rename .1 over it.
+            try Files.makeDirectories(f.logPath + ".2")
+            let script = "i=1; while [ $i -le 300 ]; do printf 'line %04d\\n' $i; i=$((i+1)); done"
+            try f.writeConfig(f.config(["sh", "-c", script], maxBytes: 2_000, maxFiles: 2))
+            let monitor = try Monitor(f)
+            defer { monitor.cleanUp() }
+            #expect(monitor.wait() == 0, "\(f.diagnostics)")
+            // Nothing lost: the lines rotated once into .1, the rest stayed in the live file.
+            let numbers = (readLog(f.logPath + ".1") + readLog(f.logPath)).map { Int($0.content.dropFirst(5)) ?? -1 }
+            #expect(numbers == Array(1...300))
+            let failures = f.diagnostics.split(separator: "\n").filter { $0.contains("rotate log: rename") }
+            #expect(failures.count == 1, "\(f.diagnostics)")
+            #expect(failures.first?.hasSuffix(": Is a directory") == true, "\(f.diagnostics)")
+        }
+    }
+
     @Test func survivesTheDeathOfItsParent() throws {
         try withFixture { f in
             try f.writeConfig(f.config(waitForGo(exit: 3)))
