@@ -67,6 +67,10 @@ int berth_wait_pidfd(int pidfd, int options, int *code, int *signaled) {
 
 int berth_syncfs(int fd) { return syncfs(fd); }
 
+#include <sys/prctl.h>
+
+int berth_set_child_subreaper(int on) { return prctl(PR_SET_CHILD_SUBREAPER, (unsigned long)(on != 0), 0UL, 0UL, 0UL); }
+
 _Static_assert(BERTH_O_PATH == O_PATH, "BERTH_O_PATH must match O_PATH");
 
 #include <sys/sysinfo.h>

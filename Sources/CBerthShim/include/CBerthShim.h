@@ -21,6 +21,9 @@ void berth_set_thread_name(const char *name);
 int berth_pidfd_send_signal(int pidfd, int sig);
 /// syncfs(2): flush the file system holding `fd` (glibc declares it only under _GNU_SOURCE).
 int berth_syncfs(int fd);
+/// prctl(PR_SET_CHILD_SUBREAPER, on): orphaned descendants are reparented to the calling
+/// process instead of init (prctl is variadic, which Swift cannot call).
+int berth_set_child_subreaper(int on);
 
 /// O_PATH (open(2)), which glibc's headers define only under _GNU_SOURCE.
 #define BERTH_O_PATH 010000000

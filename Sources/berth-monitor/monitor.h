@@ -1,0 +1,126 @@
+#ifndef BERTH_MONITOR_H
+#define BERTH_MONITOR_H
+// berth-monitor's private interfaces; the contract with the agent is docs/monitor.md.
+//
+//   main.c      start-up, spawn, ready line, the poll loop
+//   config.c    the CONFIG file (NUL-separated key/value pairs)
+//   log.c       CRI log records and rotation
+//   exitfile.c  the atomic exit file
+//   diag.c      diagnostics on stderr, time helpers
+//   noswift.c   keeps the Swift runtime out of this binary
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/// Longest `log` and `exit` path accepted: PATH_MAX less room for a rotation suffix
+/// (".1000") and the exit file's ".tmp".
+#define MONITOR_PATH_MAX (PATH_MAX - 16)
+/// Most rotated log files kept (`log-max-files`): each rotation renames all of them.
+#define MONITOR_LOG_MAX_FILES 1000
+/// Largest CONFIG accepted. The kernel caps argv + environment at a quarter of the
+/// stack limit (2 MiB by default), so a bigger file cannot be a working container.
+#define MONITOR_CONFIG_MAX (8u << 20)
+/// Longest detail of an error line (the same limit as struct berth_spawn_error).
+#define MONITOR_DETAIL_MAX 256
+
+// ---------------------------------------------------------------------------------------
+// config.c
+
+struct monitor_config {
+    /// Copied out of the file: they outlive config_release_spawn_data.
+    char id[65];
+    char log_path[MONITOR_PATH_MAX];
+    char exit_path[MONITOR_PATH_MAX];
+    uint64_t log_max_bytes;
+    unsigned int log_max_files;
+    /// Only needed to spawn; they point into `buffer` (see config_release_spawn_data).
+    const char *rootfs;
+    const char *hostname;
+    const char *cwd;
+    uid_t uid;
+    gid_t gid;
+    char **argv; // NULL-terminated
+    char **envp; // NULL-terminated
+    char *buffer; // the file's bytes
+};
+
+/// Reads and checks the CONFIG file at `path`. On failure returns -1 with `*err` set to
+/// an errno value (EINVAL for content errors) and a message in `detail`.
+int config_load(const char *path, struct monitor_config *cfg, int *err, char *detail, size_t cap);
+
+/// Frees what only the spawn needed (the file's bytes, argv and envp): the container's
+/// child has its own copy once berth_spawn_start returns, and the monitor lives as long
+/// as the container, so its memory should not.
+void config_release_spawn_data(struct monitor_config *cfg);
+
+// ---------------------------------------------------------------------------------------
+// log.c
+
+/// A line longer than this is split into P records of this size (the CRI limit).
+#define LOG_LINE_MAX 16384
+
+/// The unfinished line of one output stream.
+struct log_stream {
+    const char *name; // "stdout" or "stderr"
+    size_t len;
+    char line[LOG_LINE_MAX];
+};
+
+/// The live log file and its rotation settings.
+struct log_file {
+    const char *path;
+    int fd;
+    uint64_t size; // bytes in the live file, as far as we wrote them
+    uint64_t max_bytes; // 0: never rotate
+    unsigned int max_files;
+    int64_t last_ns; // the latest timestamp written: records never go back in time
+    // A write or a rotation failed and was reported; cleared by the next success, so a
+    // full disk is reported once, not once per record.
+    int write_failing;
+    int rotate_failing;
+};
+
+/// Opens (creates, mode 0640) the log for appending. -1 with errno on failure.
+int log_open(struct log_file *lf, const char *path, uint64_t max_bytes, unsigned int max_files);
+/// Takes `n` bytes read from stream `s` at time `now_ns`: writes an F record for each
+/// finished line and keeps the unfinished rest (P records of LOG_LINE_MAX when it grows
+/// past that).
+void log_input(struct log_file *lf, struct log_stream *s, const char *data, size_t n, int64_t now_ns);
+/// The stream reached EOF: writes a leftover unfinished line as a P record.
+void log_end(struct log_file *lf, struct log_stream *s, int64_t now_ns);
+void log_close(struct log_file *lf);
+
+// ---------------------------------------------------------------------------------------
+// exitfile.c
+
+struct exit_file {
+    int dirfd; // the directory the file goes in, for openat/renameat/fsync
+    char name[NAME_MAX + 1];
+    char tmp[NAME_MAX + 1];
+};
+
+/// Opens the directory of `path` and removes a stale exit file of an earlier run, so
+/// that the file's presence always describes this one. -1 with errno on failure.
+int exit_file_prepare(struct exit_file *ef, const char *path);
+/// Writes exit_code, signal and finished_ns atomically: temp file, fsync, rename, fsync
+/// of the directory. -1 with errno on failure (the temp file is removed).
+int exit_file_write(struct exit_file *ef, int exit_code, int signal, int64_t finished_ns);
+
+// ---------------------------------------------------------------------------------------
+// diag.c
+
+/// Puts the container id into the prefix of later messages.
+void diag_set_id(const char *id);
+/// One line on stderr, "berth-monitor <id>: <message>", with a single write(2).
+void diag(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/// strerrordesc_np: a constant string, no locale lookup, no allocation.
+const char *errno_text(int err);
+/// CLOCK_REALTIME in nanoseconds.
+int64_t now_ns(void);
+/// Formats `ns` (unix time) as RFC 3339 UTC with nanoseconds into `out`, which must hold
+/// RFC3339_NANO_LEN + 1 bytes: "2026-12-04T20:11:06.123456789Z".
+#define RFC3339_NANO_LEN 30
+void format_rfc3339_nano(int64_t ns, char *out);
+
+#endif

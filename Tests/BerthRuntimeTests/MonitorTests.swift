@@ -1,0 +1,687 @@
+// Tests of berth-monitor (docs/monitor.md) as the agent uses it: a CONFIG file, fd 3 the
+// ready pipe, stdout/stderr the diagnostics file. Real containers (namespaces, mounts,
+// pivot_root): they need root and /bin/busybox (Debian: busybox-static); without root
+// the suite is skipped. Every process and directory a test makes is gone when it ends,
+// pass or fail.
+#if canImport(Glibc)
+import Glibc
+#endif
+import Testing
+import BerthSystem
+import CBerthShim
+
+/// berth-monitor is built next to the test runner (BerthRuntimeTests depends on its target).
+private let monitorPath: String = {
+    var buf = [CChar](repeating: 0, count: 4096)
+    let n = readlink("/proc/self/exe", &buf, buf.count - 1)
+    let exe = n > 0 ? String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : ""
+    return Files.dirname(of: exe) + "/berth-monitor"
+}()
+
+/// A temp dir with a busybox root file system and a state dir for the log and exit file.
+private struct Fixture {
+    static let applets = ["sh", "echo", "printf", "sleep", "head", "tr"]
+    let base: String
+    var rootfs: String { "\(base)/rootfs" }
+    var logPath: String { "\(base)/state/console.log" }
+    var exitPath: String { "\(base)/state/exit" }
+    var configPath: String { "\(base)/config" }
+    var diagPath: String { "\(base)/monitor.log" }
+
+    init() throws {
+        var template = Array("/tmp/berth-monitor-XXXXXX".utf8CString)
+        guard let made = mkdtemp(&template) else { throw Errno.current.error("mkdtemp") }
+        base = String(cString: made)
+        do {
+            // The rootfs becomes the container's "/": searchable by everyone, unlike mkdtemp's 0700.
+            try sys("chmod \(base)") { chmod(base, 0o755) }
+            try Files.makeDirectories("\(base)/rootfs/bin")
+            try Files.makeDirectories("\(base)/state")
+            let busybox = try Files.read("/bin/busybox")
+            let fd = try FileDescriptor.open("\(base)/rootfs/bin/busybox", O_WRONLY | O_CREAT | O_EXCL, mode: 0o755)
+            defer { fd.close() }
+            try fd.writeAll(busybox)
+            for applet in Self.applets {
+                try sys("symlink \(applet)") { symlink("busybox", "\(base)/rootfs/bin/\(applet)") }
+            }
+        } catch {
+            try? Files.removeTree(base)
+            throw error
+        }
+    }
+
+    /// The pairs of a valid CONFIG running `args`.
+    func config(_ args: [String], maxBytes: UInt64 = 0, maxFiles: Int = 2) -> [(String, String)] {
+        [("id", String(repeating: "ab", count: 32)), ("rootfs", rootfs), ("hostname", "box"), ("cwd", "/"),
+         ("uid", "0"), ("gid", "0")]
+            + args.map { ("arg", $0) }
+            + [("env", "PATH=/bin"), ("log", logPath), ("log-max-bytes", "\(maxBytes)"),
+               ("log-max-files", "\(maxFiles)"), ("exit", exitPath)]
+    }
+
+    func writeConfig(_ pairs: [(String, String)]) throws {
+        try Files.writeAtomically(configPath, pairs.flatMap { Array($0.0.utf8) + [0] + Array($0.1.utf8) + [0] })
+    }
+
+    /// What the monitor wrote to its stdout/stderr, for failure messages.
+    var diagnostics: String { (try? Files.readString(diagPath)) ?? "" }
+
+    /// rm -rf, and no mount of the rootfs may be visible here (they live in the
+    /// container's mount namespace, gone with its last process).
+    func remove() {
+        #expect(throws: Never.self) { try Files.removeTree(base) }
+        let mounts = (try? Files.readString("/proc/self/mounts")) ?? ""
+        #expect(!mounts.contains(base), "a mount of \(base) is visible on the host")
+    }
+}
+
+private func withFixture<R>(_ body: (Fixture) throws -> R) throws -> R {
+    let fixture = try Fixture()
+    defer { fixture.remove() }
+    return try body(fixture)
+}
+
+// MARK: - Processes
+
+/// posix_spawn of `argv` as the agent starts the monitor: stdin /dev/null, stdout and
+/// stderr appended to `diagPath`, fd 3 = `ready`. The child's other descriptors are the
+/// test process's non-close-on-exec ones, which the monitor must cope with.
+private func spawn(_ argv: [String], ready: FileDescriptor, diagPath: String, ownProcessGroup: Bool = false) throws -> Int32 {
+    // dup2(3, 3) would leave close-on-exec set: move the pipe off 3 first.
+    let readyFd = ready.rawValue == 3 ? try sys("fcntl") { fcntl(3, F_DUPFD_CLOEXEC, 10) } : ready.rawValue
+    defer { if readyFd != ready.rawValue { close(readyFd) } }
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 1, diagPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+    posix_spawn_file_actions_adddup2(&actions, 1, 2)
+    posix_spawn_file_actions_adddup2(&actions, readyFd, 3)
+    var attr = posix_spawnattr_t()
+    posix_spawnattr_init(&attr)
+    defer { posix_spawnattr_destroy(&attr) }
+    if ownProcessGroup {
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETPGROUP))
+        posix_spawnattr_setpgroup(&attr, 0)
+    }
+    let env = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]
+    let cArgs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
+    let cEnv: [UnsafeMutablePointer<CChar>?] = env.map { strdup($0) } + [nil]
+    defer { (cArgs + cEnv).forEach { free($0) } }
+    var pid: pid_t = 0
+    let rc = posix_spawn(&pid, argv[0], &actions, &attr, cArgs, cEnv)
+    if rc != 0 { throw Errno(rawValue: rc).error("posix_spawn \(argv[0])") }
+    return pid
+}
+
+/// Reads `fd` to EOF (the monitor closes the ready pipe after its one line); "" after
+/// `timeoutMillis`.
+private func readToEOF(_ fd: FileDescriptor, timeoutMillis: Int = 20_000) -> String {
+    var out: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 512)
+    let deadline = Host.monotonicNanos + UInt64(timeoutMillis) * 1_000_000
+    while true {
+        let now = Host.monotonicNanos
+        if now >= deadline {
+            Issue.record("no EOF on the ready pipe within \(timeoutMillis) ms (got \(String(decoding: out, as: UTF8.self)))")
+            return ""
+        }
+        var p = pollfd(fd: fd.rawValue, events: Int16(POLLIN), revents: 0)
+        if poll(&p, 1, Int32((deadline - now) / 1_000_000) + 1) <= 0 { continue }
+        let n = buffer.withUnsafeMutableBytes { Glibc.read(fd.rawValue, $0.baseAddress, $0.count) }
+        if n > 0 { out.append(contentsOf: buffer[0..<n]) } else if n == 0 || errno != EINTR { break }
+    }
+    return String(decoding: out, as: UTF8.self)
+}
+
+/// Waits up to `timeoutMillis` for our child `pid` to exit, reaps it and returns its exit
+/// code (128 + signal when killed). nil on timeout, or when `pid` is not our child.
+private func waitExit(_ pid: Int32, timeoutMillis: Int) -> Int32? {
+    let pidfd = berth_pidfd_open(pid)
+    if pidfd < 0 { return nil }
+    defer { close(pidfd) }
+    var p = pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)
+    let deadline = Host.monotonicNanos + UInt64(timeoutMillis) * 1_000_000
+    while true {
+        let now = Host.monotonicNanos
+        if now >= deadline { return nil }
+        let ready = poll(&p, 1, Int32((deadline - now) / 1_000_000) + 1)
+        if ready > 0 { break }
+    }
+    var status: Int32 = 0
+    var rc: Int32
+    repeat { rc = waitpid(pid, &status, 0) } while rc < 0 && errno == EINTR
+    if rc < 0 { return nil }  // not our child: nobody to ask for the status
+    return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+}
+
+/// A field of /proc/PID/status ("PPid", "VmRSS", ...), without the unit.
+private func procStatus(_ pid: Int32, _ field: String) -> String? {
+    guard let text = try? Files.readString("/proc/\(pid)/status") else { return nil }
+    for line in text.split(separator: "\n") where line.hasPrefix("\(field):") {
+        return line.dropFirst(field.count + 1).split(whereSeparator: { $0 == " " || $0 == "\t" }).first.map(String.init)
+    }
+    return nil
+}
+
+/// Field 22 of /proc/PID/stat, counted after the last ')' (the command may hold spaces).
+private func startTime(_ pid: Int32) -> UInt64? {
+    guard let text = try? Files.readString("/proc/\(pid)/stat"), let close = text.lastIndex(of: ")") else { return nil }
+    let fields = text[text.index(after: close)...].split(separator: " ")
+    return fields.count > 19 ? UInt64(fields[19]) : nil
+}
+
+/// Whether `pid` still names the process that started at `start` (and is not a zombie).
+private func isAlive(_ pid: Int32, start: UInt64) -> Bool {
+    startTime(pid) == start && procStatus(pid, "State").map { !$0.hasPrefix("Z") } == true
+}
+
+/// A started monitor: its pid, and once the ready line said ok, its container's.
+/// `cleanUp` leaves nothing running: it kills the container (the monitor then finishes
+/// on its own), and the monitor too if it does not.
+private final class Monitor {
+    let pid: Int32
+    let ready: String
+    var containerPid: Int32 = 0
+    var containerStart: UInt64 = 0
+    private(set) var reaped = false
+
+    /// Starts the monitor with `configPath` and reads its ready line.
+    convenience init(_ fixture: Fixture) throws {
+        try self.init(argv: [monitorPath, fixture.configPath], diagPath: fixture.diagPath)
+    }
+
+    init(argv: [String], diagPath: String, ownProcessGroup: Bool = false) throws {
+        let pipe = try FileDescriptor.pipe()
+        defer { pipe.read.close() }
+        do {
+            defer { pipe.write.close() }
+            pid = try spawn(argv, ready: pipe.write, diagPath: diagPath, ownProcessGroup: ownProcessGroup)
+        }
+        ready = readToEOF(pipe.read)
+        let fields = ready.split(separator: " ")
+        if fields.count == 3, fields[0] == "ok", ready.hasSuffix("\n"), let p = Int32(fields[1]),
+           let s = UInt64(fields[2].dropLast()) {
+            containerPid = p
+            containerStart = s
+        }
+    }
+
+    /// Waits for the monitor (our child) to exit; its exit code, nil on timeout.
+    func wait(timeoutMillis: Int = 20_000) -> Int32? {
+        if reaped { return nil }
+        let code = waitExit(pid, timeoutMillis: timeoutMillis)
+        if code != nil { reaped = true }
+        return code
+    }
+
+    /// SIGKILL to the container, through a pidfd checked against its start time.
+    func killContainer() {
+        guard containerPid > 0 else { return }
+        let pidfd = berth_pidfd_open(containerPid)
+        guard pidfd >= 0 else { return }
+        defer { close(pidfd) }
+        if startTime(containerPid) == containerStart { _ = berth_pidfd_send_signal(pidfd, SIGKILL) }
+    }
+
+    func cleanUp() {
+        if reaped { return }
+        killContainer()
+        if wait(timeoutMillis: 5_000) == nil {
+            Issue.record("monitor \(pid) still running after its container was killed; killing it")
+            kill(pid, SIGKILL)
+            _ = wait(timeoutMillis: 5_000)
+        }
+    }
+}
+
+// MARK: - Log and exit file
+
+private struct Record {
+    var ns: Int64
+    var stream: String
+    var tag: String
+    var content: String
+}
+
+/// The records of a CRI log; a malformed line is an issue.
+private func readLog(_ path: String) -> [Record] {
+    guard let bytes = try? Files.read(path) else {
+        Issue.record("no log at \(path)")
+        return []
+    }
+    if let last = bytes.last, last != UInt8(ascii: "\n") { Issue.record("\(path) does not end in a newline") }
+    var records: [Record] = []
+    for line in bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).dropLast() {
+        let line = Array(line)
+        // "<30-byte time> <stream> <tag> <content>"
+        guard line.count >= 40, line[30] == UInt8(ascii: " "), let ns = parseTime(Array(line[0..<30])),
+              let streamEnd = line[31...].firstIndex(of: UInt8(ascii: " ")), line.count > streamEnd + 2,
+              line[streamEnd + 2] == UInt8(ascii: " ") else {
+            Issue.record("malformed record \(String(decoding: line, as: UTF8.self).prefix(80))")
+            continue
+        }
+        records.append(Record(ns: ns, stream: String(decoding: line[31..<streamEnd], as: UTF8.self),
+                              tag: String(decoding: [line[streamEnd + 1]], as: UTF8.self),
+                              content: String(decoding: line[(streamEnd + 3)...], as: UTF8.self)))
+    }
+    return records
+}
+
+/// "2026-12-04T20:11:06.123456789Z" to unix nanoseconds.
+private func parseTime(_ b: [UInt8]) -> Int64? {
+    func number(_ range: Range<Int>) -> Int? {
+        var v = 0
+        for i in range {
+            guard b[i] >= UInt8(ascii: "0"), b[i] <= UInt8(ascii: "9") else { return nil }
+            v = v * 10 + Int(b[i] - UInt8(ascii: "0"))
+        }
+        return v
+    }
+    let separators: [(Int, Character)] = [(4, "-"), (7, "-"), (10, "T"), (13, ":"), (16, ":"), (19, "."), (29, "Z")]
+    guard b.count == 30, separators.allSatisfy({ b[$0.0] == $0.1.asciiValue }),
+          let year = number(0..<4), let month = number(5..<7), let day = number(8..<10), let hour = number(11..<13),
+          let minute = number(14..<16), let second = number(17..<19), let nanos = number(20..<29),
+          (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second < 60 else { return nil }
+    var t = tm()
+    t.tm_year = Int32(year - 1900)
+    t.tm_mon = Int32(month - 1)
+    t.tm_mday = Int32(day)
+    t.tm_hour = Int32(hour)
+    t.tm_min = Int32(minute)
+    t.tm_sec = Int32(second)
+    return Int64(timegm(&t)) * 1_000_000_000 + Int64(nanos)
+}
+
+/// The exit file's fields, nil when it is missing; its format is checked exactly.
+private func readExitFile(_ path: String) -> (code: Int, signal: Int, finishedNs: Int64)? {
+    guard let text = try? Files.readString(path) else { return nil }
+    let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+    guard lines.count == 4, lines[3].isEmpty, lines[0].hasPrefix("exit_code="), lines[1].hasPrefix("signal="),
+          lines[2].hasPrefix("finished_ns="), let code = Int(lines[0].dropFirst(10)),
+          let signal = Int(lines[1].dropFirst(7)), let finished = Int64(lines[2].dropFirst(12)) else {
+        Issue.record("malformed exit file: \(text)")
+        return nil
+    }
+    return (code, signal, finished)
+}
+
+private func unixNanos() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+}
+
+/// A container that waits until the test creates /go in its rootfs, then exits with `code`.
+private func waitForGo(exit code: Int) -> [String] {
+    ["sh", "-c", "until [ -e /go ]; do sleep 0.05; done; exit \(code)"]
+}
+
+/// Polls `condition` every 10 ms for up to `timeoutMillis`; whether it became true.
+private func waitUntil(timeoutMillis: Int = 10_000, _ condition: () -> Bool) -> Bool {
+    let deadline = Host.monotonicNanos + UInt64(timeoutMillis) * 1_000_000
+    while !condition() {
+        if Host.monotonicNanos >= deadline { return false }
+        usleep(10_000)
+    }
+    return true
+}
+
+private func touch(_ path: String) throws {
+    try FileDescriptor.open(path, O_WRONLY | O_CREAT).close()
+}
+
+// MARK: - Tests
+
+@Suite("berth-monitor (needs root)", .enabled(if: getuid() == 0, "needs root"), .timeLimit(.minutes(2)))
+struct MonitorTests {
+    @Test func logsOutputAndWritesExitFile() throws {
+        try withFixture { f in
+            try f.writeConfig(f.config(["sh", "-c", "echo out; echo err >&2; printf partial; exit 7"]))
+            let before = unixNanos()
+            let monitor = try Monitor(f)
+            defer { monitor.cleanUp() }
+            #expect(monitor.containerPid > 0, "ready line \(monitor.ready.debugDescription); \(f.diagnostics)")
+            #expect(monitor.wait() == 0, "\(f.diagnostics)")
+            let after = unixNanos()
+
+            let records = readLog(f.logPath)
+            let stdout = records.filter { $0.stream == "stdout" }.map { "\($0.tag) \($0.content)" }
+            let stderr = records.filter { $0.stream == "stderr" }.map { "\($0.tag) \($0.content)" }
+            #expect(stdout == ["F out", "P partial"])
+            #expect(stderr == ["F err"])
+            #expect(records.count == 3)
+            for stream in ["stdout", "stderr"] {
+                let times = records.filter { $0.stream == stream }.map(\.ns)
+                #expect(times == times.sorted(), "\(stream) timestamps go back: \(times)")
+            }
+            #expect(records.allSatisfy { $0.ns >= before - 1_000_000_000 && $0.ns <= after + 1_000_000_000 })
+
+            let exit = readExitFile(f.exitPath)
+            #expect(exit?.code == 7)
+            #expect(exit?.signal == 0)
+            if let finished = exit?.finishedNs {
+                #expect(finished >= before && finished <= after)
+                #expect(records.allSatisfy { $0.ns <= finished + 1_000_000_000 })
+            }
+            #expect(!Files.exists(f.exitPath + ".tmp"))
+            var st = stat()
+            #expect(stat(f.logPath, &st) == 0 && st.st_mode & 0o777 == 0o640)
+        }
+    }
+
+    @Test func readyLineNamesTheLiveContainer() throws {
+        try withFixture { f in
+            // A stale exit file of an earlier run must not outlive the start of this one.
+            try Files.writeAtomically(f.exitPath, Array("exit_code=99\nsignal=0\nfinished_ns=1\n".utf8))
+            try f.writeConfig(f.config(waitForGo(exit: 0)))
+            let monitor = try Monitor(f)
+            defer { monitor.cleanUp() }
+            let pid = monitor.containerPid
+            try #require(pid > 0, "ready line \(monitor.ready.debugDescription); \(f.diagnostics)")
+            #expect(startTime(pid) == monitor.containerStart)
+            #expect(procStatus(pid, "PPid") == "\(monitor.pid)", "the container's parent is not the monitor")
+            #expect(getsid(monitor.pid) == monitor.pid, "the monitor did not start a session of its own")
+            #expect(!Files.exists(f.exitPath), "stale exit file left in place")
+
+            // Signals meant for a terminal or a process group do not stop the monitor.
+            for sig in [SIGTERM, SIGINT, SIGHUP, SIGPIPE] { kill(monitor.pid, sig) }
+            usleep(200_000)
+            #expect(procStatus(monitor.pid, "State").map { !$0.hasPrefix("Z") } == true, "monitor died of a signal")
+            #expect(isAlive(pid, start: monitor.containerStart))
+
+            try touch("\(f.rootfs)/go")
+            #expect(monitor.wait() == 0, "\(f.diagnostics)")
+            #expect(readExitFile(f.exitPath)?.code == 0)
+            #expect(readLog(f.logPath).isEmpty)
+        }
+    }
+
+    @Test func longLinesAreSplitIntoPartialRecords() throws {
+        try withFixture { f in
+            // 40000 x's, a line of exactly 16 KiB, an empty line, and output ending without a newline.
+            let script = """
+                head -c 40000 /dev/zero | tr '\\000' x; echo
+                head -c 16384 /dev/zero | tr '\\000' y; echo
+                echo; printf end
+                """
+            try f.writeConfig(f.config(["sh", "-c", script]))
+            let monitor = try Monitor(f)
+            defer { monitor.cleanUp() }
+            #expect(monitor.wait() == 0, "\(f.diagnostics)")
+            let records = readLog(f.logPath)
+            // Each record as "<tag> <length> <its distinct bytes>", readable when it fails.
+            let summary = records.map { "\($0.tag) \($0.content.utf8.count) \(String(Set($0.content).sorted()))" }
+            #expect(summary == ["P 16384 x", "P 16384 x", "F 7232 x", "F 16384 y", "F 0 ", "P 3 den"])
+            #expect(records.last?.content == "end")
+            #expect(records.allSatisfy { $0.stream == "stdout" })
+            #expect(readExitFile(f.exitPath)?.code == 0)
+        }
+    }
+
+    @Test func logRotatesBySize() throws {
+        try withFixture { f in
+            let script = "i=1; while [ $i -le 2000 ]; do printf 'line %04d padding-padding-padding\\n' $i; i=$((i+1)); done"
+            try f.writeConfig(f.config(["sh", "-c", script], maxBytes: 20_000, maxFiles: 2))
+            let monitor = try Monitor(f)
+            defer { monitor.cleanUp() }
+            #expect(monitor.wait() == 0, "\(f.diagnostics)")
+
+            let files = [f.logPath + ".2", f.logPath + ".1", f.logPath]
+            #expect(!Files.exists(f.logPath + ".3"))
+            var numbers: [Int] = []
+            for file in files {
+                var st = stat()
+                #expect(stat(file, &st) == 0, "\(file) missing")
+                #expect(st.st_size <= 20_000, "\(file) has \(st.st_size) bytes")
+                // A file is only rotated when the next record would not fit.
+                if file != f.logPath { #expect(st.st_size > 20_000 - 100, "\(file) rotated early: \(st.st_size) bytes") }
+                for r in readLog(file) {
+                    #expect(r.stream == "stdout" && r.tag == "F")
+                    numbers.append(Int(r.content.dropFirst(5).prefix(4)) ?? -1)
+                }
+            }
+            // Oldest to newest without a gap, ending with the last line in the live file.
+            #expect(numbers.last == 2000)
+            #expect(numbers == Array((numbers.first ?? 0)...(numbers.first ?? 0) + numbers.count - 1))
+            #expect(readLog(f.logPath).last?.content == "line 2000 padding-padding-padding")
+        }
+    }
+
+    @Test func rotationWithoutKeptFilesStartsOver() throws {
+        try withFixture { f in
+            let script = "i=1; while [ $i -le 300 ]; do printf 'line %04d\\n' $i; i=$((i+1)); done"
+            try f.writeConfig(f.config(["sh", "-c", script], maxBytes: 2_000, maxFiles: 0))
+            let monitor = try Monitor(f)
+            defer { monitor.cleanUp() }
+            #expect(monitor.wait() == 0, "\(f.diagnostics)")
+            #expect(!Files.exists(f.logPath + ".1"))
+            let records = readLog(f.logPath)
+            #expect(!records.isEmpty && records.count < 300)
+            #expect(records.last?.content == "line 0300")
+        }
+    }
+
+    @Test func failedRotationKeepsTheOutput() throws {
+        try withFixture { f in
+            // A directory where console.log.2 should go: the second rotation cannot rename .1 over it.
+            try Files.makeDirectories(f.logPath + ".2")
+            let script = "i=1; while [ $i -le 300 ]; do printf 'line %04d\\n' $i; i=$((i+1)); done"
+            try f.writeConfig(f.config(["sh", "-c", script], maxBytes: 2_000, maxFiles: 2))
+            let monitor = try Monitor(f)
+            defer { monitor.cleanUp() }
+            #expect(monitor.wait() == 0, "\(f.diagnostics)")
+            // Nothing lost: the lines rotated once into .1, the rest stayed in the live file.
+            let numbers = (readLog(f.logPath + ".1") + readLog(f.logPath)).map { Int($0.content.dropFirst(5)) ?? -1 }
+            #expect(numbers == Array(1...300))
+            let failures = f.diagnostics.split(separator: "\n").filter { $0.contains("rotate log: rename") }
+            #expect(failures.count == 1, "\(f.diagnostics)")
+            #expect(failures.first?.hasSuffix(": Is a directory") == true, "\(f.diagnostics)")
+        }
+    }
+
+    @Test func survivesTheDeathOfItsParent() throws {
+        try withFixture { f in
+            try f.writeConfig(f.config(waitForGo(exit: 3)))
+            // Orphans come to us instead of init (which here reaps nobody), so the
+            // monitor can be reaped and its exit status checked.
+            #expect(berth_set_child_subreaper(1) == 0)
+            defer { _ = berth_set_child_subreaper(0) }
+            // The parent: a shell in a process group of its own that starts the monitor,
+            // drops its own copy of the ready pipe, and waits to be killed.
+            let parent = try Monitor(argv: ["/bin/sh", "-c", "\"$0\" \"$1\" & exec 3>&-; exec sleep 100",
+                                            monitorPath, f.configPath],
+                                     diagPath: f.diagPath, ownProcessGroup: true)
+            // The monitor is the parent's one child (a zombie by now if it failed).
+            let children = (try? Files.readString("/proc/\(parent.pid)/task/\(parent.pid)/children")) ?? ""
+            let monitorPid = Int32(children.split(separator: " ").first ?? "") ?? 0
+            let monitorStart = startTime(monitorPid) ?? 0
+            var monitorReaped = false
+            defer {
+                // Pass or fail: the container, then the parent's group, then the monitor,
+                // which is ours by then (subreaper) and is reaped here, zombie or not.
+                parent.killContainer()
+                if !parent.reaped {
+                    kill(-parent.pid, SIGKILL)
+                    _ = parent.wait(timeoutMillis: 5_000)
+                }
+                if monitorPid > 0 && !monitorReaped && waitExit(monitorPid, timeoutMillis: 5_000) == nil
+                    && startTime(monitorPid) == monitorStart {
+                    Issue.record("monitor \(monitorPid) still running after its container was killed; killing it")
+                    kill(monitorPid, SIGKILL)
+                    _ = waitExit(monitorPid, timeoutMillis: 5_000)
+                }
+            }
+            let pid = parent.containerPid
+            try #require(pid > 0, "ready line \(parent.ready.debugDescription); \(f.diagnostics)")
+            try #require(monitorPid > 0, "no child of the parent in \(children.debugDescription)")
+            #expect(procStatus(pid, "PPid") == "\(monitorPid)", "the container's parent is not the monitor")
+
+            // The whole process group of the parent dies; the monitor is not in it.
+            #expect(kill(-parent.pid, SIGKILL) == 0)
+            #expect(parent.wait(timeoutMillis: 5_000) == 128 + SIGKILL)
+            usleep(100_000)
+            #expect(isAlive(monitorPid, start: monitorStart), "the monitor died with its parent")
+            #expect(procStatus(monitorPid, "PPid") == "\(getpid())", "the orphaned monitor was not adopted")
+            #expect(isAlive(pid, start: parent.containerStart), "the container died with the monitor's parent")
+
+            try touch("\(f.rootfs)/go")
+            let code = waitExit(monitorPid, timeoutMillis: 20_000)
+            monitorReaped = code != nil
+            #expect(code == 0, "\(f.diagnostics)")
+            #expect(readExitFile(f.exitPath)?.code == 3)
+        }
+    }
+
+    @Test func killedContainerReportsTheSignal() throws {
+        try withFixture { f in
+            try f.writeConfig(f.config(["sh", "-c", "echo started; exec sleep 100"]))
+            let monitor = try Monitor(f)
+            defer { monitor.cleanUp() }
+            try #require(monitor.containerPid > 0, "ready line \(monitor.ready.debugDescription); \(f.diagnostics)")
+            // Output is in the log while the container runs, not only once it ends.
+            #expect(waitUntil { ((try? Files.readString(f.logPath)) ?? "").hasSuffix(" stdout F started\n") },
+                    "\"started\" did not reach the log of the running container")
+            monitor.killContainer()
+            #expect(monitor.wait() == 0, "\(f.diagnostics)")
+            let exit = readExitFile(f.exitPath)
+            #expect(exit?.code == 137)
+            #expect(exit?.signal == 9)
+            #expect(readLog(f.logPath).map(\.content) == ["started"])
+        }
+    }
+
+    @Test func commandNotFound() throws {
+        try withFixture { f in
+            try f.writeConfig(f.config(["nosuchcmd", "arg"]))
+            let monitor = try Monitor(f)
+            defer { monitor.cleanUp() }
+            #expect(monitor.ready == "error exec\t2\texec \"nosuchcmd\": executable file not found in $PATH\n")
+            #expect(monitor.wait() == 1)
+            #expect(!Files.exists(f.exitPath))
+            #expect(f.diagnostics.contains("berth-monitor abababab"), "\(f.diagnostics)")
+        }
+    }
+
+    @Test func missingConfig() throws {
+        try withFixture { f in
+            let monitor = try Monitor(f)
+            defer { monitor.cleanUp() }
+            #expect(monitor.ready == "error config\t2\topen \(f.configPath)\n")
+            #expect(monitor.wait() == 1)
+        }
+    }
+
+    @Test func unusablePathsAreReportedBeforeTheStart() throws {
+        try withFixture { f in
+            let missingDir = "\(f.base)/nowhere"
+            var pairs = f.config(["true"]).map { $0.0 == "log" ? ($0.0, "\(missingDir)/console.log") : $0 }
+            try f.writeConfig(pairs)
+            let badLog = try Monitor(f)
+            defer { badLog.cleanUp() }
+            #expect(badLog.ready == "error open\t2\t\(missingDir)/console.log\n")
+            #expect(badLog.wait() == 1)
+
+            pairs = f.config(["true"]).map { $0.0 == "exit" ? ($0.0, "\(missingDir)/exit") : $0 }
+            try f.writeConfig(pairs)
+            let badExit = try Monitor(f)
+            defer { badExit.cleanUp() }
+            #expect(badExit.ready == "error exit file\t2\t\(missingDir)/exit\n")
+            #expect(badExit.wait() == 1)
+        }
+    }
+
+    @Test(arguments: BadConfig.allCases)
+    func badConfigIsRefused(_ bad: BadConfig) throws {
+        try withFixture { f in
+            let (bytes, detail) = bad.make(f)
+            try Files.writeAtomically(f.configPath, bytes)
+            let monitor = try Monitor(f)
+            defer { monitor.cleanUp() }
+            #expect(monitor.ready == "error config\t22\t\(detail)\n")
+            #expect(monitor.wait() == 1)
+            #expect(!Files.exists(f.exitPath) && !Files.exists(f.logPath))
+            #expect(f.diagnostics.hasPrefix("berth-monitor: config: \(detail)"), "\(f.diagnostics)")
+        }
+    }
+
+    @Test func memoryStaysSmall() throws {
+        try withFixture { f in
+            try f.writeConfig(f.config(["sleep", "5"]))
+            let monitor = try Monitor(f)
+            defer { monitor.cleanUp() }
+            try #require(monitor.containerPid > 0, "ready line \(monitor.ready.debugDescription); \(f.diagnostics)")
+            usleep(200_000)
+            let rss = Int(procStatus(monitor.pid, "VmRSS") ?? "") ?? -1
+            let anon = procStatus(monitor.pid, "RssAnon") ?? "?"
+            let file = procStatus(monitor.pid, "RssFile") ?? "?"
+            print("berth-monitor VmRSS: \(rss) kB (RssAnon \(anon) kB, RssFile \(file) kB)")
+            #expect(rss > 0 && rss <= 1024, "VmRSS \(rss) kB is over the 1 MiB budget")
+            monitor.killContainer()
+            #expect(monitor.wait() == 0)
+            #expect(readExitFile(f.exitPath)?.code == 137)
+        }
+    }
+}
+
+/// CONFIG files the monitor must refuse, each with the detail of its error line.
+enum BadConfig: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case unknownKey, missingKey, repeatedKey, noCommand, keyWithoutValue, unterminated, uidNotANumber,
+         uidMinusOne, negativeGid, maxBytesNotDecimal, tooManyFiles, relativeLog, shortId, envWithoutEquals
+
+    var testDescription: String { rawValue }
+
+    fileprivate func make(_ f: Fixture) -> (bytes: [UInt8], detail: String) {
+        var pairs = f.config(["true"])
+        func set(_ key: String, _ value: String) {
+            pairs = pairs.map { $0.0 == key ? (key, value) : $0 }
+        }
+        var detail: String
+        var tail: [UInt8] = []
+        switch self {
+        case .unknownKey:
+            pairs.append(("memory", "1g"))
+            detail = "unknown key \"memory\""
+        case .missingKey:
+            pairs.removeAll { $0.0 == "exit" }
+            detail = "missing key \"exit\""
+        case .repeatedKey:
+            pairs.append(("uid", "0"))
+            detail = "key \"uid\" given twice"
+        case .noCommand:
+            pairs.removeAll { $0.0 == "arg" }
+            detail = "missing key \"arg\" (the command)"
+        case .keyWithoutValue:
+            tail = Array("env".utf8) + [0]
+            detail = "key \"env\" has no value"
+        case .unterminated:
+            tail = Array("env".utf8)
+            detail = "the last string is not NUL-terminated"
+        case .uidNotANumber:
+            set("uid", "12x")
+            detail = "uid \"12x\" is not a decimal number below 4294967295"
+        case .uidMinusOne:
+            set("uid", "4294967295")
+            detail = "uid \"4294967295\" is not a decimal number below 4294967295"
+        case .negativeGid:
+            set("gid", "-1")
+            detail = "gid \"-1\" is not a decimal number below 4294967295"
+        case .maxBytesNotDecimal:
+            set("log-max-bytes", "1e6")
+            detail = "log-max-bytes \"1e6\" is not a decimal number"
+        case .tooManyFiles:
+            set("log-max-files", "1001")
+            detail = "log-max-files \"1001\" is not a decimal number up to 1000"
+        case .relativeLog:
+            set("log", "console.log")
+            detail = "log: \"console.log\" is not an absolute path"
+        case .shortId:
+            set("id", "abc")
+            detail = "id \"abc\" is not 64 lowercase hex digits"
+        case .envWithoutEquals:
+            pairs.append(("env", "PATH"))
+            detail = "env \"PATH\" is not KEY=VALUE"
+        }
+        return (pairs.flatMap { Array($0.0.utf8) + [0] + Array($0.1.utf8) + [0] } + tail, detail)
+    }
+}
