@@ -114,7 +114,7 @@ enum Monitor {
             let step = f.count > 0 ? String(f[0]) : "?"
             let err = f.count > 1 ? Int32(f[1]) ?? 0 : 0
             let detail = f.count > 2 ? String(f[2]) : ""
-            throw Spawner.error(step: step, errno: err, detail: detail)
+            throw PreExecError.map(step: step, errno: err, detail: detail)
         }
         let diag = (try? Files.readString(paths.diagnostics)).map { $0.split(separator: "\n").suffix(3).joined(separator: "; ") } ?? ""
         throw BerthError(.internal, "the monitor exited without starting the container\(diag.isEmpty ? "" : ": \(diag)")")

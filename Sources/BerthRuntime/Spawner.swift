@@ -114,7 +114,7 @@ public enum Spawner {
         var failure = berth_spawn_error()
         if berth_spawn_finish(&handle, &failure) != 0 {
             // berth_spawn_finish has reaped the child and closed the pidfd already.
-            throw error(from: failure)
+            throw failure.berthError
         }
         return SpawnedProcess(pid: handle.pid, pidfd: FileDescriptor(rawValue: handle.pidfd))
     }
@@ -135,51 +135,5 @@ public enum Spawner {
         if c.hostname.utf8.count > maxHostnameBytes {
             throw BerthError.invalidArgument("hostname \(c.hostname) is longer than \(maxHostnameBytes) bytes")
         }
-    }
-
-    /// The child's error record as a `BerthError`.
-    static func error(from e: berth_spawn_error) -> BerthError {
-        let step = withUnsafeBytes(of: e.step) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-        let detail = withUnsafeBytes(of: e.detail) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-        return error(step: step, errno: e.err, detail: detail)
-    }
-
-    /// Maps a failed pre-exec step (from spawn.c, directly or through berth-monitor's
-    /// ready line) to the error a user sees.
-    static func error(step: String, errno code: Int32, detail: String) -> BerthError {
-        let errno = Errno(rawValue: code)
-        if step == "exec" {
-            // The child phrased the whole message ("exec \"x\": ...").
-            switch errno {
-            case .noEntry: return BerthError(.notFound, detail, reason: BerthError.Reason.execNotFound)
-            case .accessDenied: return BerthError(.permissionDenied, detail, reason: BerthError.Reason.execPermission)
-            default: return BerthError(errno.error("exec").code, detail)
-            }
-        }
-        let what = detail.isEmpty ? step : "\(step) \(detail)"
-        // A missing or unusable working directory comes from the user's config or image;
-        // every other step failing is the agent's (or the host's) problem.
-        if step.hasSuffix("workdir") { return errno.error(what) }
-        return BerthError(.internal, "\(what): \(errno)")
-    }
-}
-
-/// NUL-terminated copies of strings plus a trailing NULL, for `char *const *`.
-/// Freed explicitly with `free()`.
-private struct CStrings {
-    let pointers: [UnsafeMutablePointer<CChar>?]
-
-    init(_ strings: [String]) {
-        pointers = strings.map { s in
-            let utf8 = Array(s.utf8)
-            let p = UnsafeMutablePointer<CChar>.allocate(capacity: utf8.count + 1)
-            for (i, b) in utf8.enumerated() { p[i] = CChar(bitPattern: b) }
-            p[utf8.count] = 0
-            return p
-        } + [nil]
-    }
-
-    func free() {
-        for p in pointers { p?.deallocate() }
     }
 }

@@ -239,7 +239,7 @@ struct CodecWireTests {
         #expect(Chunk(channel: .stdout, data: [0x61]).wireEncoded() == [0x08, 0x02, 0x12, 0x01, 0x61])
         #expect(Cancel(reason: nil).wireEncoded() == [])
         #expect(Request.info.wireEncoded() == [0x12, 0x00])
-        #expect(Request.listContainers(all: true).wireEncoded() == [0x4a, 0x02, 0x08, 0x01])
+        #expect(Request.listContainers(all: true, filters: []).wireEncoded() == [0x4a, 0x02, 0x08, 0x01])
         // Defaults are left out; an empty payload is the default message.
         #expect(Ping(nonce: 0).wireEncoded() == [])
         #expect(try Ping(wire: []) == Ping(nonce: 0))

@@ -1,11 +1,13 @@
 #ifndef CBERTH_SHIM_H
 #define CBERTH_SHIM_H
-// C parts of Berth: the pre-exec path of a container (spawn.c) and syscalls that
+// C parts of Berth: the pre-exec paths of a container's first process (spawn.c) and of
+// a process joining a running container (exec.c), and syscalls that
 // glibc does not wrap or that need _GNU_SOURCE (sys.c).
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 #include "berth_spawn.h"
+#include "berth_exec.h"
 
 /// pipe2(2).
 int berth_pipe2(int fds[2], int flags);

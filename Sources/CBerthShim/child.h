@@ -1,0 +1,76 @@
+#ifndef BERTH_CHILD_H
+#define BERTH_CHILD_H
+// Private to CBerthShim (not under include/, so Swift never sees it): the pieces shared by
+// the two pre-exec paths, spawn.c (a container's first process) and exec.c (a process
+// joining a running container).
+//
+// Rules for everything that runs in a cloned child (from clone3 to execve or _exit):
+//   * No malloc and no stdio: another thread of the agent may have held the malloc or
+//     stdio lock at the moment of the clone, and the child would wait for it forever.
+//     For the same reason no glibc fork(): its atfork handlers take the malloc locks.
+//   * Only plain syscall wrappers, plus string formatting into fixed buffers.
+//   * Not even glibc's setuid/setgid/setgroups: in a multi-threaded process they
+//     broadcast the change to every thread glibc knows of (SIGSETXID, under a lock).
+//     After a raw clone3 glibc still believes those threads exist (it only resets its
+//     thread list in fork()), so the child calls the syscalls directly.
+//   * Every failure is reported as {step, errno, detail} over the error pipe, then
+//     _exit(127). The pipe is O_CLOEXEC: EOF without a record means execve succeeded.
+#include "berth_spawn.h"
+#include <stddef.h>
+#include <sys/types.h>
+
+#define BERTH_HIDDEN __attribute__((visibility("hidden")))
+
+/// Appends `src` to the NUL-terminated string in `dst`, truncating to `cap` - 1 bytes.
+BERTH_HIDDEN void berth_str_append(char *dst, size_t cap, const char *src);
+/// Appends at most `n` bytes of `src`.
+BERTH_HIDDEN void berth_str_append_n(char *dst, size_t cap, const char *src, size_t n);
+
+/// Writes the error record {step, err, detail} to `error_fd` with one write(2) and
+/// `_exit(127)`s.
+BERTH_HIDDEN __attribute__((noreturn))
+void berth_child_fail(int error_fd, const char *step, int err, const char *detail);
+
+/// Reports the current errno for `step` when `rc` is negative. Needs `error_fd` in scope.
+#define CHECK(rc, step, detail) \
+    do { if ((rc) < 0) berth_child_fail(error_fd, (step), errno, (detail)); } while (0)
+
+/// Closes every descriptor >= `from` except the (at most 8) in `keep`; negative entries
+/// are ignored.
+BERTH_HIDDEN void berth_close_all_but(unsigned int from, const int *keep, int n);
+
+/// Sets every signal's disposition to SIG_DFL (the mask is left alone): an ignored
+/// signal would stay ignored across execve, and one of the agent's handlers (Swift
+/// code, touching the agent's state in a copy of it) must never run in a child.
+BERTH_HIDDEN void berth_child_default_signals(void);
+
+/// Puts `fds` (stdin, stdout, stderr; any numbers, even 0-2 in another order) onto
+/// 0, 1 and 2 without FD_CLOEXEC; reports step "stdio" on failure.
+BERTH_HIDDEN void berth_child_stdio(int error_fd, const int fds[3]);
+
+/// Resolves argv[0] like execvp(3), but with PATH from `envp` (the agent's PATH says
+/// nothing about the image), and execs it. Returns only by reporting step "exec".
+BERTH_HIDDEN __attribute__((noreturn))
+void berth_child_exec(int error_fd, char *const *argv, char *const *envp);
+
+/// pipe2(O_CLOEXEC) whose ends are both >= 3, so that a child's dup2 onto 0/1/2 can never
+/// clobber them even when the process runs with one of its stdio slots closed.
+BERTH_HIDDEN int berth_pipe_above_stdio(int fds[2]);
+
+/// Closes `*fd` when it is open and sets it to -1.
+BERTH_HIDDEN void berth_close_fd(int *fd);
+
+/// Fills `err` with {step, errnum, detail}.
+BERTH_HIDDEN void berth_fill_error(struct berth_spawn_error *err, const char *step, int errnum, const char *detail);
+
+/// Writes the go byte to `*sync_write` and closes both sync ends; then reads the error
+/// pipe to EOF (closing it). Returns 0 when EOF came without a record (the child exec'd,
+/// or died without a word), -1 with `err` filled otherwise.
+BERTH_HIDDEN int berth_go_and_collect(int *sync_read, int *sync_write, int *error_read,
+                                      struct berth_spawn_error *err);
+
+/// SIGKILL through `pidfd` and reap through it (never through the pid, which could have
+/// been reaped and reused already); ECHILD (a P_ALL reaper got there first) is fine.
+BERTH_HIDDEN void berth_kill_and_reap(int pidfd);
+
+#endif
