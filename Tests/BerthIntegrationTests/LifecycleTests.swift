@@ -102,7 +102,10 @@ struct LifecycleTests {
             #expect(followed.status == 0)
             #expect(followed.stdout.hasSuffix("out-5\nlate\n"))
             #expect(try await client.inspectContainer("talker").state == .exited)
-            await expectError(.notFound) { try await client.logs(LogsRequest(container: "ghost")).makeAsyncIterator().next() }
+            await expectError(.notFound) {
+                var it = try await client.logs(LogsRequest(container: "ghost")).makeAsyncIterator()
+                return try await it.next()
+            }
         }
     }
 
