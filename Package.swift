@@ -56,6 +56,6 @@ let package = Package(
         .testTarget(name: "BerthWireTests", dependencies: ["BerthWire", "BerthSystem"]),
         .testTarget(name: "BerthRuntimeTests", dependencies: ["BerthRuntime", "BerthSystem", "BerthErrors", "CBerthShim", "berth-monitor"]),
         // Starts real berthd processes (root) and drives them with BerthClient and the berth binary.
-        .testTarget(name: "BerthIntegrationTests", dependencies: ["BerthClient", "BerthWire", "BerthSystem", "berthd", "berth"]),
+        .testTarget(name: "BerthIntegrationTests", dependencies: ["BerthClient", "BerthWire", "BerthSystem", "CBerthShim", "berthd", "berth"]),
     ]
 )

@@ -3,10 +3,16 @@ import Glibc
 #endif
 import BerthClient
 import BerthSystem
+import CBerthShim
 import Testing
 
 /// Integration tests need root: they start real agents that create namespaces and mounts.
-let isRoot = geteuid() == 0
+let isRoot: Bool = {
+    // Monitors outlive the agents the tests kill; as a subreaper this process inherits
+    // them instead of an init that may not reap (and reaps them in `killContainers`).
+    _ = berth_set_child_subreaper(1)
+    return geteuid() == 0
+}()
 
 /// The directory holding the test runner, and so the berthd and berth binaries.
 let binDir: String = {
@@ -194,9 +200,11 @@ final class TestAgent: Sendable {
     /// of each pid namespace), and waits for their monitors to finish.
     func killContainers() {
         let monitors = self.monitors
+        defer { Processes.reapOrphanedMonitors() }
         guard !monitors.isEmpty else { return }
         for p in Processes.all() where monitors.contains(p.ppid) { kill(p.pid, SIGKILL) }
         for _ in 0..<100 {
+            Processes.reapOrphanedMonitors()
             if self.monitors.isEmpty { return }
             usleep(50_000)
         }
@@ -289,6 +297,18 @@ enum Processes {
         var pid: pid_t
         var ppid: pid_t
         var cmdline: String
+        var comm: String
+        var state: String
+    }
+
+    /// Reaps monitors that were reparented to this process (a subreaper) after their
+    /// agent died, and have exited since.
+    static func reapOrphanedMonitors() {
+        let me = getpid()
+        for p in all() where p.ppid == me && p.comm == "berth-monitor" && p.state == "Z" {
+            var status: Int32 = 0
+            waitpid(p.pid, &status, WNOHANG)
+        }
     }
 
     static func all() -> [Info] {
@@ -297,9 +317,11 @@ enum Processes {
             guard let pid = pid_t(name), let stat = try? Files.readString("/proc/\(pid)/stat"),
                   let close = stat.lastIndex(of: ")") else { return nil }
             let fields = stat[stat.index(after: close)...].split(separator: " ")
-            guard fields.count > 1, let ppid = pid_t(fields[1]) else { return nil }
+            guard fields.count > 1, let ppid = pid_t(fields[1]),
+                  let open = stat.firstIndex(of: "(") else { return nil }
+            let comm = String(stat[stat.index(after: open)..<close])
             let cmd = ((try? Files.read("/proc/\(pid)/cmdline")) ?? []).map { $0 == 0 ? UInt8(ascii: " ") : $0 }
-            return Info(pid: pid, ppid: ppid, cmdline: String(decoding: cmd, as: UTF8.self))
+            return Info(pid: pid, ppid: ppid, cmdline: String(decoding: cmd, as: UTF8.self), comm: comm, state: String(fields[0]))
         }
     }
 }
