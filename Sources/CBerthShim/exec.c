@@ -101,6 +101,8 @@ static void real_main(const struct berth_exec_config *cfg, int error_fd, int lif
     //    could be neither waited for nor signalled. After the credential change, which
     //    clears the parent-death signal. If the shim died before this line, no signal
     //    will come: the lifeline pipe, whose only write end the shim holds, tells.
+    //    (The kernel clears the setting again when the command is a set-user-ID program;
+    //    such a command survives a SIGKILLed shim.)
     CHECK(prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0), "prctl", "PR_SET_PDEATHSIG");
     struct pollfd life = { .fd = lifeline, .events = POLLIN, .revents = 0 };
     if (poll(&life, 1, 0) > 0 && (life.revents & (POLLHUP | POLLERR)) != 0) _exit(127);

@@ -761,3 +761,43 @@ struct ExecTests {
         }
     }
 }
+
+/// The pty helpers alone; no root needed.
+@Suite("Pty")
+struct PtyTests {
+    private func size(_ fd: FileDescriptor) -> (rows: UInt16, cols: UInt16) {
+        var ws = winsize()
+        #expect(ioctl(fd.rawValue, UInt(TIOCGWINSZ), &ws) == 0)
+        return (ws.ws_row, ws.ws_col)
+    }
+
+    @Test func openSetsSizeAndCloseOnExec() throws {
+        let pty = try Pty.open(rows: 33, cols: 77)
+        defer {
+            pty.master.close()
+            pty.slave.close()
+        }
+        for fd in [pty.master, pty.slave] {
+            #expect(fcntl(fd.rawValue, F_GETFD) & FD_CLOEXEC != 0)
+        }
+        #expect(isatty(pty.slave.rawValue) == 1)
+        let (rows, cols) = size(pty.slave)
+        #expect(rows == 33 && cols == 77)
+
+        try Pty.resize(pty.master, rows: 12, cols: 34)
+        let (rows2, cols2) = size(pty.slave)
+        #expect(rows2 == 12 && cols2 == 34)
+
+        // A line typed on the master arrives on the slave (canonical mode).
+        try pty.master.writeAll("typed\n")
+        var p = pollfd(fd: pty.slave.rawValue, events: Int16(POLLIN), revents: 0)
+        #expect(poll(&p, 1, 5_000) == 1)
+        #expect(try pty.slave.read(upTo: 64) == Array("typed\n".utf8))
+    }
+
+    @Test func resizeOfANonTerminalFails() throws {
+        let null = try FileDescriptor.open("/dev/null", O_RDWR)
+        defer { null.close() }
+        #expect(throws: BerthError.self) { try Pty.resize(null, rows: 1, cols: 1) }
+    }
+}
