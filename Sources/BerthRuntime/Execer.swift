@@ -135,6 +135,7 @@ public enum Execer {
     }
 
     private static func validate(_ c: ExecConfig) throws {
+        if c.pidfd.rawValue < 0 { throw BerthError.invalidArgument("no pidfd of the container's init") }
         if c.args.isEmpty { throw BerthError.invalidArgument("empty command") }
         if ([c.workingDir] + c.args + c.env).contains(where: { $0.utf8.contains(0) }) {
             throw BerthError.invalidArgument("command, environment and working directory must not contain NUL bytes")

@@ -7,12 +7,13 @@
 //
 // Everything in the shim and the real process follows the rules at the top of child.h:
 // no malloc, no stdio, raw credential syscalls, every failure reported as
-// {step, errno, detail} over the close-on-exec error pipe. Two more hazards of a raw
-// clone3 (as opposed to glibc's fork) matter here and are avoided on purpose:
-//   * raise(3) and pthread_kill(3) signal the thread id glibc cached for the agent's
-//     thread, not the clone: the shim uses kill(2) on getpid(2) instead.
-//   * glibc's fork(3) runs atfork handlers that take the malloc locks: the shim forks the
-//     real process with a raw clone3 as well.
+// {step, errno, detail} over the close-on-exec error pipe. The shim, which lives on after
+// the clone, keeps to the same rules:
+//   * it forks the real process with a raw clone3 too: glibc's fork(3) runs atfork
+//     handlers that take the malloc locks, possibly held by an agent thread at our clone.
+//   * it signals itself with kill(2) of getpid(2), not raise(3): after a raw clone3 the
+//     thread descriptor glibc keeps still describes the agent's thread, and direct
+//     syscalls depend on nothing in it.
 #define _GNU_SOURCE
 #include "CBerthShim.h"
 #include "child.h"
@@ -100,6 +101,8 @@ static void real_main(const struct berth_exec_config *cfg, int error_fd, int lif
     //    could be neither waited for nor signalled. After the credential change, which
     //    clears the parent-death signal. If the shim died before this line, no signal
     //    will come: the lifeline pipe, whose only write end the shim holds, tells.
+    //    (The kernel clears the setting again when the command is a set-user-ID program;
+    //    such a command survives a SIGKILLed shim.)
     CHECK(prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0), "prctl", "PR_SET_PDEATHSIG");
     struct pollfd life = { .fd = lifeline, .events = POLLIN, .revents = 0 };
     if (poll(&life, 1, 0) > 0 && (life.revents & (POLLHUP | POLLERR)) != 0) _exit(127);
@@ -128,7 +131,8 @@ static void mirror_exit(const siginfo_t *status) {
     sigemptyset(&one);
     sigaddset(&one, sig);
     (void)sigprocmask(SIG_UNBLOCK, &one, NULL);
-    // kill(2) of our own pid, not raise(3): see the top of this file.
+    // kill(2) of our own pid, not raise(3): see the top of this file. The signal is
+    // unblocked and SIG_DFL, so it is delivered (and kills) before kill returns.
     (void)syscall(SYS_kill, (pid_t)syscall(SYS_getpid), sig);
     // Only reached for a signal whose default action does not kill; a shell's encoding.
     _exit(128 + sig);

@@ -71,6 +71,17 @@ private func exited(_ pidfd: FileDescriptor, withinMillis timeout: Int32) -> Boo
     return poll(&p, 1, timeout) == 1
 }
 
+/// Waits up to `millis` for the shim to end, then reaps it. One that does not end is
+/// recorded as an issue and SIGKILLed first: a test may fail, but never hang.
+private func finish(_ shim: SpawnedProcess, withinMillis millis: Int32 = 10_000,
+                    sourceLocation: SourceLocation = #_sourceLocation) -> Ended {
+    if !exited(shim.pidfd, withinMillis: millis) {
+        Issue.record("exec did not end within \(millis) ms; killed", sourceLocation: sourceLocation)
+        _ = berth_pidfd_send_signal(shim.pidfd.rawValue, SIGKILL)
+    }
+    return reap(shim.pidfd)
+}
+
 /// A running container: its init first writes /marker and says "ready", then becomes
 /// `sleep 1000` (so pid 1 is the command, as in any container).
 private final class Container {
@@ -180,7 +191,7 @@ private func exec(_ c: Container, _ args: [String], env: [String] = ["PATH=/bin"
     defer { shim.pidfd.close() }
     afterStart()
     let (stdout, stderr) = readBoth(out.read, err.read, pidfd: shim.pidfd, timeoutMillis: 30_000)
-    return Finished(ended: reap(shim.pidfd), stdout: stdout, stderr: stderr)
+    return Finished(ended: finish(shim, withinMillis: 30_000), stdout: stdout, stderr: stderr)
 }
 
 /// Starts `args` in `c` with all stdio on /dev/null and returns the running shim; the
@@ -327,11 +338,7 @@ private func withTerminal(_ c: Container, _ args: [String], rows: UInt16 = 24, c
     }
     try body(terminal, shim)
     terminal.readToEnd()
-    if !exited(shim.pidfd, withinMillis: 10_000) {
-        Issue.record("exec on a terminal did not end; output so far: \(terminal.text.debugDescription)")
-        _ = berth_pidfd_send_signal(shim.pidfd.rawValue, SIGKILL)
-    }
-    let result = reap(shim.pidfd)
+    let result = finish(shim)
     ended = result
     return (result, terminal.text)
 }
@@ -450,8 +457,7 @@ struct ExecTests {
                 let real = realProcess(of: shim)
                 #expect(real.map(comm) == "sleep")
                 #expect(berth_pidfd_send_signal(shim.pidfd.rawValue, sig) == 0)
-                #expect(exited(shim.pidfd, withinMillis: 10_000), "signal \(sig) not forwarded")
-                let ended = reap(shim.pidfd)
+                let ended = finish(shim)
                 // The real process was reaped by the shim: its pid is gone.
                 if let real { #expect(kill(real, 0) == -1 && errno == ESRCH) }
                 return ended
@@ -480,7 +486,7 @@ struct ExecTests {
                 _ = berth_pidfd_send_signal(shim.pidfd.rawValue, SIGTERM)
                 let (rest, _) = readBoth(out.read, nil, pidfd: shim.pidfd, timeoutMillis: 10_000)
                 #expect(rest == "got-term\n")
-                return reap(shim.pidfd)
+                return finish(shim)
             }
             #expect(ended == .exited(7))
         }
@@ -513,8 +519,7 @@ struct ExecTests {
             let ended = withShim(shim) { shim in
                 #expect(realProcess(of: shim) != nil)
                 c.stop()
-                #expect(exited(shim.pidfd, withinMillis: 10_000))
-                return reap(shim.pidfd)
+                return finish(shim)
             }
             // The kernel kills the rest of a pid namespace whose init is gone.
             #expect(ended == .killed(SIGKILL))
@@ -547,10 +552,65 @@ struct ExecTests {
         try withContainer { c in
             let (ended, text) = try withTerminal(c, ["sh", "-c", "stty size; test -t 0 && echo is-a-tty; tty; echo tty=$?"],
                                                  rows: 40, cols: 100) { _, _ in }
-            print("tty output: \(text.debugDescription)")
-            #expect(ended == .exited(0))
-            #expect(text.contains("40 100\r\n"))
-            #expect(text.contains("is-a-tty\r\n"))
+            #expect(ended == .exited(0), "\(text.debugDescription)")
+            // The window size, the terminal itself: all through the descriptor, all there.
+            #expect(text.hasPrefix("40 100\r\nis-a-tty\r\n"), "\(text.debugDescription)")
+            // But no name: the pty is the host's (/dev/pts/N of the host's devpts), the
+            // container's /dev/pts is its own devpts instance, and ttyname(3) finds no node
+            // there matching the descriptor. Documented on `Pty`; runc-style allocation
+            // inside the container would fix it.
+            #expect(text.hasSuffix("not a tty\r\ntty=1\r\n"), "\(text.debugDescription)")
+        }
+    }
+
+    @Test func ttyForAnUnprivilegedUser() throws {
+        // The slave stays root-owned (mode 0600 or 0620 on the host's devpts); the process
+        // uses it through descriptors it was given, and /dev/tty (the container's own
+        // node, 5:0) opens its controlling terminal without a permission check on the pty.
+        try withContainer { c in
+            let pty = try Pty.open(rows: 30, cols: 90)
+            defer { pty.master.close() }
+            let shim: SpawnedProcess
+            do {
+                defer { pty.slave.close() }
+                shim = try Execer.exec(ExecConfig(pidfd: c.process.pidfd, args: ["sh", "-c", "id -u; stty size; echo via-dev-tty > /dev/tty"],
+                                                  env: ["PATH=/bin"], uid: 1000, gid: 1000,
+                                                  stdin: pty.slave, stdout: pty.slave, stderr: pty.slave, tty: true))
+            }
+            let terminal = Terminal(master: pty.master)
+            let ended = withShim(shim) { shim in
+                terminal.readToEnd()
+                return finish(shim)
+            }
+            #expect(ended == .exited(0), "\(terminal.text.debugDescription)")
+            #expect(terminal.text == "1000\r\n30 90\r\nvia-dev-tty\r\n")
+        }
+    }
+
+    @Test func shimKeepsNoCopyOfStdio() throws {
+        // The command closes its stdout and stderr and lives on: the reader must see EOF
+        // now, which it would not if the shim (alive as long as the command) held copies.
+        try withContainer { c in
+            let out = try FileDescriptor.pipe()
+            defer { out.read.close() }
+            let null = try FileDescriptor.open("/dev/null", O_RDWR)
+            defer { null.close() }
+            let shim: SpawnedProcess
+            do {
+                defer { out.write.close() }
+                shim = try Execer.exec(ExecConfig(pidfd: c.process.pidfd, args: ["sh", "-c", "echo bye; exec >&- 2>&-; sleep 1000"],
+                                                  env: ["PATH=/bin"], stdin: null, stdout: out.write, stderr: out.write))
+            }
+            let ended = withShim(shim) { shim in
+                let start = Host.monotonicNanos
+                let (said, _) = readBoth(out.read, nil, pidfd: shim.pidfd, timeoutMillis: 10_000)
+                #expect(said == "bye\n")
+                #expect(Host.monotonicNanos - start < 5_000_000_000, "EOF only came when the process was killed")
+                #expect(!exited(shim.pidfd, withinMillis: 0), "the command ended early")
+                _ = berth_pidfd_send_signal(shim.pidfd.rawValue, SIGTERM)
+                return finish(shim)
+            }
+            #expect(ended == .killed(SIGTERM))
         }
     }
 
@@ -699,5 +759,45 @@ struct ExecTests {
             }
             #expect(relative?.code == .invalidArgument)
         }
+    }
+}
+
+/// The pty helpers alone; no root needed.
+@Suite("Pty")
+struct PtyTests {
+    private func size(_ fd: FileDescriptor) -> (rows: UInt16, cols: UInt16) {
+        var ws = winsize()
+        #expect(ioctl(fd.rawValue, UInt(TIOCGWINSZ), &ws) == 0)
+        return (ws.ws_row, ws.ws_col)
+    }
+
+    @Test func openSetsSizeAndCloseOnExec() throws {
+        let pty = try Pty.open(rows: 33, cols: 77)
+        defer {
+            pty.master.close()
+            pty.slave.close()
+        }
+        for fd in [pty.master, pty.slave] {
+            #expect(fcntl(fd.rawValue, F_GETFD) & FD_CLOEXEC != 0)
+        }
+        #expect(isatty(pty.slave.rawValue) == 1)
+        let (rows, cols) = size(pty.slave)
+        #expect(rows == 33 && cols == 77)
+
+        try Pty.resize(pty.master, rows: 12, cols: 34)
+        let (rows2, cols2) = size(pty.slave)
+        #expect(rows2 == 12 && cols2 == 34)
+
+        // A line typed on the master arrives on the slave (canonical mode).
+        try pty.master.writeAll("typed\n")
+        var p = pollfd(fd: pty.slave.rawValue, events: Int16(POLLIN), revents: 0)
+        #expect(poll(&p, 1, 5_000) == 1)
+        #expect(try pty.slave.read(upTo: 64) == Array("typed\n".utf8))
+    }
+
+    @Test func resizeOfANonTerminalFails() throws {
+        let null = try FileDescriptor.open("/dev/null", O_RDWR)
+        defer { null.close() }
+        #expect(throws: BerthError.self) { try Pty.resize(null, rows: 1, cols: 1) }
     }
 }
