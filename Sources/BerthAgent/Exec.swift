@@ -98,6 +98,9 @@ extension Agent {
 
         // stdin and resizes arrive on the stream: a thread of their own takes them.
         let input = ExecInput(writer: stdinWriter.map(dup), terminal: terminal.map(dup), pidfd: dup(process.pidfd))
+        // The input thread owns stdin now: our copy would keep the process from ever seeing EOF.
+        stdinWriter?.close()
+        stdinWriter = nil
         startThread("berth-exec-in") { input.pump(stream) }
 
         do {

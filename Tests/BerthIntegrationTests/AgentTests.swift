@@ -138,8 +138,9 @@ struct AgentTests {
             #expect(json.stdout.contains("\"Name\":\"web\""))
             #expect(json.stdout.contains("\"ExitCode\":7"))
             // Output of a detached container goes to its log.
-            let log = try Files.readString("\(agent.dir.path)/state/containers/\(created.id)/console.log")
-            #expect(log == "to-log\n")
+            var log: [UInt8] = []
+            for try await chunk in try await client.logs(LogsRequest(container: "web")) { log += chunk.data }
+            #expect(String(decoding: log, as: UTF8.self) == "to-log\n")
 
             // Exited containers can be started again.
             _ = try await client.startContainer("web")

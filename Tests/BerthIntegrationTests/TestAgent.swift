@@ -7,12 +7,7 @@ import CBerthShim
 import Testing
 
 /// Integration tests need root: they start real agents that create namespaces and mounts.
-let isRoot: Bool = {
-    // Monitors outlive the agents the tests kill; as a subreaper this process inherits
-    // them instead of an init that may not reap (and reaps them in `killContainers`).
-    _ = berth_set_child_subreaper(1)
-    return geteuid() == 0
-}()
+let isRoot = geteuid() == 0
 
 /// The directory holding the test runner, and so the berthd and berth binaries.
 let binDir: String = {
