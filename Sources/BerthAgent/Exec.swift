@@ -97,7 +97,7 @@ extension Agent {
         try stream.send(.exec(.started(pid: process.pid)), end: false)
 
         // stdin and resizes arrive on the stream: a thread of their own takes them.
-        let input = ExecInput(writer: stdinWriter.map(dup), terminal: terminal.map(dup), pidfd: dup(process.pidfd))
+        let input = ExecInput(writer: stdinWriter.map(dup), terminal: terminal.map(dup), pidfd: dup(process.pidfd), shimPid: process.pid)
         // The input thread owns stdin now: our copy would keep the process from ever seeing EOF.
         stdinWriter?.close()
         stdinWriter = nil
@@ -109,7 +109,7 @@ extension Agent {
             // The client is gone: stop the process (the shim forwards SIGTERM), then kill it.
             _ = berth_pidfd_send_signal(process.pidfd.rawValue, SIGTERM)
             if exited.wait(timeoutNanos: 5_000_000_000, until: { $0 }) == nil {
-                _ = berth_pidfd_send_signal(process.pidfd.rawValue, SIGKILL)
+                ExecShim.kill(shimPid: process.pid, shimPidfd: process.pidfd)
                 _ = exited.wait { $0 }
             }
             throw error
@@ -158,14 +158,16 @@ final class ExecInput: Sendable {
     let writer: FileDescriptor?
     let terminal: FileDescriptor?
     let pidfd: FileDescriptor
+    let shimPid: Int32
     /// Set once the exit status is being sent: the stream's end is then no reason to
     /// stop the process.
     let finished = Atomic<Bool>(false)
 
-    init(writer: FileDescriptor?, terminal: FileDescriptor?, pidfd: FileDescriptor) {
+    init(writer: FileDescriptor?, terminal: FileDescriptor?, pidfd: FileDescriptor, shimPid: Int32) {
         self.writer = writer
         self.terminal = terminal
         self.pidfd = pidfd
+        self.shimPid = shimPid
     }
 
     func pump(_ stream: Stream) {
@@ -214,7 +216,27 @@ final class ExecInput: Sendable {
     private func stop() {
         _ = berth_pidfd_send_signal(pidfd.rawValue, SIGTERM)
         var pfd = pollfd(fd: pidfd.rawValue, events: Int16(POLLIN), revents: 0)
-        if poll(&pfd, 1, 5000) == 0 { _ = berth_pidfd_send_signal(pidfd.rawValue, SIGKILL) }
+        if poll(&pfd, 1, 5000) == 0 { ExecShim.kill(shimPid: shimPid, shimPidfd: pidfd) }
+    }
+}
+
+/// Killing an exec for good. SIGKILL cannot be forwarded, and killing the shim itself
+/// would orphan the real process (its death signal kills it, but its zombie then
+/// belongs to whatever reaps orphans, and until something does, the container's pid
+/// namespace cannot end). So the real process — the shim's one child — gets the
+/// SIGKILL, and the shim reaps it and exits with its status.
+enum ExecShim {
+    static func kill(shimPid: Int32, shimPidfd: FileDescriptor) {
+        let children = (try? Files.readString("/proc/\(shimPid)/task/\(shimPid)/children")) ?? ""
+        var killed = false
+        for child in children.split(separator: " ").compactMap({ Int32($0) }) {
+            let fd = berth_pidfd_open(child)
+            guard fd >= 0 else { continue }
+            if berth_pidfd_send_signal(fd, SIGKILL) == 0 { killed = true }
+            close(fd)
+        }
+        // No child (it already ended, or the shim never forked): the shim itself.
+        if !killed { _ = berth_pidfd_send_signal(shimPidfd.rawValue, SIGKILL) }
     }
 }
 

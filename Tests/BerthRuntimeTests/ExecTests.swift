@@ -503,12 +503,18 @@ struct ExecTests {
                 let realPidfd = FileDescriptor(rawValue: berth_pidfd_open(real))
                 #expect(realPidfd.rawValue >= 0)
                 defer { realPidfd.close() }
-                _ = berth_pidfd_send_signal(shim.pidfd.rawValue, SIGKILL)
-                let ended = reap(shim.pidfd)
-                #expect(ended == .killed(SIGKILL))
-                // PR_SET_PDEATHSIG: the real process follows its shim.
-                #expect(exited(realPidfd, withinMillis: 10_000), "real process \(real) outlived its shim")
-                return ended
+                // The orphaned real process must be reaped, or its pid namespace can never
+                // end: as a subreaper we inherit it instead of an init that may not reap.
+                return withSubreaper {
+                    _ = berth_pidfd_send_signal(shim.pidfd.rawValue, SIGKILL)
+                    let ended = reap(shim.pidfd)
+                    #expect(ended == .killed(SIGKILL))
+                    // PR_SET_PDEATHSIG: the real process follows its shim.
+                    #expect(exited(realPidfd, withinMillis: 10_000), "real process \(real) outlived its shim")
+                    var status: Int32 = 0
+                    _ = waitpid(real, &status, 0)
+                    return ended
+                }
             }
         }
     }

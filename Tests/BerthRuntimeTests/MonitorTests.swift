@@ -481,12 +481,14 @@ struct MonitorTests {
     }
 
     @Test func survivesTheDeathOfItsParent() throws {
+        // Orphans come to us instead of init (which here reaps nobody), so the
+        // monitor can be reaped and its exit status checked.
+        try withSubreaper { try survivesTheDeathOfItsParentBody() }
+    }
+
+    private func survivesTheDeathOfItsParentBody() throws {
         try withFixture { f in
             try f.writeConfig(f.config(waitForGo(exit: 3)))
-            // Orphans come to us instead of init (which here reaps nobody), so the
-            // monitor can be reaped and its exit status checked.
-            #expect(berth_set_child_subreaper(1) == 0)
-            defer { _ = berth_set_child_subreaper(0) }
             // The parent: a shell in a process group of its own that starts the monitor,
             // drops its own copy of the ready pipe, and waits to be killed.
             let parent = try Monitor(argv: ["/bin/sh", "-c", "\"$0\" \"$1\" & exec 3>&-; exec sleep 100",
