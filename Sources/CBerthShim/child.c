@@ -3,6 +3,9 @@
 #include "child.h"
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/sched.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -263,4 +266,54 @@ void berth_kill_and_reap(int pidfd) {
     siginfo_t info;
     int rc;
     do { rc = waitid((idtype_t)P_PIDFD, (id_t)pidfd, &info, WEXITED); } while (rc < 0 && errno == EINTR);
+}
+
+int berth_clone_child(uint64_t flags, berth_child_body body, const void *cfg, pid_t *out_pid,
+                      int *out_pidfd, int *sync_read, int *sync_write, int *error_read) {
+    int sync_pipe[2], error_pipe[2];
+    if (berth_pipe_above_stdio(sync_pipe) < 0) return -1;
+    if (berth_pipe_above_stdio(error_pipe) < 0) {
+        int saved = errno;
+        close(sync_pipe[0]);
+        close(sync_pipe[1]);
+        errno = saved;
+        return -1;
+    }
+
+    // Block every signal across clone3: the child must not run one of the parent's
+    // handlers before it has reset them.
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+
+    int pidfd = -1;
+    struct clone_args args;
+    memset(&args, 0, sizeof args);
+    args.flags = flags | CLONE_PIDFD;
+    args.pidfd = (uint64_t)(uintptr_t)&pidfd;
+    // SIGCHLD so that ordinary waitpid/waitid sees the exit.
+    args.exit_signal = SIGCHLD;
+    // No stack: fork-like, the child continues on a copy of this stack.
+    long pid = syscall(SYS_clone3, &args, sizeof args);
+    if (pid == 0) {
+        close(error_pipe[0]);
+        body(cfg, sync_pipe[0], sync_pipe[1], error_pipe[1]);
+        _exit(127);  // bodies never return; this is only a guard
+    }
+    int saved = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    close(error_pipe[1]);
+    if (pid < 0) {
+        close(sync_pipe[0]);
+        close(sync_pipe[1]);
+        close(error_pipe[0]);
+        errno = saved;
+        return -1;
+    }
+    *out_pid = (pid_t)pid;
+    *out_pidfd = pidfd;
+    *sync_read = sync_pipe[0];
+    *sync_write = sync_pipe[1];
+    *error_read = error_pipe[0];
+    return 0;
 }

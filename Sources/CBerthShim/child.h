@@ -17,6 +17,7 @@
 //     _exit(127). The pipe is O_CLOEXEC: EOF without a record means execve succeeded.
 #include "berth_spawn.h"
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #define BERTH_HIDDEN __attribute__((visibility("hidden")))
@@ -68,6 +69,17 @@ BERTH_HIDDEN void berth_fill_error(struct berth_spawn_error *err, const char *st
 /// or died without a word), -1 with `err` filled otherwise.
 BERTH_HIDDEN int berth_go_and_collect(int *sync_read, int *sync_write, int *error_read,
                                       struct berth_spawn_error *err);
+
+/// What a cloned child runs: it gets the sync pipe's ends and the error pipe's write end
+/// and never returns.
+typedef void (*berth_child_body)(const void *cfg, int sync_read, int sync_write, int error_fd);
+
+/// The shared start of spawn and exec: a sync pipe and a close-on-exec error pipe, all
+/// signals blocked across a fork-like `clone3(flags | CLONE_PIDFD, SIGCHLD)` (the child
+/// must not run one of the parent's handlers before it resets them), then `body` in the
+/// child. Fills the four out-parameters; 0, or -1 with errno and nothing left behind.
+BERTH_HIDDEN int berth_clone_child(uint64_t flags, berth_child_body body, const void *cfg, pid_t *pid,
+                                   int *pidfd, int *sync_read, int *sync_write, int *error_read);
 
 /// SIGKILL through `pidfd` and reap through it (never through the pid, which could have
 /// been reaped and reused already); ECHILD (a P_ALL reaper got there first) is fine.

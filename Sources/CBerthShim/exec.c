@@ -223,55 +223,17 @@ static void shim_main(const struct berth_exec_config *cfg, int sync_read, int sy
 // ---------------------------------------------------------------------------------------
 // Agent side.
 
+static void exec_body(const void *cfg, int sync_read, int sync_write, int error_fd) {
+    shim_main((const struct berth_exec_config *)cfg, sync_read, sync_write, error_fd);
+}
+
 int berth_exec_start(const struct berth_exec_config *cfg, struct berth_exec_handle *out) {
     out->pid = -1;
     out->pidfd = -1;
     out->sync_read = out->sync_write = out->error_read = -1;
-
-    int sync_pipe[2], error_pipe[2];
-    if (berth_pipe_above_stdio(sync_pipe) < 0) return -1;
-    if (berth_pipe_above_stdio(error_pipe) < 0) {
-        int saved = errno;
-        close(sync_pipe[0]);
-        close(sync_pipe[1]);
-        errno = saved;
-        return -1;
-    }
-
-    // Block every signal across clone3: the shim must not run one of the agent's handlers
-    // before it has reset them (step 2 in shim_main).
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-
-    int pidfd = -1;
-    struct clone_args args;
-    memset(&args, 0, sizeof args);
     // No CLONE_NEW*: the shim joins the container's namespaces with setns instead.
-    args.flags = CLONE_PIDFD;
-    args.pidfd = (uint64_t)(uintptr_t)&pidfd;
-    args.exit_signal = SIGCHLD;
-    long pid = syscall(SYS_clone3, &args, sizeof args);
-    if (pid == 0) {
-        close(error_pipe[0]);
-        shim_main(cfg, sync_pipe[0], sync_pipe[1], error_pipe[1]);
-    }
-    int saved = errno;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    close(error_pipe[1]);
-    if (pid < 0) {
-        close(sync_pipe[0]);
-        close(sync_pipe[1]);
-        close(error_pipe[0]);
-        errno = saved;
-        return -1;
-    }
-    out->pid = (pid_t)pid;
-    out->pidfd = pidfd;
-    out->sync_read = sync_pipe[0];
-    out->sync_write = sync_pipe[1];
-    out->error_read = error_pipe[0];
-    return 0;
+    return berth_clone_child(0, exec_body, cfg,
+                             &out->pid, &out->pidfd, &out->sync_read, &out->sync_write, &out->error_read);
 }
 
 int berth_exec_finish(struct berth_exec_handle *h, struct berth_spawn_error *err) {

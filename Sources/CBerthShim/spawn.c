@@ -201,56 +201,18 @@ static void child_main(const struct berth_spawn_config *cfg, int sync_read, int 
 // ---------------------------------------------------------------------------------------
 // Parent side.
 
+static void spawn_body(const void *cfg, int sync_read, int sync_write, int error_fd) {
+    child_main((const struct berth_spawn_config *)cfg, sync_read, sync_write, error_fd);
+}
+
 int berth_spawn_start(const struct berth_spawn_config *cfg, struct berth_spawn_handle *out) {
     out->pid = -1;
     out->pidfd = -1;
     out->sync_read = out->sync_write = out->error_read = -1;
-
-    int sync_pipe[2], error_pipe[2];
-    if (berth_pipe_above_stdio(sync_pipe) < 0) return -1;
-    if (berth_pipe_above_stdio(error_pipe) < 0) {
-        int saved = errno;
-        close(sync_pipe[0]);
-        close(sync_pipe[1]);
-        errno = saved;
-        return -1;
-    }
-
-    // Block every signal across clone3: the child must not run one of the agent's
-    // handlers before it has reset them (step 1 in child_main).
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-
-    int pidfd = -1;
-    struct clone_args args;
-    memset(&args, 0, sizeof args);
-    args.flags = CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_PIDFD;
-    args.pidfd = (uint64_t)(uintptr_t)&pidfd;
-    // SIGCHLD so that ordinary waitpid/waitid (the agent's reaper) sees the exit.
-    args.exit_signal = SIGCHLD;
-    // No stack: fork-like, the child continues on a copy of this stack.
-    long pid = syscall(SYS_clone3, &args, sizeof args);
-    if (pid == 0) {
-        close(error_pipe[0]);
-        child_main(cfg, sync_pipe[0], sync_pipe[1], error_pipe[1]);
-    }
-    int saved = errno;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    close(error_pipe[1]);
-    if (pid < 0) {
-        close(sync_pipe[0]);
-        close(sync_pipe[1]);
-        close(error_pipe[0]);
-        errno = saved;
-        return -1;
-    }
-    out->pid = (pid_t)pid;
-    out->pidfd = pidfd;
-    out->sync_read = sync_pipe[0];
-    out->sync_write = sync_pipe[1];
-    out->error_read = error_pipe[0];
-    return 0;
+    // New ipc, net, mount, pid and uts namespaces; SIGCHLD so that the parent's
+    // waitid sees the exit.
+    return berth_clone_child(CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS, spawn_body, cfg,
+                             &out->pid, &out->pidfd, &out->sync_read, &out->sync_write, &out->error_read);
 }
 
 int berth_spawn_finish(struct berth_spawn_handle *h, struct berth_spawn_error *err) {
