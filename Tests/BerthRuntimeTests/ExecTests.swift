@@ -22,15 +22,7 @@ private struct ExecRootfs {
         guard let made = mkdtemp(&template) else { throw Errno.current.error("mkdtemp") }
         path = String(cString: made)
         do {
-            try sys("chmod \(path)") { chmod(path, 0o755) }
-            try Files.makeDirectories("\(path)/bin")
-            let bytes = try Files.read("/bin/busybox")
-            let fd = try FileDescriptor.open("\(path)/bin/busybox", O_WRONLY | O_CREAT | O_EXCL, mode: 0o755)
-            defer { fd.close() }
-            try fd.writeAll(bytes)
-            for applet in Self.applets {
-                try sys("symlink \(applet)") { symlink("busybox", "\(path)/bin/\(applet)") }
-            }
+            try makeBusyboxRootfs(at: path, applets: Self.applets)
         } catch {
             try? Files.removeTree(path)
             throw error

@@ -33,17 +33,9 @@ private struct Fixture {
         guard let made = mkdtemp(&template) else { throw Errno.current.error("mkdtemp") }
         base = String(cString: made)
         do {
-            // The rootfs becomes the container's "/": searchable by everyone, unlike mkdtemp's 0700.
-            try sys("chmod \(base)") { chmod(base, 0o755) }
-            try Files.makeDirectories("\(base)/rootfs/bin")
+            try Files.makeDirectories("\(base)/rootfs")
+            try makeBusyboxRootfs(at: "\(base)/rootfs", applets: Self.applets)
             try Files.makeDirectories("\(base)/state")
-            let busybox = try Files.read("/bin/busybox")
-            let fd = try FileDescriptor.open("\(base)/rootfs/bin/busybox", O_WRONLY | O_CREAT | O_EXCL, mode: 0o755)
-            defer { fd.close() }
-            try fd.writeAll(busybox)
-            for applet in Self.applets {
-                try sys("symlink \(applet)") { symlink("busybox", "\(base)/rootfs/bin/\(applet)") }
-            }
         } catch {
             try? Files.removeTree(base)
             throw error

@@ -21,14 +21,7 @@ private struct TestRootfs {
         guard let made = mkdtemp(&template) else { throw Errno.current.error("mkdtemp") }
         path = String(cString: made)
         do {
-            // mkdtemp makes it 0700; it becomes the container's "/", which a non-root user
-            // must be able to search.
-            try sys("chmod \(path)") { chmod(path, 0o755) }
-            try Files.makeDirectories("\(path)/bin")
-            try Self.copy("/bin/busybox", to: "\(path)/bin/busybox", mode: 0o755)
-            for applet in Self.applets {
-                try sys("symlink \(applet)") { symlink("busybox", "\(path)/bin/\(applet)") }
-            }
+            try makeBusyboxRootfs(at: path, applets: Self.applets)
         } catch {
             try? Files.removeTree(path)
             throw error
