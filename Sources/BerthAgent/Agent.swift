@@ -72,10 +72,9 @@ public final class Agent: Sendable {
             var opened: [Listener] = []
             do {
                 opened.append(try Listener.open(.unix(path: config.socketPath)))
+                // Listener.open refuses TCP on anything but loopback.
                 for address in config.listen {
-                    let parsed = try SocketAddress.parse(address)
-                    if case .unix = parsed {} else { _ = try SocketAddress.loopbackOnly(hostOf(parsed)) }
-                    opened.append(try Listener.open(parsed))
+                    opened.append(try Listener.open(try SocketAddress.parse(address)))
                 }
             } catch {
                 for l in opened { l.close() }
@@ -86,11 +85,6 @@ public final class Agent: Sendable {
             lockFD.close()
             throw error
         }
-    }
-
-    private func hostOf(_ a: SocketAddress) -> String {
-        if case .tcp(let host, _) = a { return host }
-        return ""
     }
 
     /// The addresses actually listened on (a TCP port 0 resolved to the real port).

@@ -78,7 +78,7 @@ extension Agent {
                                 uid: user.uid, gid: user.gid, stdin: childIn, stdout: childOut, stderr: childErr, tty: request.tty)
         let process: SpawnedProcess
         do { process = try Execer.exec(config) } catch {
-            throw error.berthError("exec").prefixedIfMissing("container \(container.name)")
+            throw error.berthError("exec").prefixed("container \(container.name)")
         }
         // Only the process may hold its ends now, or EOF would never come.
         for fd in theirs { fd.close() }
@@ -237,11 +237,5 @@ enum ExecShim {
         }
         // No child (it already ended, or the shim never forked): the shim itself.
         if !killed { _ = berth_pidfd_send_signal(shimPidfd.rawValue, SIGKILL) }
-    }
-}
-
-extension BerthError {
-    func prefixedIfMissing(_ context: String) -> BerthError {
-        message.hasPrefix(context) ? self : prefixed(context)
     }
 }

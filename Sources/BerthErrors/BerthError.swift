@@ -82,9 +82,10 @@ public struct BerthError: Error, Sendable, Hashable, CustomStringConvertible {
 
     public var description: String { "\(code): \(message)" }
 
-    /// The same error with `context` put in front of the message ("container web: …").
+    /// The same error with `context` put in front of the message ("container web: …"),
+    /// unless the message already starts with it (errors pass through several layers).
     public func prefixed(_ context: String) -> BerthError {
-        BerthError(code, "\(context): \(message)", reason: reason)
+        message.hasPrefix(context) ? self : BerthError(code, "\(context): \(message)", reason: reason)
     }
 }
 

@@ -96,7 +96,7 @@ public final class ContainerRuntime: Sendable {
         var attached = 0
         /// A restart by the policy is scheduled.
         var restartPending = false
-        /// Seconds since the epoch when the current run started (monotonic enough for backoff).
+        /// The next restart delay is 100 ms · 2^backoffStep (reset by a run of 10 s).
         var backoffStep = 0
         let exits = ExitBox()
     }
@@ -210,7 +210,7 @@ public final class ContainerRuntime: Sendable {
                 t.byID[id]?.starting = false
                 if attach { t.byID[id]?.attached -= 1 }
             }
-            throw error.berthError("container \(record.name)").prefixedOnce("container \(record.name)")
+            throw error.berthError("container \(record.name)").prefixed("container \(record.name)")
         }
     }
 
@@ -607,12 +607,5 @@ enum ProcessInfo {
         // fields[0] is field 3 (state), so field 22 is fields[19].
         guard fields.count > 19 else { return nil }
         return UInt64(fields[19])
-    }
-}
-
-extension BerthError {
-    /// Puts `context` in front of the message unless it is already there.
-    func prefixedOnce(_ context: String) -> BerthError {
-        message.hasPrefix(context) ? self : prefixed(context)
     }
 }

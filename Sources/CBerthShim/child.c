@@ -317,3 +317,11 @@ int berth_clone_child(uint64_t flags, berth_child_body body, const void *cfg, pi
     *error_read = error_pipe[0];
     return 0;
 }
+
+void berth_abort_child(int *pidfd, int *sync_read, int *sync_write, int *error_read) {
+    berth_kill_and_reap(*pidfd);
+    berth_close_fd(pidfd);
+    berth_close_fd(sync_write);
+    berth_close_fd(sync_read);
+    berth_close_fd(error_read);
+}

@@ -81,6 +81,10 @@ typedef void (*berth_child_body)(const void *cfg, int sync_read, int sync_write,
 BERTH_HIDDEN int berth_clone_child(uint64_t flags, berth_child_body body, const void *cfg, pid_t *pid,
                                    int *pidfd, int *sync_read, int *sync_write, int *error_read);
 
+/// Abort of a started child: SIGKILL and reap it through `*pidfd`, close all four
+/// descriptors (each set to -1).
+BERTH_HIDDEN void berth_abort_child(int *pidfd, int *sync_read, int *sync_write, int *error_read);
+
 /// SIGKILL through `pidfd` and reap through it (never through the pid, which could have
 /// been reaped and reused already); ECHILD (a P_ALL reaper got there first) is fine.
 BERTH_HIDDEN void berth_kill_and_reap(int pidfd);

@@ -223,10 +223,6 @@ int berth_spawn_finish(struct berth_spawn_handle *h, struct berth_spawn_error *e
 }
 
 void berth_spawn_abort(struct berth_spawn_handle *h) {
-    berth_kill_and_reap(h->pidfd);
-    berth_close_fd(&h->pidfd);
-    berth_close_fd(&h->sync_write);
-    berth_close_fd(&h->sync_read);
-    berth_close_fd(&h->error_read);
+    berth_abort_child(&h->pidfd, &h->sync_read, &h->sync_write, &h->error_read);
     h->pid = -1;
 }

@@ -11,28 +11,10 @@ import BerthRuntime
 import BerthSystem
 import CBerthShim
 
-/// A throwaway root file system: busybox and the applets these tests use.
-private struct ExecRootfs {
-    static let applets = ["sh", "hostname", "cat", "ls", "readlink", "echo", "id", "pwd", "sleep",
-                          "stty", "tty", "ps", "test", "true"]
-    let path: String
-
-    init() throws {
-        var template = Array("/tmp/berth-exec-XXXXXX".utf8CString)
-        guard let made = mkdtemp(&template) else { throw Errno.current.error("mkdtemp") }
-        path = String(cString: made)
-        do {
-            try makeBusyboxRootfs(at: path, applets: Self.applets)
-        } catch {
-            try? Files.removeTree(path)
-            throw error
-        }
-    }
-
-    func remove() {
-        #expect(throws: Never.self) { try Files.removeTree(path) }
-        #expect(!Files.exists(path), "\(path) left behind")
-    }
+/// A busybox root file system with the applets the exec tests use.
+private func makeExecRootfs() throws -> TestRootfs {
+    try TestRootfs(prefix: "berth-exec", applets: ["sh", "hostname", "cat", "ls", "readlink", "echo", "id", "pwd",
+                                                   "sleep", "stty", "tty", "ps", "test", "true"])
 }
 
 /// How a process ended, as `waitid` on its (shim's) pidfd reports it.
@@ -77,12 +59,12 @@ private func finish(_ shim: SpawnedProcess, withinMillis millis: Int32 = 10_000,
 /// A running container: its init first writes /marker and says "ready", then becomes
 /// `sleep 1000` (so pid 1 is the command, as in any container).
 private final class Container {
-    let root: ExecRootfs
+    let root: TestRootfs
     let process: SpawnedProcess
     let hostname: String
     private var stopped = false
 
-    init(root: ExecRootfs, hostname: String) throws {
+    init(root: TestRootfs, hostname: String) throws {
         self.root = root
         self.hostname = hostname
         let null = try FileDescriptor.open("/dev/null", O_RDWR)
@@ -117,7 +99,7 @@ private final class Container {
 
 /// Runs `body` with a fresh running container; stops it and removes its rootfs afterwards.
 private func withContainer<R>(hostname: String = "box", _ body: (Container) throws -> R) throws -> R {
-    let root = try ExecRootfs()
+    let root = try makeExecRootfs()
     defer { root.remove() }
     let container = try Container(root: root, hostname: hostname)
     defer { container.stop() }
@@ -689,7 +671,7 @@ struct ExecTests {
     }
 
     @Test func deadContainer() throws {
-        let root = try ExecRootfs()
+        let root = try makeExecRootfs()
         defer { root.remove() }
         let null = try FileDescriptor.open("/dev/null", O_RDWR)
         defer { null.close() }

@@ -10,44 +10,12 @@ import BerthRuntime
 import BerthSystem
 import CBerthShim
 
-/// A throwaway root file system: busybox and a few applet links in a temp dir.
-/// `remove()` deletes it and checks that no mount of it is visible on the host.
-private struct TestRootfs {
-    static let applets = ["sh", "hostname", "cat", "ls", "readlink", "echo", "id", "pwd", "touch", "test"]
-    let path: String
-
-    init() throws {
-        var template = Array("/tmp/berth-spawn-XXXXXX".utf8CString)
-        guard let made = mkdtemp(&template) else { throw Errno.current.error("mkdtemp") }
-        path = String(cString: made)
-        do {
-            try makeBusyboxRootfs(at: path, applets: Self.applets)
-        } catch {
-            try? Files.removeTree(path)
-            throw error
-        }
-    }
-
-    static func copy(_ from: String, to: String, mode: mode_t) throws {
-        let bytes = try Files.read(from)
-        let fd = try FileDescriptor.open(to, O_WRONLY | O_CREAT | O_EXCL, mode: mode)
-        defer { fd.close() }
-        try fd.writeAll(bytes)
-    }
-
-    /// rm -rf; it must work because every mount was made in the container's own mount
-    /// namespace, which is gone once its last process is.
-    func remove() {
-        #expect(throws: Never.self) { try Files.removeTree(path) }
-        #expect(!Files.exists(path), "\(path) left behind")
-        let mounts = (try? Files.readString("/proc/self/mounts")) ?? ""
-        #expect(!mounts.contains(path), "a mount of \(path) is visible on the host")
-    }
-}
+/// The applets the spawn tests use.
+private let spawnApplets = ["sh", "hostname", "cat", "ls", "readlink", "echo", "id", "pwd", "touch", "test"]
 
 /// Runs `body` with a fresh rootfs and removes it afterwards, pass or fail.
 private func withRootfs<R>(_ body: (TestRootfs) throws -> R) throws -> R {
-    let root = try TestRootfs()
+    let root = try TestRootfs(prefix: "berth-spawn", applets: spawnApplets)
     defer { root.remove() }
     return try body(root)
 }
