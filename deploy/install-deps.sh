@@ -8,6 +8,9 @@ packages=(
   libprotobuf-c-dev       # the wire encoding
   libarchive-dev          # reading image tarballs (plain and gzip)
   libssl-dev              # libcrypto: SHA-256 image ids
+  libnl-route-3-dev       # rtnetlink: bridges, veth pairs, addresses, routes
+  libnftables-dev         # Berth's nftables table (NAT, published ports, isolation)
+  nftables                # tests inspect the table with nft(8)
   busybox-static          # the test image (deploy/make-test-image.sh)
   iproute2                # tests inspect namespaces with ip(8)
   util-linux              # nsenter/unshare/mount used by tests
