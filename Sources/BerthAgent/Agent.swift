@@ -23,6 +23,8 @@ public struct AgentConfig: Sendable {
     /// Log rotation per container (docs/monitor.md).
     public var logMaxBytes: UInt64 = 10 << 20
     public var logMaxFiles = 3
+    /// Bridge networks: names on the host, subnets, the default network.
+    public var network = NetworkOptions()
     public init() {}
 
     /// `name` in the directory of the running executable.
@@ -68,6 +70,7 @@ public final class Agent: Sendable {
             var options = RuntimeOptions(monitorBinary: config.monitorBinary)
             options.logMaxBytes = config.logMaxBytes
             options.logMaxFiles = config.logMaxFiles
+            options.network = config.network
             runtime = try ContainerRuntime(stateDir: config.stateDir, runDir: config.runDir, options: options)
             var opened: [Listener] = []
             do {
@@ -178,6 +181,14 @@ public final class Agent: Sendable {
                 try stream.send(.listContainers(runtime.list(all: all, filters: try ContainerFilter.parse(filters))), end: true)
             case .removeContainer(let ref, let force):
                 try stream.send(.removeContainer(id: runtime.remove(ref, force: force)), end: true)
+            case .createNetwork(let name, let subnet):
+                try stream.send(.createNetwork(runtime.networks.create(name: name, subnet: subnet)), end: true)
+            case .listNetworks:
+                try stream.send(.listNetworks(runtime.networks.list()), end: true)
+            case .inspectNetwork(let ref):
+                try stream.send(.inspectNetwork(runtime.networks.inspect(ref)), end: true)
+            case .removeNetwork(let ref):
+                try stream.send(.removeNetwork(name: runtime.networks.remove(ref)), end: true)
             }
         } catch {
             let e = error.berthError("call")
@@ -223,6 +234,7 @@ public final class Agent: Sendable {
         info.images = UInt32(runtime.images.count)
         info.stateDir = config.stateDir
         info.runDir = config.runDir
+        info.networks = runtime.networks.list()
         return info
     }
 

@@ -217,6 +217,34 @@ public final class BerthClient: Sendable {
         return c
     }
 
+    /// Creates a bridge network; an empty `subnet` lets the agent pick a free /24.
+    public func createNetwork(name: String, subnet: String = "") async throws -> Network {
+        let r = try await call(.createNetwork(name: name, subnet: subnet))
+        guard case .createNetwork(let n) = r else { throw Self.unexpected(r, "CreateNetwork") }
+        return n
+    }
+
+    /// The agent's bridge networks with their containers.
+    public func listNetworks() async throws -> [Network] {
+        let r = try await call(.listNetworks)
+        guard case .listNetworks(let n) = r else { throw Self.unexpected(r, "ListNetworks") }
+        return n
+    }
+
+    public func inspectNetwork(_ ref: String) async throws -> Network {
+        let r = try await call(.inspectNetwork(ref))
+        guard case .inspectNetwork(let n) = r else { throw Self.unexpected(r, "InspectNetwork") }
+        return n
+    }
+
+    /// Removes a network that no container uses; returns its name.
+    @discardableResult
+    public func removeNetwork(_ ref: String) async throws -> String {
+        let r = try await call(.removeNetwork(ref))
+        guard case .removeNetwork(let name) = r else { throw Self.unexpected(r, "RemoveNetwork") }
+        return name
+    }
+
     /// A container's log as chunks of stdout and stderr; with `follow`, it goes on
     /// until the container exits.
     public func logs(_ request: LogsRequest) async throws -> OutputSequence {

@@ -60,6 +60,8 @@ public struct RuntimeOptions: Sendable {
     /// Log rotation (docs/monitor.md): size of the live file and rotated files kept.
     public var logMaxBytes: UInt64 = 10 << 20
     public var logMaxFiles = 3
+    /// Bridge networks (docs/network.md).
+    public var network = NetworkOptions()
     public init(monitorBinary: String) { self.monitorBinary = monitorBinary }
 }
 
@@ -76,6 +78,8 @@ public struct RuntimeOptions: Sendable {
 public final class ContainerRuntime: Sendable {
     /// The image store under `<state-dir>/images`.
     public let images: ImageStore
+    /// Bridge networks, addresses and published ports.
+    public let networks: NetworkManager
     public let stateDir: String
     public let runDir: String
     public let options: RuntimeOptions
@@ -118,6 +122,7 @@ public final class ContainerRuntime: Sendable {
         try Files.makeDirectories(stateDir + "/containers", mode: 0o700)
         try Files.makeDirectories(runDir + "/containers", mode: 0o700)
         images = try ImageStore(directory: stateDir + "/images")
+        networks = try NetworkManager(stateDir: stateDir + "/networks", runDir: runDir + "/netns", options: options.network)
         reaper = try Reaper()
         table = ConditionLock(Table())
         try load()
@@ -148,7 +153,8 @@ public final class ContainerRuntime: Sendable {
             throw BerthError(.invalidArgument, "rootfs \(spec.rootfs) is not a directory")
         }
         record.id = Host.randomHex(bytes: 32)
-        if spec.hostname.isEmpty { spec.hostname = String(record.id.prefix(12)) }
+        // On the host's network a container takes the host's name, as in docker.
+        if spec.hostname.isEmpty { spec.hostname = spec.network == "host" ? Host.hostname : String(record.id.prefix(12)) }
         record.image = spec.rootfs.isEmpty ? spec.image : spec.rootfs
         record.state = .created
         record.createdUnix = Host.now
@@ -160,18 +166,29 @@ public final class ContainerRuntime: Sendable {
             } else if let other = t.id(named: spec.name) {
                 throw BerthError(.alreadyExists, "container name \"\(spec.name)\" is already in use by container \(other.prefix(12)); remove it or choose another name")
             }
+            // container:<name> is kept as container:<id>: names can be reused.
+            if case .container(let ref) = NetworkMode(spec.network) {
+                let other = try resolve(ref, in: t)
+                spec.network = "container:\(other)"
+            }
             record.name = spec.name
             record.spec = spec
             t.byID[record.id] = Entry(record: record)
         }
+        var connected = false
         do {
             try Files.makeDirectories(containerDir(record.id), mode: 0o700)
+            record.network = try networks.connect(.init(containerID: record.id, name: record.name, hostname: spec.hostname,
+                                                        spec: spec, filesDir: containerDir(record.id)))
+            connected = true
             try persist(record)
         } catch {
+            if connected { try? networks.disconnect(record.id) }
             table.withLock { $0.byID[record.id] = nil }
             try? Files.removeTree(containerDir(record.id))
-            throw error
+            throw error.berthError("create container \(record.name)").prefixed("container \(record.name)")
         }
+        table.withLock { $0.byID[record.id]?.record = record }
         return record
     }
 
@@ -227,9 +244,17 @@ public final class ContainerRuntime: Sendable {
         let paths = monitorPaths(id)
         // A stale exit file would be taken for this run's.
         _ = unlink(paths.exitFile)
+        let (netns, binds): (String?, [(source: String, target: String)])
+        do {
+            (netns, binds) = try networkSettings(id, record)
+        } catch {
+            if spec.rootfs.isEmpty { Rootfs.unmount(rootfs) }
+            throw error
+        }
         let config = Monitor.config(id: id, rootfs: rootfs, hostname: spec.hostname, workingDir: spec.workingDir,
                                     uid: spec.user.uid, gid: spec.user.gid, args: spec.args, env: Validate.environment(spec),
-                                    paths: paths, logMaxBytes: options.logMaxBytes, logMaxFiles: options.logMaxFiles)
+                                    paths: paths, logMaxBytes: options.logMaxBytes, logMaxFiles: options.logMaxFiles,
+                                    netns: netns, binds: binds)
         let started: Monitor.Started
         do {
             try Files.writeAtomically(paths.config, config, mode: 0o600)
@@ -261,6 +286,46 @@ public final class ContainerRuntime: Sendable {
         Log.write("container \(running.name) (\(id.prefix(12))) started, pid \(running.pid), monitor \(started.monitorPid)")
         watchMonitor(id, monitorPidfd)
         return running
+    }
+
+    /// The network namespace a run joins and the /etc files it gets (docs/network.md).
+    private func networkSettings(_ id: String, _ record: Container) throws(BerthError) -> (String?, [(source: String, target: String)]) {
+        var filesDir = containerDir(id)
+        var netns: String?
+        // Records from before networking existed have no attachment: a namespace of their own.
+        switch record.network.network.isEmpty ? .none : NetworkMode(record.network.network) {
+        case .bridge:
+            try networks.ensure(id)
+            netns = record.network.netns
+        case .none:
+            netns = nil
+        case .host:
+            netns = "host"
+        case .container(let otherID):
+            // Another container's namespace: its pin on a bridge network, the host's, or,
+            // for a namespace of its own, that of its running init. Its hosts and
+            // resolv.conf come along (the host name stays this container's).
+            let other = try table.withLock { (t) throws(BerthError) -> Entry in
+                guard let e = t.byID[otherID] else {
+                    throw BerthError(.notFound, "container \(otherID.prefix(12)), whose network this container shares, no longer exists")
+                }
+                return e
+            }
+            filesDir = containerDir(otherID)
+            switch NetworkMode(other.record.network.network) {
+            case .bridge: netns = other.record.network.netns
+            case .host: netns = "host"
+            case .none, .container:
+                guard other.record.state == .running, other.record.pid > 0 else {
+                    throw BerthError(.failedPrecondition, "container \(other.record.name), whose network this container shares, is not running")
+                }
+                netns = "/proc/\(other.record.pid)/ns/net"
+            }
+        }
+        let binds = [(source: filesDir + "/hosts", target: "/etc/hosts"),
+                     (source: containerDir(id) + "/hostname", target: "/etc/hostname"),
+                     (source: filesDir + "/resolv.conf", target: "/etc/resolv.conf")]
+        return (netns, binds)
     }
 
     /// pidfd_open of `pid`, but only if it is still the process that started at `startTime`.
@@ -510,6 +575,10 @@ public final class ContainerRuntime: Sendable {
             let id = try resolve(ref, in: t)
             guard var e = t.byID[id] else { throw notFound(ref) }
             if e.removing { throw BerthError(.failedPrecondition, "container \(e.record.name) is already being removed") }
+            let sharers = networks.users(of: id)
+            if !sharers.isEmpty {
+                throw BerthError(.failedPrecondition, "container \(e.record.name) shares its network namespace with \(sharers.joined(separator: ", ")): remove those first")
+            }
             if e.starting { throw BerthError(.failedPrecondition, "container \(e.record.name) is starting; try again") }
             var waiter: ExitWaiter?
             if e.record.state == .running {
@@ -527,6 +596,7 @@ public final class ContainerRuntime: Sendable {
         }
         _ = waiter?.wait()
         do {
+            try networks.disconnect(id)
             Rootfs.unmount(mountPoint(id))
             try Files.removeTree(containerRunDir(id))
             try Files.removeTree(containerDir(id))
@@ -590,7 +660,10 @@ public final class ContainerRuntime: Sendable {
                 }
             }
             table.withLock { $0.byID[id] = entry }
+            networks.restore(containerID: id, name: record.name, hostname: record.spec.hostname, spec: record.spec,
+                             attachment: record.network, filesDir: containerDir(id))
         }
+        networks.reconcile()
         // Watching may call monitorExited at once (monitor gone): only after the table is full.
         for (id, pidfd) in adopted { watchMonitor(id, pidfd) }
     }

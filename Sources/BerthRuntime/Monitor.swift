@@ -29,12 +29,17 @@ enum Monitor {
     }
 
     /// The CONFIG file: NUL-terminated key, value, key, value…
+    /// `netns`: nil for a network namespace of the container's own, "host", or the path of
+    /// one to join. `binds`: (host file, path inside the container).
     static func config(id: String, rootfs: String, hostname: String, workingDir: String, uid: UInt32, gid: UInt32,
-                       args: [String], env: [String], paths: Paths, logMaxBytes: UInt64, logMaxFiles: Int) -> [UInt8] {
+                       args: [String], env: [String], paths: Paths, logMaxBytes: UInt64, logMaxFiles: Int,
+                       netns: String? = nil, binds: [(source: String, target: String)] = []) -> [UInt8] {
         var pairs: [(String, String)] = [("id", id), ("rootfs", rootfs), ("hostname", hostname), ("cwd", workingDir),
                                          ("uid", String(uid)), ("gid", String(gid))]
         pairs += args.map { ("arg", $0) }
         pairs += env.map { ("env", $0) }
+        if let netns { pairs.append(("netns", netns)) }
+        for b in binds { pairs += [("bind-source", b.source), ("bind-target", b.target)] }
         pairs += [("log", paths.log), ("log-max-bytes", String(logMaxBytes)), ("log-max-files", String(logMaxFiles)),
                   ("exit", paths.exitFile)]
         var out: [UInt8] = []

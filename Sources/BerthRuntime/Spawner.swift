@@ -93,6 +93,7 @@ public enum Spawner {
         cfg.stdin_fd = config.stdin.rawValue
         cfg.stdout_fd = config.stdout.rawValue
         cfg.stderr_fd = config.stderr.rawValue
+        cfg.netns_fd = BERTH_NETNS_NEW
 
         var handle = berth_spawn_handle()
         let started = argv.pointers.withUnsafeBufferPointer { args in

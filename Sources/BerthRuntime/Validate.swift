@@ -32,10 +32,54 @@ enum Validate {
                 throw BerthError(.invalidArgument, "environment entry \"\(entry)\" is not KEY=VALUE")
             }
         }
+        try network(spec)
+    }
+
+    /// --network, -p, --dns and --add-host.
+    static func network(_ spec: ContainerSpec) throws(BerthError) {
+        let mode = NetworkMode(spec.network)
+        if case .bridge(let name) = mode, !name.isEmpty { try Validate.name(name, kind: "network") }
+        if case .container(let ref) = mode, ref.isEmpty {
+            throw BerthError(.invalidArgument, "--network container: needs a container name or id (container:NAME)")
+        }
+        if !spec.ports.isEmpty, case .bridge = mode {} else if !spec.ports.isEmpty {
+            throw BerthError(.invalidArgument, "published ports (-p) need a bridge network; with --network \(spec.network) there is no port to publish")
+        }
+        var seen: [PortMapping] = []
+        for p in spec.ports {
+            guard (1...65535).contains(p.hostPort), (1...65535).contains(p.containerPort) else {
+                throw BerthError(.invalidArgument, "invalid port mapping \(p): ports must be from 1 to 65535")
+            }
+            if !p.hostIP.isEmpty && IPv4Address(p.hostIP) == nil {
+                throw BerthError(.invalidArgument, "invalid port mapping \(p): host IP \"\(p.hostIP)\" is not an IPv4 address")
+            }
+            if let other = seen.first(where: { $0.hostPort == p.hostPort && $0.proto == p.proto && ($0.hostIP.isEmpty || p.hostIP.isEmpty || $0.hostIP == p.hostIP) }) {
+                throw BerthError(.invalidArgument, "port mappings \(other) and \(p) publish the same host port")
+            }
+            seen.append(p)
+        }
+        for server in spec.dns where IPv4Address(server) == nil && !isIPv6(server) {
+            throw BerthError(.invalidArgument, "invalid --dns \"\(server)\": expected an IP address")
+        }
+        for entry in spec.extraHosts {
+            if entry.name.isEmpty || entry.name.contains(where: { $0 == " " || $0 == "\t" || $0 == "\n" || $0 == "#" }) {
+                throw BerthError(.invalidArgument, "invalid --add-host \"\(entry.name):\(entry.ip)\": the host name is empty or has spaces")
+            }
+            if IPv4Address(entry.ip) == nil && !isIPv6(entry.ip) {
+                throw BerthError(.invalidArgument, "invalid --add-host \"\(entry.name):\(entry.ip)\": \"\(entry.ip)\" is not an IP address")
+            }
+        }
+    }
+
+    /// A rough IPv6 check (hex digits, colons, at most one "::"), enough to refuse junk
+    /// in resolv.conf and hosts lines.
+    static func isIPv6(_ s: String) -> Bool {
+        s.contains(":") && s.count <= 45 && s.allSatisfy { $0.isHexDigit || $0 == ":" || $0 == "." }
+            && s.split(separator: ":", omittingEmptySubsequences: false).count <= 9
     }
 
     /// Docker's rule for names: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, at most 128 characters.
-    static func name(_ name: String) throws(BerthError) {
+    static func name(_ name: String, kind: String = "container") throws(BerthError) {
         let bytes = Array(name.utf8)
         func alnum(_ b: UInt8) -> Bool {
             (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a)
@@ -43,7 +87,7 @@ enum Validate {
         let ok = !bytes.isEmpty && bytes.count <= 128 && alnum(bytes[0])
             && bytes.allSatisfy { alnum($0) || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-") }
         if !ok {
-            throw BerthError(.invalidArgument, "invalid container name \"\(name)\": use letters, digits, '_', '.' and '-', starting with a letter or digit")
+            throw BerthError(.invalidArgument, "invalid \(kind) name \"\(name)\": use letters, digits, '_', '.' and '-', starting with a letter or digit")
         }
     }
 

@@ -385,6 +385,15 @@ extension ContainerSpec {
         }
         stopSignal = c.stop_signal
         stopTimeout = c.stop_timeout
+        network = string(c.network)
+        ports = messages(c.n_ports, c.ports) { (p: Berth__V1__PortMapping) in
+            PortMapping(hostIP: string(p.host_ip), hostPort: p.host_port, containerPort: p.container_port,
+                        proto: PortMapping.Proto(rawValue: string(p.protocol)) ?? .tcp)
+        }
+        dns = strings(c.n_dns, c.dns)
+        extraHosts = messages(c.n_extra_hosts, c.extra_hosts) { (h: Berth__V1__HostEntry) in
+            HostEntry(name: string(h.name), ip: string(h.ip))
+        }
     }
 
     fileprivate init(_ c: UnsafeMutablePointer<Berth__V1__ContainerSpec>?) {
@@ -421,6 +430,7 @@ extension Container {
         monitorPid = c.monitor_pid
         monitorStartTime = c.monitor_start_time
         stoppedByUser = c.stopped_by_user != 0
+        network = NetworkAttachment(c.network)
     }
 
     fileprivate init(_ c: UnsafeMutablePointer<Berth__V1__Container>?) {
@@ -461,6 +471,22 @@ extension Arena {
         }
         c.pointee.stop_signal = spec.stopSignal
         c.pointee.stop_timeout = spec.stopTimeout
+        c.pointee.network = cString(spec.network)
+        (c.pointee.n_ports, c.pointee.ports) = cArray(spec.ports) { port in
+            let m: UnsafeMutablePointer<Berth__V1__PortMapping> = message(berth__v1__port_mapping__init)
+            m.pointee.host_ip = cString(port.hostIP)
+            m.pointee.host_port = port.hostPort
+            m.pointee.container_port = port.containerPort
+            m.pointee.protocol = cString(port.proto.rawValue)
+            return m
+        }
+        (c.pointee.n_dns, c.pointee.dns) = cStrings(spec.dns)
+        (c.pointee.n_extra_hosts, c.pointee.extra_hosts) = cArray(spec.extraHosts) { entry in
+            let m: UnsafeMutablePointer<Berth__V1__HostEntry> = message(berth__v1__host_entry__init)
+            m.pointee.name = cString(entry.name)
+            m.pointee.ip = cString(entry.ip)
+            return m
+        }
         return c
     }
 
@@ -490,6 +516,95 @@ extension Arena {
         c.pointee.monitor_pid = container.monitorPid
         c.pointee.monitor_start_time = container.monitorStartTime
         c.pointee.stopped_by_user = container.stoppedByUser ? 1 : 0
+        if container.network != NetworkAttachment() { c.pointee.network = networkAttachment(container.network) }
+        return c
+    }
+}
+
+// MARK: - Networks
+
+extension NetworkAttachment {
+    fileprivate init(_ c: UnsafeMutablePointer<Berth__V1__NetworkAttachment>?) {
+        self.init()
+        guard let c = c?.pointee else { return }
+        network = string(c.network)
+        ip = string(c.ip)
+        prefixLength = c.prefix_length
+        gateway = string(c.gateway)
+        mac = string(c.mac)
+        bridge = string(c.bridge)
+        hostVeth = string(c.host_veth)
+        netns = string(c.netns)
+    }
+}
+
+extension Network {
+    fileprivate init(_ c: Berth__V1__Network) {
+        self.init()
+        name = string(c.name)
+        id = string(c.id)
+        subnet = string(c.subnet)
+        gateway = string(c.gateway)
+        bridge = string(c.bridge)
+        createdUnix = c.created_unix
+        isDefault = c.is_default != 0
+        endpoints = messages(c.n_endpoints, c.endpoints) { (e: Berth__V1__NetworkEndpoint) in
+            NetworkEndpoint(containerID: string(e.container_id), name: string(e.name), ip: string(e.ip), mac: string(e.mac))
+        }
+    }
+
+    fileprivate init(_ c: UnsafeMutablePointer<Berth__V1__Network>?) {
+        self = c.map { Network($0.pointee) } ?? Network()
+    }
+}
+
+extension Network: WireMessage {
+    /// Decodes a `berth.v1.Network`.
+    public init(wire: [UInt8]) throws(BerthError) {
+        self = try unpacked(wire, "Network", berth__v1__network__unpack, berth__v1__network__free_unpacked) {
+            Network($0)
+        }
+    }
+
+    /// The `berth.v1.Network` encoding.
+    public func wireEncoded() -> [UInt8] {
+        withArena { arena in
+            packed(arena.network(self), berth__v1__network__get_packed_size, berth__v1__network__pack)
+        }
+    }
+}
+
+extension Arena {
+    func networkAttachment(_ a: NetworkAttachment) -> UnsafeMutablePointer<Berth__V1__NetworkAttachment> {
+        let c: UnsafeMutablePointer<Berth__V1__NetworkAttachment> = message(berth__v1__network_attachment__init)
+        c.pointee.network = cString(a.network)
+        c.pointee.ip = cString(a.ip)
+        c.pointee.prefix_length = a.prefixLength
+        c.pointee.gateway = cString(a.gateway)
+        c.pointee.mac = cString(a.mac)
+        c.pointee.bridge = cString(a.bridge)
+        c.pointee.host_veth = cString(a.hostVeth)
+        c.pointee.netns = cString(a.netns)
+        return c
+    }
+
+    func network(_ n: Network) -> UnsafeMutablePointer<Berth__V1__Network> {
+        let c: UnsafeMutablePointer<Berth__V1__Network> = message(berth__v1__network__init)
+        c.pointee.name = cString(n.name)
+        c.pointee.id = cString(n.id)
+        c.pointee.subnet = cString(n.subnet)
+        c.pointee.gateway = cString(n.gateway)
+        c.pointee.bridge = cString(n.bridge)
+        c.pointee.created_unix = n.createdUnix
+        c.pointee.is_default = n.isDefault ? 1 : 0
+        (c.pointee.n_endpoints, c.pointee.endpoints) = cArray(n.endpoints) { e in
+            let m: UnsafeMutablePointer<Berth__V1__NetworkEndpoint> = message(berth__v1__network_endpoint__init)
+            m.pointee.container_id = cString(e.containerID)
+            m.pointee.name = cString(e.name)
+            m.pointee.ip = cString(e.ip)
+            m.pointee.mac = cString(e.mac)
+            return m
+        }
         return c
     }
 }
@@ -537,6 +652,7 @@ extension InfoResponse {
         images = c.images
         stateDir = string(c.state_dir)
         runDir = string(c.run_dir)
+        networks = messages(c.n_networks, c.networks, Network.init)
     }
 }
 
@@ -579,6 +695,7 @@ extension Arena {
         c.pointee.images = info.images
         c.pointee.state_dir = cString(info.stateDir)
         c.pointee.run_dir = cString(info.runDir)
+        (c.pointee.n_networks, c.pointee.networks) = cArray(info.networks, network)
         return c
     }
 }
@@ -642,6 +759,15 @@ extension Request {
             exec.rows = e.rows
             exec.cols = e.cols
             self = .exec(exec)
+        case BERTH__V1__REQUEST__CALL_CREATE_NETWORK:
+            let m = c.create_network?.pointee
+            self = .createNetwork(name: string(m?.name), subnet: string(m?.subnet))
+        case BERTH__V1__REQUEST__CALL_LIST_NETWORKS:
+            self = .listNetworks
+        case BERTH__V1__REQUEST__CALL_INSPECT_NETWORK:
+            self = .inspectNetwork(string(c.inspect_network?.pointee.network))
+        case BERTH__V1__REQUEST__CALL_REMOVE_NETWORK:
+            self = .removeNetwork(string(c.remove_network?.pointee.network))
         default:
             return nil
         }
@@ -752,6 +878,25 @@ extension Arena {
             m.pointee.cols = exec.cols
             c.pointee.call_case = BERTH__V1__REQUEST__CALL_EXEC
             c.pointee.exec = m
+        case .createNetwork(let name, let subnet):
+            let m: UnsafeMutablePointer<Berth__V1__CreateNetworkRequest> = message(berth__v1__create_network_request__init)
+            m.pointee.name = cString(name)
+            m.pointee.subnet = cString(subnet)
+            c.pointee.call_case = BERTH__V1__REQUEST__CALL_CREATE_NETWORK
+            c.pointee.create_network = m
+        case .listNetworks:
+            c.pointee.call_case = BERTH__V1__REQUEST__CALL_LIST_NETWORKS
+            c.pointee.list_networks = message(berth__v1__list_networks_request__init)
+        case .inspectNetwork(let network):
+            let m: UnsafeMutablePointer<Berth__V1__InspectNetworkRequest> = message(berth__v1__inspect_network_request__init)
+            m.pointee.network = cString(network)
+            c.pointee.call_case = BERTH__V1__REQUEST__CALL_INSPECT_NETWORK
+            c.pointee.inspect_network = m
+        case .removeNetwork(let network):
+            let m: UnsafeMutablePointer<Berth__V1__RemoveNetworkRequest> = message(berth__v1__remove_network_request__init)
+            m.pointee.network = cString(network)
+            c.pointee.call_case = BERTH__V1__REQUEST__CALL_REMOVE_NETWORK
+            c.pointee.remove_network = m
         }
         return c
     }
@@ -818,6 +963,15 @@ extension Response {
             case BERTH__V1__EXEC_RESPONSE__EVENT_EXIT: self = .exec(.exit(ExitStatus(e.exit)))
             default: return nil
             }
+        case BERTH__V1__RESPONSE__RESULT_CREATE_NETWORK:
+            self = .createNetwork(Network(c.create_network?.pointee.network))
+        case BERTH__V1__RESPONSE__RESULT_LIST_NETWORKS:
+            let list = c.list_networks?.pointee
+            self = .listNetworks(messages(list?.n_networks ?? 0, list?.networks, Network.init))
+        case BERTH__V1__RESPONSE__RESULT_INSPECT_NETWORK:
+            self = .inspectNetwork(Network(c.inspect_network?.pointee.network))
+        case BERTH__V1__RESPONSE__RESULT_REMOVE_NETWORK:
+            self = .removeNetwork(name: string(c.remove_network?.pointee.name))
         default:
             return nil
         }
@@ -930,6 +1084,26 @@ extension Arena {
             }
             c.pointee.result_case = BERTH__V1__RESPONSE__RESULT_EXEC
             c.pointee.exec = m
+        case .createNetwork(let n):
+            let m: UnsafeMutablePointer<Berth__V1__CreateNetworkResponse> = message(berth__v1__create_network_response__init)
+            m.pointee.network = network(n)
+            c.pointee.result_case = BERTH__V1__RESPONSE__RESULT_CREATE_NETWORK
+            c.pointee.create_network = m
+        case .listNetworks(let networks):
+            let m: UnsafeMutablePointer<Berth__V1__ListNetworksResponse> = message(berth__v1__list_networks_response__init)
+            (m.pointee.n_networks, m.pointee.networks) = cArray(networks, network)
+            c.pointee.result_case = BERTH__V1__RESPONSE__RESULT_LIST_NETWORKS
+            c.pointee.list_networks = m
+        case .inspectNetwork(let n):
+            let m: UnsafeMutablePointer<Berth__V1__InspectNetworkResponse> = message(berth__v1__inspect_network_response__init)
+            m.pointee.network = network(n)
+            c.pointee.result_case = BERTH__V1__RESPONSE__RESULT_INSPECT_NETWORK
+            c.pointee.inspect_network = m
+        case .removeNetwork(let name):
+            let m: UnsafeMutablePointer<Berth__V1__RemoveNetworkResponse> = message(berth__v1__remove_network_response__init)
+            m.pointee.name = cString(name)
+            c.pointee.result_case = BERTH__V1__RESPONSE__RESULT_REMOVE_NETWORK
+            c.pointee.remove_network = m
         }
         return c
     }

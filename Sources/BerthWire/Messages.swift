@@ -1,4 +1,5 @@
 import BerthErrors
+import BerthSystem
 
 // Swift value types for the messages of proto/berth/v1/berth.proto. Only this module
 // touches the generated protobuf-c structs (see Codec.swift); everything else uses these.
@@ -72,6 +73,7 @@ public struct InfoResponse: Sendable, Hashable {
     public var images: UInt32 = 0
     public var stateDir = ""
     public var runDir = ""
+    public var networks: [Network] = []
     public init() {}
 }
 
@@ -143,6 +145,117 @@ public struct ContainerSpec: Sendable, Hashable {
     public var stopSignal: Int32 = 0
     /// Seconds `stop` waits before SIGKILL; 0 means 10.
     public var stopTimeout: Int32 = 0
+    /// Empty: the agent's default network; "none", "host", "container:<name|id>", or a
+    /// bridge network's name.
+    public var network = ""
+    /// Published ports (`-p`).
+    public var ports: [PortMapping] = []
+    /// Nameservers for /etc/resolv.conf (`--dns`); empty: the host's.
+    public var dns: [String] = []
+    /// Extra /etc/hosts lines (`--add-host name:ip`).
+    public var extraHosts: [HostEntry] = []
+    public init() {}
+}
+
+/// `berth.v1.PortMapping`: `-p [HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTOCOL]`.
+public struct PortMapping: Sendable, Hashable, CustomStringConvertible {
+    public enum Proto: String, Sendable, Hashable { case tcp, udp }
+    /// Empty: every host address.
+    public var hostIP: String
+    public var hostPort: UInt32
+    public var containerPort: UInt32
+    public var proto: Proto
+    public init(hostIP: String = "", hostPort: UInt32, containerPort: UInt32, proto: Proto = .tcp) {
+        self.hostIP = hostIP; self.hostPort = hostPort; self.containerPort = containerPort; self.proto = proto
+    }
+
+    /// Parses docker's `-p` syntax: `[HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp]`. Ports
+    /// are checked to be 1-65535 and the host IP to be an IPv4 address.
+    public init(parsing text: String) throws(BerthError) {
+        func bad(_ why: String) -> BerthError {
+            BerthError(.invalidArgument, "invalid port mapping \"\(text)\": \(why); expected [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp]")
+        }
+        var body = Substring(text)
+        var proto = Proto.tcp
+        if let slash = body.lastIndex(of: "/") {
+            guard let p = Proto(rawValue: String(body[body.index(after: slash)...]).lowercased()) else {
+                throw bad("the protocol must be tcp or udp")
+            }
+            proto = p
+            body = body[..<slash]
+        }
+        let parts = body.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+        guard parts.count == 2 || parts.count == 3 else { throw bad("wrong number of ':'") }
+        func port(_ s: String, _ what: String) throws(BerthError) -> UInt32 {
+            guard !s.isEmpty, s.allSatisfy({ $0.isASCII && $0.isNumber }), let n = UInt32(s), n >= 1, n <= 65535 else {
+                throw bad("\(what) \"\(s)\" is not a port number from 1 to 65535")
+            }
+            return n
+        }
+        let hostIP = parts.count == 3 ? parts[0] : ""
+        if !hostIP.isEmpty && IPv4Address(hostIP) == nil { throw bad("host IP \"\(hostIP)\" is not an IPv4 address") }
+        self.init(hostIP: hostIP, hostPort: try port(parts[parts.count - 2], "host port"),
+                  containerPort: try port(parts[parts.count - 1], "container port"), proto: proto)
+    }
+
+    public var description: String {
+        (hostIP.isEmpty ? "" : hostIP + ":") + "\(hostPort):\(containerPort)/\(proto.rawValue)"
+    }
+}
+
+/// `berth.v1.HostEntry`: a line of /etc/hosts.
+public struct HostEntry: Sendable, Hashable {
+    public var name: String
+    public var ip: String
+    public init(name: String, ip: String) { self.name = name; self.ip = ip }
+
+    /// Parses `--add-host name:ip`.
+    public init(parsing text: String) throws(BerthError) {
+        guard let colon = text.firstIndex(of: ":") else {
+            throw BerthError(.invalidArgument, "invalid --add-host \"\(text)\": expected NAME:IP")
+        }
+        self.init(name: String(text[..<colon]), ip: String(text[text.index(after: colon)...]))
+    }
+}
+
+/// `berth.v1.NetworkAttachment`: where a container is on the network.
+public struct NetworkAttachment: Sendable, Hashable {
+    /// A bridge network's name, or "none", "host", "container:<id>".
+    public var network = ""
+    public var ip = ""
+    public var prefixLength: UInt32 = 0
+    public var gateway = ""
+    public var mac = ""
+    public var bridge = ""
+    public var hostVeth = ""
+    /// The pinned network namespace (bridge networks).
+    public var netns = ""
+    public init() {}
+}
+
+/// `berth.v1.NetworkEndpoint`: a container on a network.
+public struct NetworkEndpoint: Sendable, Hashable {
+    public var containerID: String
+    public var name: String
+    public var ip: String
+    public var mac: String
+    public init(containerID: String, name: String, ip: String, mac: String) {
+        self.containerID = containerID; self.name = name; self.ip = ip; self.mac = mac
+    }
+}
+
+/// `berth.v1.Network`: a bridge network.
+public struct Network: Sendable, Hashable {
+    public var name = ""
+    public var id = ""
+    /// "10.217.0.0/16".
+    public var subnet = ""
+    public var gateway = ""
+    public var bridge = ""
+    public var createdUnix: Int64 = 0
+    public var isDefault = false
+    /// Filled in answers only.
+    public var endpoints: [NetworkEndpoint] = []
     public init() {}
 }
 
@@ -196,6 +309,7 @@ public struct Container: Sendable, Hashable {
     public var monitorStartTime: UInt64 = 0
     /// Stopped or killed by a user: the restart policy does not bring it back.
     public var stoppedByUser = false
+    public var network = NetworkAttachment()
     public init() {}
 }
 
@@ -262,6 +376,11 @@ public enum Request: Sendable, Hashable {
     case inspectContainer(String)
     case logs(LogsRequest)
     case exec(ExecRequest)
+    /// `subnet`: empty for a free /24 the agent picks.
+    case createNetwork(name: String, subnet: String)
+    case listNetworks
+    case inspectNetwork(String)
+    case removeNetwork(String)
 }
 
 /// `berth.v1.Response`: the payload of a RESPONSE frame, a result or an error.
@@ -284,6 +403,10 @@ public enum Response: Sendable, Hashable {
     /// The end of a Logs stream.
     case logs
     case exec(ExecEvent)
+    case createNetwork(Network)
+    case listNetworks([Network])
+    case inspectNetwork(Network)
+    case removeNetwork(name: String)
 }
 
 /// `berth.v1.GoAway`: the sender closes the connection.

@@ -862,6 +862,231 @@ void   berth__v1__container_spec__free_unpacked
   assert(message->base.descriptor == &berth__v1__container_spec__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   berth__v1__port_mapping__init
+                     (Berth__V1__PortMapping         *message)
+{
+  static const Berth__V1__PortMapping init_value = BERTH__V1__PORT_MAPPING__INIT;
+  *message = init_value;
+}
+size_t berth__v1__port_mapping__get_packed_size
+                     (const Berth__V1__PortMapping *message)
+{
+  assert(message->base.descriptor == &berth__v1__port_mapping__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__port_mapping__pack
+                     (const Berth__V1__PortMapping *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__port_mapping__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__port_mapping__pack_to_buffer
+                     (const Berth__V1__PortMapping *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__port_mapping__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__PortMapping *
+       berth__v1__port_mapping__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__PortMapping *)
+     protobuf_c_message_unpack (&berth__v1__port_mapping__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__port_mapping__free_unpacked
+                     (Berth__V1__PortMapping *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__port_mapping__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   berth__v1__host_entry__init
+                     (Berth__V1__HostEntry         *message)
+{
+  static const Berth__V1__HostEntry init_value = BERTH__V1__HOST_ENTRY__INIT;
+  *message = init_value;
+}
+size_t berth__v1__host_entry__get_packed_size
+                     (const Berth__V1__HostEntry *message)
+{
+  assert(message->base.descriptor == &berth__v1__host_entry__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__host_entry__pack
+                     (const Berth__V1__HostEntry *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__host_entry__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__host_entry__pack_to_buffer
+                     (const Berth__V1__HostEntry *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__host_entry__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__HostEntry *
+       berth__v1__host_entry__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__HostEntry *)
+     protobuf_c_message_unpack (&berth__v1__host_entry__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__host_entry__free_unpacked
+                     (Berth__V1__HostEntry *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__host_entry__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   berth__v1__network_attachment__init
+                     (Berth__V1__NetworkAttachment         *message)
+{
+  static const Berth__V1__NetworkAttachment init_value = BERTH__V1__NETWORK_ATTACHMENT__INIT;
+  *message = init_value;
+}
+size_t berth__v1__network_attachment__get_packed_size
+                     (const Berth__V1__NetworkAttachment *message)
+{
+  assert(message->base.descriptor == &berth__v1__network_attachment__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__network_attachment__pack
+                     (const Berth__V1__NetworkAttachment *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__network_attachment__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__network_attachment__pack_to_buffer
+                     (const Berth__V1__NetworkAttachment *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__network_attachment__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__NetworkAttachment *
+       berth__v1__network_attachment__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__NetworkAttachment *)
+     protobuf_c_message_unpack (&berth__v1__network_attachment__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__network_attachment__free_unpacked
+                     (Berth__V1__NetworkAttachment *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__network_attachment__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   berth__v1__network__init
+                     (Berth__V1__Network         *message)
+{
+  static const Berth__V1__Network init_value = BERTH__V1__NETWORK__INIT;
+  *message = init_value;
+}
+size_t berth__v1__network__get_packed_size
+                     (const Berth__V1__Network *message)
+{
+  assert(message->base.descriptor == &berth__v1__network__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__network__pack
+                     (const Berth__V1__Network *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__network__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__network__pack_to_buffer
+                     (const Berth__V1__Network *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__network__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__Network *
+       berth__v1__network__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__Network *)
+     protobuf_c_message_unpack (&berth__v1__network__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__network__free_unpacked
+                     (Berth__V1__Network *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__network__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   berth__v1__network_endpoint__init
+                     (Berth__V1__NetworkEndpoint         *message)
+{
+  static const Berth__V1__NetworkEndpoint init_value = BERTH__V1__NETWORK_ENDPOINT__INIT;
+  *message = init_value;
+}
+size_t berth__v1__network_endpoint__get_packed_size
+                     (const Berth__V1__NetworkEndpoint *message)
+{
+  assert(message->base.descriptor == &berth__v1__network_endpoint__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__network_endpoint__pack
+                     (const Berth__V1__NetworkEndpoint *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__network_endpoint__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__network_endpoint__pack_to_buffer
+                     (const Berth__V1__NetworkEndpoint *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__network_endpoint__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__NetworkEndpoint *
+       berth__v1__network_endpoint__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__NetworkEndpoint *)
+     protobuf_c_message_unpack (&berth__v1__network_endpoint__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__network_endpoint__free_unpacked
+                     (Berth__V1__NetworkEndpoint *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__network_endpoint__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   berth__v1__exit_status__init
                      (Berth__V1__ExitStatus         *message)
 {
@@ -2077,6 +2302,366 @@ void   berth__v1__exec_response__free_unpacked
   assert(message->base.descriptor == &berth__v1__exec_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   berth__v1__create_network_request__init
+                     (Berth__V1__CreateNetworkRequest         *message)
+{
+  static const Berth__V1__CreateNetworkRequest init_value = BERTH__V1__CREATE_NETWORK_REQUEST__INIT;
+  *message = init_value;
+}
+size_t berth__v1__create_network_request__get_packed_size
+                     (const Berth__V1__CreateNetworkRequest *message)
+{
+  assert(message->base.descriptor == &berth__v1__create_network_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__create_network_request__pack
+                     (const Berth__V1__CreateNetworkRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__create_network_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__create_network_request__pack_to_buffer
+                     (const Berth__V1__CreateNetworkRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__create_network_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__CreateNetworkRequest *
+       berth__v1__create_network_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__CreateNetworkRequest *)
+     protobuf_c_message_unpack (&berth__v1__create_network_request__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__create_network_request__free_unpacked
+                     (Berth__V1__CreateNetworkRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__create_network_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   berth__v1__create_network_response__init
+                     (Berth__V1__CreateNetworkResponse         *message)
+{
+  static const Berth__V1__CreateNetworkResponse init_value = BERTH__V1__CREATE_NETWORK_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t berth__v1__create_network_response__get_packed_size
+                     (const Berth__V1__CreateNetworkResponse *message)
+{
+  assert(message->base.descriptor == &berth__v1__create_network_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__create_network_response__pack
+                     (const Berth__V1__CreateNetworkResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__create_network_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__create_network_response__pack_to_buffer
+                     (const Berth__V1__CreateNetworkResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__create_network_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__CreateNetworkResponse *
+       berth__v1__create_network_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__CreateNetworkResponse *)
+     protobuf_c_message_unpack (&berth__v1__create_network_response__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__create_network_response__free_unpacked
+                     (Berth__V1__CreateNetworkResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__create_network_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   berth__v1__list_networks_request__init
+                     (Berth__V1__ListNetworksRequest         *message)
+{
+  static const Berth__V1__ListNetworksRequest init_value = BERTH__V1__LIST_NETWORKS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t berth__v1__list_networks_request__get_packed_size
+                     (const Berth__V1__ListNetworksRequest *message)
+{
+  assert(message->base.descriptor == &berth__v1__list_networks_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__list_networks_request__pack
+                     (const Berth__V1__ListNetworksRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__list_networks_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__list_networks_request__pack_to_buffer
+                     (const Berth__V1__ListNetworksRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__list_networks_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__ListNetworksRequest *
+       berth__v1__list_networks_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__ListNetworksRequest *)
+     protobuf_c_message_unpack (&berth__v1__list_networks_request__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__list_networks_request__free_unpacked
+                     (Berth__V1__ListNetworksRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__list_networks_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   berth__v1__list_networks_response__init
+                     (Berth__V1__ListNetworksResponse         *message)
+{
+  static const Berth__V1__ListNetworksResponse init_value = BERTH__V1__LIST_NETWORKS_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t berth__v1__list_networks_response__get_packed_size
+                     (const Berth__V1__ListNetworksResponse *message)
+{
+  assert(message->base.descriptor == &berth__v1__list_networks_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__list_networks_response__pack
+                     (const Berth__V1__ListNetworksResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__list_networks_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__list_networks_response__pack_to_buffer
+                     (const Berth__V1__ListNetworksResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__list_networks_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__ListNetworksResponse *
+       berth__v1__list_networks_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__ListNetworksResponse *)
+     protobuf_c_message_unpack (&berth__v1__list_networks_response__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__list_networks_response__free_unpacked
+                     (Berth__V1__ListNetworksResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__list_networks_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   berth__v1__inspect_network_request__init
+                     (Berth__V1__InspectNetworkRequest         *message)
+{
+  static const Berth__V1__InspectNetworkRequest init_value = BERTH__V1__INSPECT_NETWORK_REQUEST__INIT;
+  *message = init_value;
+}
+size_t berth__v1__inspect_network_request__get_packed_size
+                     (const Berth__V1__InspectNetworkRequest *message)
+{
+  assert(message->base.descriptor == &berth__v1__inspect_network_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__inspect_network_request__pack
+                     (const Berth__V1__InspectNetworkRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__inspect_network_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__inspect_network_request__pack_to_buffer
+                     (const Berth__V1__InspectNetworkRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__inspect_network_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__InspectNetworkRequest *
+       berth__v1__inspect_network_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__InspectNetworkRequest *)
+     protobuf_c_message_unpack (&berth__v1__inspect_network_request__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__inspect_network_request__free_unpacked
+                     (Berth__V1__InspectNetworkRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__inspect_network_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   berth__v1__inspect_network_response__init
+                     (Berth__V1__InspectNetworkResponse         *message)
+{
+  static const Berth__V1__InspectNetworkResponse init_value = BERTH__V1__INSPECT_NETWORK_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t berth__v1__inspect_network_response__get_packed_size
+                     (const Berth__V1__InspectNetworkResponse *message)
+{
+  assert(message->base.descriptor == &berth__v1__inspect_network_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__inspect_network_response__pack
+                     (const Berth__V1__InspectNetworkResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__inspect_network_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__inspect_network_response__pack_to_buffer
+                     (const Berth__V1__InspectNetworkResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__inspect_network_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__InspectNetworkResponse *
+       berth__v1__inspect_network_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__InspectNetworkResponse *)
+     protobuf_c_message_unpack (&berth__v1__inspect_network_response__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__inspect_network_response__free_unpacked
+                     (Berth__V1__InspectNetworkResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__inspect_network_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   berth__v1__remove_network_request__init
+                     (Berth__V1__RemoveNetworkRequest         *message)
+{
+  static const Berth__V1__RemoveNetworkRequest init_value = BERTH__V1__REMOVE_NETWORK_REQUEST__INIT;
+  *message = init_value;
+}
+size_t berth__v1__remove_network_request__get_packed_size
+                     (const Berth__V1__RemoveNetworkRequest *message)
+{
+  assert(message->base.descriptor == &berth__v1__remove_network_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__remove_network_request__pack
+                     (const Berth__V1__RemoveNetworkRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__remove_network_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__remove_network_request__pack_to_buffer
+                     (const Berth__V1__RemoveNetworkRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__remove_network_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__RemoveNetworkRequest *
+       berth__v1__remove_network_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__RemoveNetworkRequest *)
+     protobuf_c_message_unpack (&berth__v1__remove_network_request__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__remove_network_request__free_unpacked
+                     (Berth__V1__RemoveNetworkRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__remove_network_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   berth__v1__remove_network_response__init
+                     (Berth__V1__RemoveNetworkResponse         *message)
+{
+  static const Berth__V1__RemoveNetworkResponse init_value = BERTH__V1__REMOVE_NETWORK_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t berth__v1__remove_network_response__get_packed_size
+                     (const Berth__V1__RemoveNetworkResponse *message)
+{
+  assert(message->base.descriptor == &berth__v1__remove_network_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__remove_network_response__pack
+                     (const Berth__V1__RemoveNetworkResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__remove_network_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__remove_network_response__pack_to_buffer
+                     (const Berth__V1__RemoveNetworkResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__remove_network_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__RemoveNetworkResponse *
+       berth__v1__remove_network_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__RemoveNetworkResponse *)
+     protobuf_c_message_unpack (&berth__v1__remove_network_response__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__remove_network_response__free_unpacked
+                     (Berth__V1__RemoveNetworkResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__remove_network_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   berth__v1__request__init
                      (Berth__V1__Request         *message)
 {
@@ -2658,7 +3243,7 @@ const ProtobufCMessageDescriptor berth__v1__info_request__descriptor =
   (ProtobufCMessageInit) berth__v1__info_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor berth__v1__info_response__field_descriptors[15] =
+static const ProtobufCFieldDescriptor berth__v1__info_response__field_descriptors[16] =
 {
   {
     "hostname",
@@ -2840,6 +3425,18 @@ static const ProtobufCFieldDescriptor berth__v1__info_response__field_descriptor
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "networks",
+    16,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__InfoResponse, n_networks),
+    offsetof(Berth__V1__InfoResponse, networks),
+    &berth__v1__network__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned berth__v1__info_response__field_indices_by_name[] = {
   2,   /* field[2] = agent_version */
@@ -2853,6 +3450,7 @@ static const unsigned berth__v1__info_response__field_indices_by_name[] = {
   12,   /* field[12] = images */
   3,   /* field[3] = kernel */
   8,   /* field[8] = memory_bytes */
+  15,   /* field[15] = networks */
   1,   /* field[1] = node_name */
   4,   /* field[4] = os */
   14,   /* field[14] = run_dir */
@@ -2861,7 +3459,7 @@ static const unsigned berth__v1__info_response__field_indices_by_name[] = {
 static const ProtobufCIntRange berth__v1__info_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 15 }
+  { 0, 16 }
 };
 const ProtobufCMessageDescriptor berth__v1__info_response__descriptor =
 {
@@ -2871,7 +3469,7 @@ const ProtobufCMessageDescriptor berth__v1__info_response__descriptor =
   "Berth__V1__InfoResponse",
   "berth.v1",
   sizeof(Berth__V1__InfoResponse),
-  15,
+  16,
   berth__v1__info_response__field_descriptors,
   berth__v1__info_response__field_indices_by_name,
   1,  berth__v1__info_response__number_ranges,
@@ -3240,7 +3838,7 @@ const ProtobufCMessageDescriptor berth__v1__restart_policy__descriptor =
   (ProtobufCMessageInit) berth__v1__restart_policy__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor berth__v1__container_spec__field_descriptors[13] =
+static const ProtobufCFieldDescriptor berth__v1__container_spec__field_descriptors[17] =
 {
   {
     "name",
@@ -3398,15 +3996,67 @@ static const ProtobufCFieldDescriptor berth__v1__container_spec__field_descripto
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "network",
+    14,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__ContainerSpec, network),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "ports",
+    15,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__ContainerSpec, n_ports),
+    offsetof(Berth__V1__ContainerSpec, ports),
+    &berth__v1__port_mapping__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "dns",
+    16,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Berth__V1__ContainerSpec, n_dns),
+    offsetof(Berth__V1__ContainerSpec, dns),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "extra_hosts",
+    17,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__ContainerSpec, n_extra_hosts),
+    offsetof(Berth__V1__ContainerSpec, extra_hosts),
+    &berth__v1__host_entry__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned berth__v1__container_spec__field_indices_by_name[] = {
   3,   /* field[3] = args */
   8,   /* field[8] = auto_remove */
+  15,   /* field[15] = dns */
   4,   /* field[4] = env */
+  16,   /* field[16] = extra_hosts */
   7,   /* field[7] = hostname */
   1,   /* field[1] = image */
   9,   /* field[9] = labels */
   0,   /* field[0] = name */
+  13,   /* field[13] = network */
+  14,   /* field[14] = ports */
   10,   /* field[10] = restart */
   2,   /* field[2] = rootfs */
   11,   /* field[11] = stop_signal */
@@ -3417,7 +4067,7 @@ static const unsigned berth__v1__container_spec__field_indices_by_name[] = {
 static const ProtobufCIntRange berth__v1__container_spec__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 13 }
+  { 0, 17 }
 };
 const ProtobufCMessageDescriptor berth__v1__container_spec__descriptor =
 {
@@ -3427,11 +4077,474 @@ const ProtobufCMessageDescriptor berth__v1__container_spec__descriptor =
   "Berth__V1__ContainerSpec",
   "berth.v1",
   sizeof(Berth__V1__ContainerSpec),
-  13,
+  17,
   berth__v1__container_spec__field_descriptors,
   berth__v1__container_spec__field_indices_by_name,
   1,  berth__v1__container_spec__number_ranges,
   (ProtobufCMessageInit) berth__v1__container_spec__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__port_mapping__field_descriptors[4] =
+{
+  {
+    "host_ip",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__PortMapping, host_ip),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "host_port",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__PortMapping, host_port),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "container_port",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__PortMapping, container_port),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "protocol",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__PortMapping, protocol),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__port_mapping__field_indices_by_name[] = {
+  2,   /* field[2] = container_port */
+  0,   /* field[0] = host_ip */
+  1,   /* field[1] = host_port */
+  3,   /* field[3] = protocol */
+};
+static const ProtobufCIntRange berth__v1__port_mapping__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor berth__v1__port_mapping__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.PortMapping",
+  "PortMapping",
+  "Berth__V1__PortMapping",
+  "berth.v1",
+  sizeof(Berth__V1__PortMapping),
+  4,
+  berth__v1__port_mapping__field_descriptors,
+  berth__v1__port_mapping__field_indices_by_name,
+  1,  berth__v1__port_mapping__number_ranges,
+  (ProtobufCMessageInit) berth__v1__port_mapping__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__host_entry__field_descriptors[2] =
+{
+  {
+    "name",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__HostEntry, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "ip",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__HostEntry, ip),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__host_entry__field_indices_by_name[] = {
+  1,   /* field[1] = ip */
+  0,   /* field[0] = name */
+};
+static const ProtobufCIntRange berth__v1__host_entry__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor berth__v1__host_entry__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.HostEntry",
+  "HostEntry",
+  "Berth__V1__HostEntry",
+  "berth.v1",
+  sizeof(Berth__V1__HostEntry),
+  2,
+  berth__v1__host_entry__field_descriptors,
+  berth__v1__host_entry__field_indices_by_name,
+  1,  berth__v1__host_entry__number_ranges,
+  (ProtobufCMessageInit) berth__v1__host_entry__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__network_attachment__field_descriptors[8] =
+{
+  {
+    "network",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__NetworkAttachment, network),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "ip",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__NetworkAttachment, ip),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "prefix_length",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__NetworkAttachment, prefix_length),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "gateway",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__NetworkAttachment, gateway),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "mac",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__NetworkAttachment, mac),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "bridge",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__NetworkAttachment, bridge),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "host_veth",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__NetworkAttachment, host_veth),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "netns",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__NetworkAttachment, netns),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__network_attachment__field_indices_by_name[] = {
+  5,   /* field[5] = bridge */
+  3,   /* field[3] = gateway */
+  6,   /* field[6] = host_veth */
+  1,   /* field[1] = ip */
+  4,   /* field[4] = mac */
+  7,   /* field[7] = netns */
+  0,   /* field[0] = network */
+  2,   /* field[2] = prefix_length */
+};
+static const ProtobufCIntRange berth__v1__network_attachment__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 8 }
+};
+const ProtobufCMessageDescriptor berth__v1__network_attachment__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.NetworkAttachment",
+  "NetworkAttachment",
+  "Berth__V1__NetworkAttachment",
+  "berth.v1",
+  sizeof(Berth__V1__NetworkAttachment),
+  8,
+  berth__v1__network_attachment__field_descriptors,
+  berth__v1__network_attachment__field_indices_by_name,
+  1,  berth__v1__network_attachment__number_ranges,
+  (ProtobufCMessageInit) berth__v1__network_attachment__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__network__field_descriptors[8] =
+{
+  {
+    "name",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__Network, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__Network, id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "subnet",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__Network, subnet),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "gateway",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__Network, gateway),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "bridge",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__Network, bridge),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "created_unix",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__Network, created_unix),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "is_default",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__Network, is_default),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "endpoints",
+    8,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__Network, n_endpoints),
+    offsetof(Berth__V1__Network, endpoints),
+    &berth__v1__network_endpoint__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__network__field_indices_by_name[] = {
+  4,   /* field[4] = bridge */
+  5,   /* field[5] = created_unix */
+  7,   /* field[7] = endpoints */
+  3,   /* field[3] = gateway */
+  1,   /* field[1] = id */
+  6,   /* field[6] = is_default */
+  0,   /* field[0] = name */
+  2,   /* field[2] = subnet */
+};
+static const ProtobufCIntRange berth__v1__network__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 8 }
+};
+const ProtobufCMessageDescriptor berth__v1__network__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.Network",
+  "Network",
+  "Berth__V1__Network",
+  "berth.v1",
+  sizeof(Berth__V1__Network),
+  8,
+  berth__v1__network__field_descriptors,
+  berth__v1__network__field_indices_by_name,
+  1,  berth__v1__network__number_ranges,
+  (ProtobufCMessageInit) berth__v1__network__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__network_endpoint__field_descriptors[4] =
+{
+  {
+    "container_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__NetworkEndpoint, container_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "name",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__NetworkEndpoint, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "ip",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__NetworkEndpoint, ip),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "mac",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__NetworkEndpoint, mac),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__network_endpoint__field_indices_by_name[] = {
+  0,   /* field[0] = container_id */
+  2,   /* field[2] = ip */
+  3,   /* field[3] = mac */
+  1,   /* field[1] = name */
+};
+static const ProtobufCIntRange berth__v1__network_endpoint__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor berth__v1__network_endpoint__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.NetworkEndpoint",
+  "NetworkEndpoint",
+  "Berth__V1__NetworkEndpoint",
+  "berth.v1",
+  sizeof(Berth__V1__NetworkEndpoint),
+  4,
+  berth__v1__network_endpoint__field_descriptors,
+  berth__v1__network_endpoint__field_indices_by_name,
+  1,  berth__v1__network_endpoint__number_ranges,
+  (ProtobufCMessageInit) berth__v1__network_endpoint__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor berth__v1__exit_status__field_descriptors[3] =
@@ -3498,7 +4611,7 @@ const ProtobufCMessageDescriptor berth__v1__exit_status__descriptor =
   (ProtobufCMessageInit) berth__v1__exit_status__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor berth__v1__container__field_descriptors[16] =
+static const ProtobufCFieldDescriptor berth__v1__container__field_descriptors[17] =
 {
   {
     "id",
@@ -3692,6 +4805,18 @@ static const ProtobufCFieldDescriptor berth__v1__container__field_descriptors[16
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "network",
+    17,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__Container, network),
+    &berth__v1__network_attachment__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned berth__v1__container__field_indices_by_name[] = {
   6,   /* field[6] = created_unix */
@@ -3702,6 +4827,7 @@ static const unsigned berth__v1__container__field_indices_by_name[] = {
   13,   /* field[13] = monitor_pid */
   14,   /* field[14] = monitor_start_time */
   1,   /* field[1] = name */
+  16,   /* field[16] = network */
   12,   /* field[12] = oom_killed */
   5,   /* field[5] = pid */
   10,   /* field[10] = pid_start_time */
@@ -3714,7 +4840,7 @@ static const unsigned berth__v1__container__field_indices_by_name[] = {
 static const ProtobufCIntRange berth__v1__container__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 16 }
+  { 0, 17 }
 };
 const ProtobufCMessageDescriptor berth__v1__container__descriptor =
 {
@@ -3724,7 +4850,7 @@ const ProtobufCMessageDescriptor berth__v1__container__descriptor =
   "Berth__V1__Container",
   "berth.v1",
   sizeof(Berth__V1__Container),
-  16,
+  17,
   berth__v1__container__field_descriptors,
   berth__v1__container__field_indices_by_name,
   1,  berth__v1__container__number_ranges,
@@ -4901,7 +6027,304 @@ const ProtobufCMessageDescriptor berth__v1__exec_response__descriptor =
   (ProtobufCMessageInit) berth__v1__exec_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor berth__v1__request__field_descriptors[16] =
+static const ProtobufCFieldDescriptor berth__v1__create_network_request__field_descriptors[2] =
+{
+  {
+    "name",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__CreateNetworkRequest, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "subnet",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__CreateNetworkRequest, subnet),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__create_network_request__field_indices_by_name[] = {
+  0,   /* field[0] = name */
+  1,   /* field[1] = subnet */
+};
+static const ProtobufCIntRange berth__v1__create_network_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor berth__v1__create_network_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.CreateNetworkRequest",
+  "CreateNetworkRequest",
+  "Berth__V1__CreateNetworkRequest",
+  "berth.v1",
+  sizeof(Berth__V1__CreateNetworkRequest),
+  2,
+  berth__v1__create_network_request__field_descriptors,
+  berth__v1__create_network_request__field_indices_by_name,
+  1,  berth__v1__create_network_request__number_ranges,
+  (ProtobufCMessageInit) berth__v1__create_network_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__create_network_response__field_descriptors[1] =
+{
+  {
+    "network",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__CreateNetworkResponse, network),
+    &berth__v1__network__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__create_network_response__field_indices_by_name[] = {
+  0,   /* field[0] = network */
+};
+static const ProtobufCIntRange berth__v1__create_network_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor berth__v1__create_network_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.CreateNetworkResponse",
+  "CreateNetworkResponse",
+  "Berth__V1__CreateNetworkResponse",
+  "berth.v1",
+  sizeof(Berth__V1__CreateNetworkResponse),
+  1,
+  berth__v1__create_network_response__field_descriptors,
+  berth__v1__create_network_response__field_indices_by_name,
+  1,  berth__v1__create_network_response__number_ranges,
+  (ProtobufCMessageInit) berth__v1__create_network_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+#define berth__v1__list_networks_request__field_descriptors NULL
+#define berth__v1__list_networks_request__field_indices_by_name NULL
+#define berth__v1__list_networks_request__number_ranges NULL
+const ProtobufCMessageDescriptor berth__v1__list_networks_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.ListNetworksRequest",
+  "ListNetworksRequest",
+  "Berth__V1__ListNetworksRequest",
+  "berth.v1",
+  sizeof(Berth__V1__ListNetworksRequest),
+  0,
+  berth__v1__list_networks_request__field_descriptors,
+  berth__v1__list_networks_request__field_indices_by_name,
+  0,  berth__v1__list_networks_request__number_ranges,
+  (ProtobufCMessageInit) berth__v1__list_networks_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__list_networks_response__field_descriptors[1] =
+{
+  {
+    "networks",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__ListNetworksResponse, n_networks),
+    offsetof(Berth__V1__ListNetworksResponse, networks),
+    &berth__v1__network__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__list_networks_response__field_indices_by_name[] = {
+  0,   /* field[0] = networks */
+};
+static const ProtobufCIntRange berth__v1__list_networks_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor berth__v1__list_networks_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.ListNetworksResponse",
+  "ListNetworksResponse",
+  "Berth__V1__ListNetworksResponse",
+  "berth.v1",
+  sizeof(Berth__V1__ListNetworksResponse),
+  1,
+  berth__v1__list_networks_response__field_descriptors,
+  berth__v1__list_networks_response__field_indices_by_name,
+  1,  berth__v1__list_networks_response__number_ranges,
+  (ProtobufCMessageInit) berth__v1__list_networks_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__inspect_network_request__field_descriptors[1] =
+{
+  {
+    "network",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__InspectNetworkRequest, network),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__inspect_network_request__field_indices_by_name[] = {
+  0,   /* field[0] = network */
+};
+static const ProtobufCIntRange berth__v1__inspect_network_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor berth__v1__inspect_network_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.InspectNetworkRequest",
+  "InspectNetworkRequest",
+  "Berth__V1__InspectNetworkRequest",
+  "berth.v1",
+  sizeof(Berth__V1__InspectNetworkRequest),
+  1,
+  berth__v1__inspect_network_request__field_descriptors,
+  berth__v1__inspect_network_request__field_indices_by_name,
+  1,  berth__v1__inspect_network_request__number_ranges,
+  (ProtobufCMessageInit) berth__v1__inspect_network_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__inspect_network_response__field_descriptors[1] =
+{
+  {
+    "network",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__InspectNetworkResponse, network),
+    &berth__v1__network__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__inspect_network_response__field_indices_by_name[] = {
+  0,   /* field[0] = network */
+};
+static const ProtobufCIntRange berth__v1__inspect_network_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor berth__v1__inspect_network_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.InspectNetworkResponse",
+  "InspectNetworkResponse",
+  "Berth__V1__InspectNetworkResponse",
+  "berth.v1",
+  sizeof(Berth__V1__InspectNetworkResponse),
+  1,
+  berth__v1__inspect_network_response__field_descriptors,
+  berth__v1__inspect_network_response__field_indices_by_name,
+  1,  berth__v1__inspect_network_response__number_ranges,
+  (ProtobufCMessageInit) berth__v1__inspect_network_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__remove_network_request__field_descriptors[1] =
+{
+  {
+    "network",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__RemoveNetworkRequest, network),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__remove_network_request__field_indices_by_name[] = {
+  0,   /* field[0] = network */
+};
+static const ProtobufCIntRange berth__v1__remove_network_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor berth__v1__remove_network_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.RemoveNetworkRequest",
+  "RemoveNetworkRequest",
+  "Berth__V1__RemoveNetworkRequest",
+  "berth.v1",
+  sizeof(Berth__V1__RemoveNetworkRequest),
+  1,
+  berth__v1__remove_network_request__field_descriptors,
+  berth__v1__remove_network_request__field_indices_by_name,
+  1,  berth__v1__remove_network_request__number_ranges,
+  (ProtobufCMessageInit) berth__v1__remove_network_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__remove_network_response__field_descriptors[1] =
+{
+  {
+    "name",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__RemoveNetworkResponse, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__remove_network_response__field_indices_by_name[] = {
+  0,   /* field[0] = name */
+};
+static const ProtobufCIntRange berth__v1__remove_network_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor berth__v1__remove_network_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.RemoveNetworkResponse",
+  "RemoveNetworkResponse",
+  "Berth__V1__RemoveNetworkResponse",
+  "berth.v1",
+  sizeof(Berth__V1__RemoveNetworkResponse),
+  1,
+  berth__v1__remove_network_response__field_descriptors,
+  berth__v1__remove_network_response__field_indices_by_name,
+  1,  berth__v1__remove_network_response__number_ranges,
+  (ProtobufCMessageInit) berth__v1__remove_network_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__request__field_descriptors[20] =
 {
   {
     "hello",
@@ -5095,19 +6518,71 @@ static const ProtobufCFieldDescriptor berth__v1__request__field_descriptors[16] 
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "create_network",
+    17,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__Request, call_case),
+    offsetof(Berth__V1__Request, create_network),
+    &berth__v1__create_network_request__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "list_networks",
+    18,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__Request, call_case),
+    offsetof(Berth__V1__Request, list_networks),
+    &berth__v1__list_networks_request__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "inspect_network",
+    19,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__Request, call_case),
+    offsetof(Berth__V1__Request, inspect_network),
+    &berth__v1__inspect_network_request__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "remove_network",
+    20,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__Request, call_case),
+    offsetof(Berth__V1__Request, remove_network),
+    &berth__v1__remove_network_request__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned berth__v1__request__field_indices_by_name[] = {
   4,   /* field[4] = create_container */
+  16,   /* field[16] = create_network */
   15,   /* field[15] = exec */
   0,   /* field[0] = hello */
   2,   /* field[2] = import_image */
   1,   /* field[1] = info */
   13,   /* field[13] = inspect_container */
+  18,   /* field[18] = inspect_network */
   11,   /* field[11] = kill_container */
   8,   /* field[8] = list_containers */
   3,   /* field[3] = list_images */
+  17,   /* field[17] = list_networks */
   14,   /* field[14] = logs */
   9,   /* field[9] = remove_container */
+  19,   /* field[19] = remove_network */
   12,   /* field[12] = restart_container */
   6,   /* field[6] = run */
   5,   /* field[5] = start_container */
@@ -5117,7 +6592,7 @@ static const unsigned berth__v1__request__field_indices_by_name[] = {
 static const ProtobufCIntRange berth__v1__request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 16 }
+  { 0, 20 }
 };
 const ProtobufCMessageDescriptor berth__v1__request__descriptor =
 {
@@ -5127,14 +6602,14 @@ const ProtobufCMessageDescriptor berth__v1__request__descriptor =
   "Berth__V1__Request",
   "berth.v1",
   sizeof(Berth__V1__Request),
-  16,
+  20,
   berth__v1__request__field_descriptors,
   berth__v1__request__field_indices_by_name,
   1,  berth__v1__request__number_ranges,
   (ProtobufCMessageInit) berth__v1__request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor berth__v1__response__field_descriptors[17] =
+static const ProtobufCFieldDescriptor berth__v1__response__field_descriptors[21] =
 {
   {
     "error",
@@ -5340,20 +6815,72 @@ static const ProtobufCFieldDescriptor berth__v1__response__field_descriptors[17]
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "create_network",
+    18,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__Response, result_case),
+    offsetof(Berth__V1__Response, create_network),
+    &berth__v1__create_network_response__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "list_networks",
+    19,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__Response, result_case),
+    offsetof(Berth__V1__Response, list_networks),
+    &berth__v1__list_networks_response__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "inspect_network",
+    20,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__Response, result_case),
+    offsetof(Berth__V1__Response, inspect_network),
+    &berth__v1__inspect_network_response__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "remove_network",
+    21,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__Response, result_case),
+    offsetof(Berth__V1__Response, remove_network),
+    &berth__v1__remove_network_response__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned berth__v1__response__field_indices_by_name[] = {
   5,   /* field[5] = create_container */
+  17,   /* field[17] = create_network */
   0,   /* field[0] = error */
   16,   /* field[16] = exec */
   1,   /* field[1] = hello */
   3,   /* field[3] = import_image */
   2,   /* field[2] = info */
   14,   /* field[14] = inspect_container */
+  19,   /* field[19] = inspect_network */
   12,   /* field[12] = kill_container */
   9,   /* field[9] = list_containers */
   4,   /* field[4] = list_images */
+  18,   /* field[18] = list_networks */
   15,   /* field[15] = logs */
   10,   /* field[10] = remove_container */
+  20,   /* field[20] = remove_network */
   13,   /* field[13] = restart_container */
   7,   /* field[7] = run */
   6,   /* field[6] = start_container */
@@ -5363,7 +6890,7 @@ static const unsigned berth__v1__response__field_indices_by_name[] = {
 static const ProtobufCIntRange berth__v1__response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 17 }
+  { 0, 21 }
 };
 const ProtobufCMessageDescriptor berth__v1__response__descriptor =
 {
@@ -5373,7 +6900,7 @@ const ProtobufCMessageDescriptor berth__v1__response__descriptor =
   "Berth__V1__Response",
   "berth.v1",
   sizeof(Berth__V1__Response),
-  17,
+  21,
   berth__v1__response__field_descriptors,
   berth__v1__response__field_indices_by_name,
   1,  berth__v1__response__number_ranges,

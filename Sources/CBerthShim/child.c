@@ -34,6 +34,15 @@ void berth_str_append_n(char *dst, size_t cap, const char *src, size_t n) {
     dst[len] = '\0';
 }
 
+void berth_str_append_uint(char *dst, size_t cap, unsigned int v) {
+    char digits[16];
+    size_t n = 0;
+    do { digits[n++] = (char)('0' + v % 10); v /= 10; } while (v != 0 && n < sizeof digits);
+    char out[16];
+    for (size_t i = 0; i < n; i++) out[i] = digits[n - 1 - i];
+    berth_str_append_n(dst, cap, out, n);
+}
+
 // ---------------------------------------------------------------------------------------
 // Child side.
 
@@ -55,8 +64,8 @@ void berth_child_fail(int error_fd, const char *step, int err, const char *detai
 // the pipes of other containers being spawned concurrently, and would keep their write
 // ends open (delaying their EOF) until it execs.
 void berth_close_all_but(unsigned int from, const int *keep, int n) {
-    int sorted[8];
-    if (n > 8) n = 8;
+    int sorted[BERTH_CHILD_MAX_KEEP];
+    if (n > BERTH_CHILD_MAX_KEEP) n = BERTH_CHILD_MAX_KEEP;
     for (int i = 0; i < n; i++) {
         int j = i;
         while (j > 0 && sorted[j - 1] > keep[i]) { sorted[j] = sorted[j - 1]; j--; }

@@ -26,6 +26,8 @@
 BERTH_HIDDEN void berth_str_append(char *dst, size_t cap, const char *src);
 /// Appends at most `n` bytes of `src`.
 BERTH_HIDDEN void berth_str_append_n(char *dst, size_t cap, const char *src, size_t n);
+/// Appends the decimal digits of `v`.
+BERTH_HIDDEN void berth_str_append_uint(char *dst, size_t cap, unsigned int v);
 
 /// Writes the error record {step, err, detail} to `error_fd` with one write(2) and
 /// `_exit(127)`s.
@@ -36,8 +38,11 @@ void berth_child_fail(int error_fd, const char *step, int err, const char *detai
 #define CHECK(rc, step, detail) \
     do { if ((rc) < 0) berth_child_fail(error_fd, (step), errno, (detail)); } while (0)
 
-/// Closes every descriptor >= `from` except the (at most 8) in `keep`; negative entries
-/// are ignored.
+/// Most descriptors berth_close_all_but keeps.
+#define BERTH_CHILD_MAX_KEEP 16
+
+/// Closes every descriptor >= `from` except the (at most BERTH_CHILD_MAX_KEEP) in `keep`;
+/// negative entries are ignored.
 BERTH_HIDDEN void berth_close_all_but(unsigned int from, const int *keep, int n);
 
 /// Sets every signal's disposition to SIG_DFL (the mask is left alone): an ignored

@@ -56,20 +56,43 @@ static void loopback_up(int error_fd) {
 
 // mkdir -p of an absolute path, as docker does for a missing working directory. The
 // directories are created as root with mode 0755 (before the uid switch), like runc.
-static void make_workdir(int error_fd, const char *path) {
+static void make_dirs(int error_fd, const char *path, const char *step) {
     char buf[4096];
-    if (strlen(path) >= sizeof buf) berth_child_fail(error_fd, "mkdir workdir", ENAMETOOLONG, path);
+    if (strlen(path) >= sizeof buf) berth_child_fail(error_fd, step, ENAMETOOLONG, path);
     buf[0] = '\0';
     berth_str_append(buf, sizeof buf, path);
     for (char *p = buf + 1; ; p++) {
         if (*p == '/' || *p == '\0') {
             char saved = *p;
             *p = '\0';
-            if (mkdir(buf, 0755) < 0 && errno != EEXIST) berth_child_fail(error_fd, "mkdir workdir", errno, buf);
+            if (mkdir(buf, 0755) < 0 && errno != EEXIST) berth_child_fail(error_fd, step, errno, buf);
             *p = saved;
             if (saved == '\0') break;
         }
     }
+}
+
+// Creates the file `target` (and its directories) when missing, then bind-mounts the
+// descriptor `fd` onto it.
+static void bind_file(int error_fd, int fd, const char *target) {
+    char dir[4096];
+    if (strlen(target) >= sizeof dir || target[0] != '/') berth_child_fail(error_fd, "bind", ENAMETOOLONG, target);
+    dir[0] = '\0';
+    berth_str_append(dir, sizeof dir, target);
+    char *slash = strrchr(dir, '/');
+    if (slash != NULL && slash != dir) {
+        *slash = '\0';
+        make_dirs(error_fd, dir, "bind");
+    }
+    int f = open(target, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY, 0644);
+    if (f < 0 && errno != EISDIR) berth_child_fail(error_fd, "bind", errno, target);
+    if (f < 0) berth_child_fail(error_fd, "bind", EISDIR, target);
+    close(f);
+    char source[64];
+    source[0] = '\0';
+    berth_str_append(source, sizeof source, "/proc/self/fd/");
+    berth_str_append_uint(source, sizeof source, (unsigned int)fd);
+    CHECK(mount(source, target, NULL, MS_BIND, NULL), "bind", target);
 }
 
 // The child, from clone3 to execve. Every step says why it is where it is.
@@ -81,8 +104,16 @@ static void child_main(const struct berth_spawn_config *cfg, int sync_read, int 
     //    copy of the sync pipe's write end goes too, so that if the agent dies the read
     //    below sees EOF.
     close(sync_write);
-    int keep[] = { sync_read, error_fd, cfg->stdin_fd, cfg->stdout_fd, cfg->stderr_fd };
-    berth_close_all_but(3, keep, (int)(sizeof keep / sizeof keep[0]));
+    int keep[BERTH_CHILD_MAX_KEEP];
+    int nkeep = 0;
+    keep[nkeep++] = sync_read;
+    keep[nkeep++] = error_fd;
+    keep[nkeep++] = cfg->stdin_fd;
+    keep[nkeep++] = cfg->stdout_fd;
+    keep[nkeep++] = cfg->stderr_fd;
+    keep[nkeep++] = cfg->netns_fd;
+    for (int i = 0; i < cfg->bind_count; i++) keep[nkeep++] = cfg->bind_fds[i];
+    berth_close_all_but(3, keep, nkeep);
 
     // 2. Signals. The parent blocked everything around clone3 so that none of the agent's
     //    handlers can run here (they are Swift code and would touch the agent's state in
@@ -102,6 +133,13 @@ static void child_main(const struct berth_spawn_config *cfg, int sync_read, int 
     do { n = read(sync_read, &go, 1); } while (n < 0 && errno == EINTR);
     if (n != 1) _exit(127);
     close(sync_read);
+
+    // 3b. Join the network namespace we were given (a pinned bridge namespace, or another
+    //     container's), before anything that could depend on it.
+    if (cfg->netns_fd >= 0) {
+        CHECK(setns(cfg->netns_fd, CLONE_NEWNET), "setns", "network namespace");
+        close(cfg->netns_fd);
+    }
 
     // 4. A session of our own: the container must not share the agent's controlling
     //    terminal or receive its job-control signals.
@@ -179,12 +217,19 @@ static void child_main(const struct berth_spawn_config *cfg, int sync_read, int 
     size_t hostname_len = strlen(cfg->hostname);
     if (hostname_len > 0) CHECK(sethostname(cfg->hostname, hostname_len), "sethostname", cfg->hostname);
 
-    // 12. Loopback up in our network namespace.
-    loopback_up(error_fd);
+    // 12. Loopback up in a network namespace of our own (a joined one is already set up,
+    //     and the host's is not ours to touch).
+    if (cfg->netns_fd == BERTH_NETNS_NEW) loopback_up(error_fd);
+
+    // 12b. Bind mounts of host files (/etc/hosts, ...), now that "/" is the container's:
+    //      the targets resolve inside it, symlinks included, and can never reach the host.
+    //      The sources are descriptors opened before clone; /proc/self/fd/N names them
+    //      (our /proc is the container's, and we are its pid 1).
+    for (int i = 0; i < cfg->bind_count; i++) bind_file(error_fd, cfg->bind_fds[i], cfg->bind_targets[i]);
 
     // 13. Working directory: created when missing (as root, before the uid switch, so an
     //     unprivileged user gets it too), then entered.
-    make_workdir(error_fd, cfg->workdir);
+    make_dirs(error_fd, cfg->workdir, "mkdir workdir");
     CHECK(chdir(cfg->workdir), "chdir workdir", cfg->workdir);
 
     // 14. Credentials, in this order: supplementary groups and the gid need privilege to
@@ -209,9 +254,15 @@ int berth_spawn_start(const struct berth_spawn_config *cfg, struct berth_spawn_h
     out->pid = -1;
     out->pidfd = -1;
     out->sync_read = out->sync_write = out->error_read = -1;
-    // New ipc, net, mount, pid and uts namespaces; SIGCHLD so that the parent's
-    // waitid sees the exit.
-    return berth_clone_child(CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS, spawn_body, cfg,
+    // New ipc, mount, pid and uts namespaces, and a new network namespace unless one is
+    // joined or the host's is kept; SIGCHLD so that the parent's waitid sees the exit.
+    if (cfg->bind_count < 0 || cfg->bind_count > BERTH_SPAWN_MAX_BINDS) {
+        errno = EINVAL;
+        return -1;
+    }
+    unsigned long flags = CLONE_NEWIPC | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS;
+    if (cfg->netns_fd == BERTH_NETNS_NEW) flags |= CLONE_NEWNET;
+    return berth_clone_child(flags, spawn_body, cfg,
                              &out->pid, &out->pidfd, &out->sync_read, &out->sync_write, &out->error_read);
 }
 

@@ -17,15 +17,19 @@ enum key {
     KEY_ID, KEY_ROOTFS, KEY_HOSTNAME, KEY_CWD, KEY_UID, KEY_GID,
     KEY_LOG, KEY_LOG_MAX_BYTES, KEY_LOG_MAX_FILES, KEY_EXIT,
     SINGLE_KEYS,
+    // Keys that may appear once.
+    KEY_NETNS = SINGLE_KEYS,
+    OPTIONAL_END,
     // Repeated keys, kept in order.
-    KEY_ARG = SINGLE_KEYS, KEY_ENV,
+    KEY_ARG = OPTIONAL_END, KEY_ENV, KEY_BIND_SOURCE, KEY_BIND_TARGET,
     KEY_COUNT
 };
 
 static const char *const key_names[KEY_COUNT] = {
     "id", "rootfs", "hostname", "cwd", "uid", "gid",
     "log", "log-max-bytes", "log-max-files", "exit",
-    "arg", "env",
+    "netns",
+    "arg", "env", "bind-source", "bind-target",
 };
 
 // The longest host name sethostname(2) accepts (HOST_NAME_MAX).
@@ -132,8 +136,8 @@ static int parse(char *buf, size_t size, struct monitor_config *cfg, int *err, c
     if (size > 0 && buf[size - 1] != '\0') return fail(err, detail, cap, EINVAL, "the last string is not NUL-terminated");
 
     // Pass 1: check every key, remember the single ones, count the repeated ones.
-    const char *single[SINGLE_KEYS] = { NULL };
-    size_t nargs = 0, nenv = 0;
+    const char *single[OPTIONAL_END] = { NULL };
+    size_t nargs = 0, nenv = 0, nsources = 0, ntargets = 0;
     const char *end = buf + size;
     for (const char *p = buf; p < end;) {
         const char *key = p;
@@ -150,6 +154,9 @@ static int parse(char *buf, size_t size, struct monitor_config *cfg, int *err, c
             const char *eq = strchr(value, '=');
             if (eq == NULL || eq == value) return fail(err, detail, cap, EINVAL, "env \"%.64s\" is not KEY=VALUE", value);
             nenv++;
+        } else if (k == KEY_BIND_SOURCE || k == KEY_BIND_TARGET) {
+            if (value[0] != '/') return fail(err, detail, cap, EINVAL, "%s: \"%.200s\" is not an absolute path", key, value);
+            if (k == KEY_BIND_SOURCE) nsources++; else ntargets++;
         } else if (single[k] != NULL) {
             return fail(err, detail, cap, EINVAL, "key \"%s\" given twice", key_names[k]);
         } else {
@@ -160,6 +167,14 @@ static int parse(char *buf, size_t size, struct monitor_config *cfg, int *err, c
         if (single[k] == NULL) return fail(err, detail, cap, EINVAL, "missing key \"%s\"", key_names[k]);
     }
     if (nargs == 0) return fail(err, detail, cap, EINVAL, "missing key \"arg\" (the command)");
+    if (nsources != ntargets) return fail(err, detail, cap, EINVAL, "%zu bind-source but %zu bind-target keys", nsources, ntargets);
+    if (nsources > BERTH_SPAWN_MAX_BINDS) return fail(err, detail, cap, EINVAL, "more than %d binds", BERTH_SPAWN_MAX_BINDS);
+    cfg->bind_count = (int)nsources;
+    // netns: absent for a namespace of the container's own, "host", or a path to join.
+    cfg->netns = single[KEY_NETNS];
+    if (cfg->netns != NULL && strcmp(cfg->netns, "host") != 0 && cfg->netns[0] != '/') {
+        return fail(err, detail, cap, EINVAL, "netns: \"%.200s\" is neither \"host\" nor an absolute path", cfg->netns);
+    }
 
     // The values of the single keys.
     if (!is_hex_id(single[KEY_ID])) {
@@ -211,7 +226,7 @@ static int parse(char *buf, size_t size, struct monitor_config *cfg, int *err, c
     cfg->argv = calloc(nargs + 1, sizeof *cfg->argv);
     cfg->envp = calloc(nenv + 1, sizeof *cfg->envp);
     if (cfg->argv == NULL || cfg->envp == NULL) return fail(err, detail, cap, ENOMEM, "argv and environment");
-    size_t ia = 0, ie = 0;
+    size_t ia = 0, ie = 0, isrc = 0, itgt = 0;
     for (char *p = buf; p < end;) {
         char *key = p;
         p += strlen(p) + 1;
@@ -220,6 +235,8 @@ static int parse(char *buf, size_t size, struct monitor_config *cfg, int *err, c
         enum key k = lookup(key);
         if (k == KEY_ARG) cfg->argv[ia++] = value;
         if (k == KEY_ENV) cfg->envp[ie++] = value;
+        if (k == KEY_BIND_SOURCE) cfg->bind_sources[isrc++] = value;
+        if (k == KEY_BIND_TARGET) cfg->bind_targets[itgt++] = value;
     }
     return 0;
 }
@@ -242,5 +259,6 @@ void config_release_spawn_data(struct monitor_config *cfg) {
     free(cfg->buffer);
     cfg->argv = cfg->envp = NULL;
     cfg->buffer = NULL;
-    cfg->rootfs = cfg->hostname = cfg->cwd = NULL;
+    cfg->rootfs = cfg->hostname = cfg->cwd = cfg->netns = NULL;
+    cfg->bind_count = 0;
 }

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include "CBerthShim.h"
 
 /// Longest `log` and `exit` path accepted: PATH_MAX less room for a rotation suffix
 /// (".1000") and the exit file's ".tmp".
@@ -42,6 +43,12 @@ struct monitor_config {
     gid_t gid;
     char **argv; // NULL-terminated
     char **envp; // NULL-terminated
+    /// NULL: a network namespace of the container's own; "host"; or a namespace to join.
+    const char *netns;
+    /// Host files bind-mounted on paths inside the container.
+    const char *bind_sources[BERTH_SPAWN_MAX_BINDS];
+    const char *bind_targets[BERTH_SPAWN_MAX_BINDS];
+    int bind_count;
     char *buffer; // the file's bytes
 };
 

@@ -19,6 +19,10 @@ enum Commands {
       -l, --label K=V        Metadata for filtering (repeatable)
           --stop-signal SIG  Signal for stop (default TERM)
           --stop-timeout S   Seconds stop waits before SIGKILL (default 10)
+          --network NET      bridge (default), none, host, container:NAME or a user network
+      -p, --publish P        Publish a port: [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp]
+          --dns IP           Nameserver for /etc/resolv.conf (repeatable; default: the host's)
+          --add-host NAME:IP Add a line to /etc/hosts (repeatable)
 
     """
 
@@ -40,8 +44,12 @@ enum Commands {
         Images:             \(i.images)
         State dir:          \(i.stateDir)
         Run dir:            \(i.runDir)
+        Networks:           \(i.networks.isEmpty ? "none yet" : "")
 
         """)
+        for n in i.networks {
+            out("  \(n.name): \(n.subnet) on \(n.bridge), \(n.endpoints.count) container\(n.endpoints.count == 1 ? "" : "s")\n")
+        }
         return ExitCode.ok
     }
 
@@ -204,14 +212,86 @@ enum Commands {
             out(list.map { JSON.container($0) + "\n" }.joined())
         } else {
             let now = Host.now
-            var rows = [["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"]]
+            var rows = [["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]]
             for c in list {
                 rows.append([String(c.id.prefix(12)), c.image, Format.command(c.spec.args),
-                             Format.ago(now - c.createdUnix), Format.status(c, now: now), c.name])
+                             Format.ago(now - c.createdUnix), Format.status(c, now: now), Format.ports(c.spec.ports), c.name])
             }
             out(Format.table(rows))
         }
         return ExitCode.ok
+    }
+
+    static func network(_ args: inout Arguments, _ g: Globals) async throws -> Int32 {
+        args.command = CLI.find("network")
+        guard let sub = args.next() else {
+            throw UsageError(message: "network needs a subcommand: create, ls, inspect or rm", command: args.command)
+        }
+        switch sub {
+        case "create":
+            var subnet = ""
+            var name: String?
+            while let a = args.next() {
+                let (flag, inline) = Arguments.split(a)
+                switch flag {
+                case "--subnet": subnet = try args.value(for: flag, inline)
+                default:
+                    if a.hasPrefix("-") || name != nil { throw UsageError(message: "unexpected argument \(a)", command: args.command) }
+                    name = a
+                }
+            }
+            guard let name else { throw UsageError(message: "network create needs a NAME", command: args.command) }
+            let client = try await g.connect()
+            let n = try await client.createNetwork(name: name, subnet: subnet)
+            out(n.id + "\n")
+            return ExitCode.ok
+        case "ls", "list":
+            var quiet = false
+            while let a = args.next() {
+                guard a == "-q" || a == "--quiet" else { throw UsageError(message: "unexpected argument \(a)", command: args.command) }
+                quiet = true
+            }
+            let client = try await g.connect()
+            let networks = try await client.listNetworks()
+            if quiet {
+                out(networks.map { $0.name + "\n" }.joined())
+            } else {
+                var rows = [["NETWORK ID", "NAME", "SUBNET", "GATEWAY", "BRIDGE", "CONTAINERS"]]
+                for n in networks {
+                    rows.append([String(n.id.prefix(12)), n.name, n.subnet, n.gateway, n.bridge, String(n.endpoints.count)])
+                }
+                out(Format.table(rows))
+            }
+            return ExitCode.ok
+        case "inspect":
+            let refs = args.consumeAll()
+            if refs.isEmpty { throw UsageError(message: "network inspect needs a network name", command: args.command) }
+            let client = try await g.connect()
+            var items: [String] = []
+            var code = ExitCode.ok
+            for ref in refs {
+                do { items.append(JSON.network(try await client.inspectNetwork(ref))) } catch {
+                    err("Error: \(error.berthError("network inspect").message)\n")
+                    code = ExitCode.failure
+                }
+            }
+            out("[" + items.joined(separator: ",\n") + "]\n")
+            return code
+        case "rm", "remove":
+            let refs = args.consumeAll()
+            if refs.isEmpty { throw UsageError(message: "network rm needs a network name", command: args.command) }
+            let client = try await g.connect()
+            var code = ExitCode.ok
+            for ref in refs {
+                do { out(try await client.removeNetwork(ref) + "\n") } catch {
+                    err("Error: \(error.berthError("network rm").message)\n")
+                    code = ExitCode.failure
+                }
+            }
+            return code
+        default:
+            throw UsageError(message: "unknown network subcommand \"\(sub)\"", command: args.command)
+        }
     }
 
     static func version(_ args: inout Arguments, _ g: Globals) async throws -> Int32 {
@@ -264,6 +344,14 @@ enum Commands {
                 let v = try args.value(for: flag, inline)
                 guard let n = try? Signals.parse(v) else { throw UsageError(message: "unknown signal \"\(v)\"", command: args.command) }
                 spec.stopSignal = n
+            case "--network", "--net": spec.network = try args.value(for: flag, inline)
+            case "-p", "--publish":
+                let v = try args.value(for: flag, inline)
+                do { spec.ports.append(try PortMapping(parsing: v)) } catch { throw UsageError(message: error.message, command: args.command) }
+            case "--dns": spec.dns.append(try args.value(for: flag, inline))
+            case "--add-host":
+                let v = try args.value(for: flag, inline)
+                do { spec.extraHosts.append(try HostEntry(parsing: v)) } catch { throw UsageError(message: error.message, command: args.command) }
             case "--stop-timeout":
                 let v = try args.value(for: flag, inline)
                 guard let n = Int32(v), n >= 0 else { throw UsageError(message: "--stop-timeout takes seconds, not \"\(v)\"", command: args.command) }

@@ -61,6 +61,12 @@ enum Format {
         return "\"" + short + "\""
     }
 
+    /// "0.0.0.0:8080->80/tcp, 127.0.0.1:53->53/udp", as docker's PORTS column.
+    static func ports(_ ports: [PortMapping]) -> String {
+        ports.map { "\($0.hostIP.isEmpty ? "0.0.0.0" : $0.hostIP):\($0.hostPort)->\($0.containerPort)/\($0.proto.rawValue)" }
+            .joined(separator: ", ")
+    }
+
     /// Decimal units, as docker prints image sizes: "4.2MB".
     static func bytesSI(_ n: UInt64) -> String { scaled(n, 1000, ["B", "kB", "MB", "GB", "TB"]) }
 
@@ -148,11 +154,39 @@ extension JSON {
             "\"FinishedAt\":\(string((c.exit?.finishedUnix ?? 0) > 0 ? Time.format(unix: c.exit?.finishedUnix ?? 0) : ""))",
             "\"MonitorPid\":\(c.monitorPid)",
         ])
+        let n = c.network
+        let ports = "[" + c.spec.ports.map { p in
+            object(["\"HostIp\":\(string(p.hostIP.isEmpty ? "0.0.0.0" : p.hostIP))", "\"HostPort\":\(p.hostPort)",
+                    "\"ContainerPort\":\(p.containerPort)", "\"Protocol\":\(string(p.proto.rawValue))"])
+        }.joined(separator: ",") + "]"
+        let network = object([
+            "\"Network\":\(string(n.network))", "\"IPAddress\":\(string(n.ip))", "\"IPPrefixLen\":\(n.prefixLength)",
+            "\"Gateway\":\(string(n.gateway))", "\"MacAddress\":\(string(n.mac))", "\"Bridge\":\(string(n.bridge))",
+            "\"HostVeth\":\(string(n.hostVeth))", "\"SandboxKey\":\(string(n.netns))", "\"Ports\":\(ports)",
+            "\"Dns\":\(array(c.spec.dns))",
+            "\"ExtraHosts\":\(array(c.spec.extraHosts.map { "\($0.name):\($0.ip)" }))",
+        ])
         return object([
             "\"Id\":\(string(c.id))", "\"Name\":\(string(c.name))",
             "\"Created\":\(string(Time.format(unix: c.createdUnix)))",
             "\"Image\":\(string(c.image))", "\"ImageID\":\(string(c.imageID))",
             "\"State\":\(state)", "\"RestartCount\":\(c.restartCount)", "\"Config\":\(config)",
+            "\"NetworkSettings\":\(network)",
+        ])
+    }
+
+    /// `berth network inspect`.
+    static func network(_ n: Network) -> String {
+        func object(_ fields: [String]) -> String { "{" + fields.joined(separator: ",") + "}" }
+        let containers = "[" + n.endpoints.map { e in
+            object(["\"Id\":\(string(e.containerID))", "\"Name\":\(string(e.name))",
+                    "\"IPAddress\":\(string(e.ip))", "\"MacAddress\":\(string(e.mac))"])
+        }.joined(separator: ",") + "]"
+        return object([
+            "\"Name\":\(string(n.name))", "\"Id\":\(string(n.id))", "\"Driver\":\"bridge\"",
+            "\"Subnet\":\(string(n.subnet))", "\"Gateway\":\(string(n.gateway))", "\"Bridge\":\(string(n.bridge))",
+            "\"Default\":\(n.isDefault)", "\"Created\":\(string(Time.format(unix: n.createdUnix)))",
+            "\"Containers\":\(containers)",
         ])
     }
 }

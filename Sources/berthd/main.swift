@@ -22,6 +22,13 @@ Options:
   --monitor PATH       The berth-monitor executable (default: next to berthd)
   --log-max-bytes N    Rotate a container's log at N bytes (default 10485760)
   --log-max-files N    Rotated logs kept per container (default 3)
+  --network-prefix P   Names of what Berth makes on the host: bridge P0, user bridges
+                       P-<id>, veths Pv<id>, nftables table "ip P" (default berth)
+  --default-subnet CIDR  Subnet of the default network "bridge" (default 10.217.0.0/16)
+  --subnet-pool CIDR   User networks without --subnet get a /24 from here
+                       (default 10.218.0.0/16)
+  --default-network N  Network of containers run without --network: bridge, none,
+                       host or a user network (default bridge)
   --exit-on-stdin-eof  Shut down cleanly when standard input reaches end of file
                        (for supervisors and tests that hand the agent a pipe)
   -h, --help           Show this help
@@ -62,6 +69,10 @@ while let arg = args.popFirst() {
         let v = value()
         guard let n = Int(v), n >= 0, n <= 100 else { fail("--log-max-files needs a number from 0 to 100, not \"\(v)\"", code: 64) }
         config.logMaxFiles = n
+    case "--network-prefix": config.network.prefix = value()
+    case "--default-subnet": config.network.defaultSubnet = value()
+    case "--subnet-pool": config.network.subnetPool = value()
+    case "--default-network": config.network.defaultNetwork = value()
     case "--keepalive":
         let v = value()
         guard let n = UInt32(v), n > 0 else { fail("--keepalive needs a positive number of seconds, not \"\(v)\"", code: 64) }

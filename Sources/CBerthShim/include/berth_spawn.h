@@ -2,9 +2,9 @@
 #define BERTH_SPAWN_H
 // The pre-exec path of a container, in two phases (spawn.c):
 //
-//   berth_spawn_start   clone3 the child into new ipc/net/mnt/pid/uts namespaces; it blocks
-//                       on a sync pipe. The caller now has its pid and pidfd and may put it
-//                       into cgroups or move a veth into its network namespace.
+//   berth_spawn_start   clone3 the child into new ipc/mnt/pid/uts namespaces (and a new or
+//                       a joined network namespace); it blocks on a sync pipe. The caller
+//                       now has its pid and pidfd and may put it into cgroups.
 //   berth_spawn_finish  let the child go on: mounts, pivot_root, hostname, loopback,
 //                       working dir, credentials, execve. Returns 0 once exec succeeded,
 //                       or -1 with the failed step in a berth_spawn_error.
@@ -36,7 +36,25 @@ struct berth_spawn_config {
     int stdin_fd;
     int stdout_fd;
     int stderr_fd;
+    /// The network namespace: BERTH_NETNS_NEW creates one with only a loopback (brought
+    /// up); BERTH_NETNS_HOST keeps the caller's (`--network host`); any other value is an
+    /// open descriptor of a network namespace (an nsfs file: a pinned bridge namespace or
+    /// another container's) that the child joins with setns(2) before anything else.
+    int netns_fd;
+    /// Files bind-mounted over paths inside the container (/etc/hosts, /etc/hostname,
+    /// /etc/resolv.conf), after pivot_root: `bind_fds[i]` (an O_PATH descriptor the caller
+    /// opened on the host) is mounted on `bind_targets[i]` (an absolute path resolved
+    /// inside the new root, so an image's symlinks cannot point the mount at the host).
+    /// A missing target file (and its directory) is created.
+    const int *bind_fds;
+    const char *const *bind_targets;
+    int bind_count;
 };
+
+#define BERTH_NETNS_NEW (-1)
+#define BERTH_NETNS_HOST (-2)
+/// Most bind mounts a spawn takes.
+#define BERTH_SPAWN_MAX_BINDS 8
 
 /// A started child, between berth_spawn_start and berth_spawn_finish / berth_spawn_abort.
 struct berth_spawn_handle {
@@ -66,8 +84,9 @@ struct berth_spawn_error {
     char detail[BERTH_SPAWN_DETAIL_MAX];
 };
 
-/// Clones the child (clone3 with CLONE_NEW{IPC,NET,NS,PID,UTS} | CLONE_PIDFD) and leaves
-/// it waiting. Returns 0 and fills `out`, or -1 with errno set and nothing left behind.
+/// Clones the child (clone3 with CLONE_NEW{IPC,NS,PID,UTS} | CLONE_PIDFD, and CLONE_NEWNET
+/// when `netns_fd` is BERTH_NETNS_NEW) and leaves it waiting. EINVAL when `bind_count`
+/// exceeds BERTH_SPAWN_MAX_BINDS. Returns 0 and fills `out`, or -1 with errno set and nothing left behind.
 int berth_spawn_start(const struct berth_spawn_config *cfg, struct berth_spawn_handle *out);
 
 /// Tells the child to go on and waits until it has exec'd (returns 0; `h->pid` and

@@ -34,6 +34,11 @@ typedef struct Berth__V1__User Berth__V1__User;
 typedef struct Berth__V1__Label Berth__V1__Label;
 typedef struct Berth__V1__RestartPolicy Berth__V1__RestartPolicy;
 typedef struct Berth__V1__ContainerSpec Berth__V1__ContainerSpec;
+typedef struct Berth__V1__PortMapping Berth__V1__PortMapping;
+typedef struct Berth__V1__HostEntry Berth__V1__HostEntry;
+typedef struct Berth__V1__NetworkAttachment Berth__V1__NetworkAttachment;
+typedef struct Berth__V1__Network Berth__V1__Network;
+typedef struct Berth__V1__NetworkEndpoint Berth__V1__NetworkEndpoint;
 typedef struct Berth__V1__ExitStatus Berth__V1__ExitStatus;
 typedef struct Berth__V1__Container Berth__V1__Container;
 typedef struct Berth__V1__CreateContainerRequest Berth__V1__CreateContainerRequest;
@@ -61,6 +66,14 @@ typedef struct Berth__V1__LogsResponse Berth__V1__LogsResponse;
 typedef struct Berth__V1__ExecRequest Berth__V1__ExecRequest;
 typedef struct Berth__V1__ExecStarted Berth__V1__ExecStarted;
 typedef struct Berth__V1__ExecResponse Berth__V1__ExecResponse;
+typedef struct Berth__V1__CreateNetworkRequest Berth__V1__CreateNetworkRequest;
+typedef struct Berth__V1__CreateNetworkResponse Berth__V1__CreateNetworkResponse;
+typedef struct Berth__V1__ListNetworksRequest Berth__V1__ListNetworksRequest;
+typedef struct Berth__V1__ListNetworksResponse Berth__V1__ListNetworksResponse;
+typedef struct Berth__V1__InspectNetworkRequest Berth__V1__InspectNetworkRequest;
+typedef struct Berth__V1__InspectNetworkResponse Berth__V1__InspectNetworkResponse;
+typedef struct Berth__V1__RemoveNetworkRequest Berth__V1__RemoveNetworkRequest;
+typedef struct Berth__V1__RemoveNetworkResponse Berth__V1__RemoveNetworkResponse;
 typedef struct Berth__V1__Request Berth__V1__Request;
 typedef struct Berth__V1__Response Berth__V1__Response;
 
@@ -246,10 +259,12 @@ struct  Berth__V1__InfoResponse
   uint32_t images;
   char *state_dir;
   char *run_dir;
+  size_t n_networks;
+  Berth__V1__Network **networks;
 };
 #define BERTH__V1__INFO_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&berth__v1__info_response__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL }
 
 
 struct  Berth__V1__Image
@@ -406,10 +421,156 @@ struct  Berth__V1__ContainerSpec
    * seconds before SIGKILL on stop; 0: 10
    */
   int32_t stop_timeout;
+  /*
+   * "" : the agent's default network; "none", "host", "container:<name|id>", or the name
+   * of a bridge network.
+   */
+  char *network;
+  /*
+   * published ports (bridge networks only)
+   */
+  size_t n_ports;
+  Berth__V1__PortMapping **ports;
+  /*
+   * nameservers for /etc/resolv.conf; empty: the host's
+   */
+  size_t n_dns;
+  char **dns;
+  /*
+   * added to /etc/hosts (--add-host)
+   */
+  size_t n_extra_hosts;
+  Berth__V1__HostEntry **extra_hosts;
 };
 #define BERTH__V1__CONTAINER_SPEC__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&berth__v1__container_spec__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, (char *)protobuf_c_empty_string, NULL, (char *)protobuf_c_empty_string, 0, 0,NULL, NULL, 0, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, (char *)protobuf_c_empty_string, NULL, (char *)protobuf_c_empty_string, 0, 0,NULL, NULL, 0, 0, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0,NULL }
+
+
+/*
+ * `-p [HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTOCOL]`.
+ */
+struct  Berth__V1__PortMapping
+{
+  ProtobufCMessage base;
+  /*
+   * "" : every host address
+   */
+  char *host_ip;
+  /*
+   * 1-65535
+   */
+  uint32_t host_port;
+  /*
+   * 1-65535
+   */
+  uint32_t container_port;
+  /*
+   * "tcp" or "udp"; "" : "tcp"
+   */
+  char *protocol;
+};
+#define BERTH__V1__PORT_MAPPING__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__port_mapping__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string }
+
+
+struct  Berth__V1__HostEntry
+{
+  ProtobufCMessage base;
+  char *name;
+  char *ip;
+};
+#define BERTH__V1__HOST_ENTRY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__host_entry__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+/*
+ * Where a container is on the network (docs/network.md).
+ */
+struct  Berth__V1__NetworkAttachment
+{
+  ProtobufCMessage base;
+  /*
+   * a bridge network's name, or "none", "host", "container:<id>"
+   */
+  char *network;
+  /*
+   * IPv4 address on a bridge network
+   */
+  char *ip;
+  uint32_t prefix_length;
+  char *gateway;
+  char *mac;
+  /*
+   * the host bridge
+   */
+  char *bridge;
+  /*
+   * the host end of the container's veth pair
+   */
+  char *host_veth;
+  /*
+   * the pinned network namespace
+   */
+  char *netns;
+};
+#define BERTH__V1__NETWORK_ATTACHMENT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__network_attachment__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+/*
+ * A bridge network.
+ */
+struct  Berth__V1__Network
+{
+  ProtobufCMessage base;
+  char *name;
+  /*
+   * 64 hex digits
+   */
+  char *id;
+  /*
+   * "10.217.0.0/16"
+   */
+  char *subnet;
+  /*
+   * the bridge's address
+   */
+  char *gateway;
+  /*
+   * the host bridge's name
+   */
+  char *bridge;
+  int64_t created_unix;
+  /*
+   * the agent's default network, made on first use
+   */
+  protobuf_c_boolean is_default;
+  /*
+   * filled in answers, never stored
+   */
+  size_t n_endpoints;
+  Berth__V1__NetworkEndpoint **endpoints;
+};
+#define BERTH__V1__NETWORK__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__network__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0,NULL }
+
+
+struct  Berth__V1__NetworkEndpoint
+{
+  ProtobufCMessage base;
+  char *container_id;
+  char *name;
+  char *ip;
+  char *mac;
+};
+#define BERTH__V1__NETWORK_ENDPOINT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__network_endpoint__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
 struct  Berth__V1__ExitStatus
@@ -470,10 +631,11 @@ struct  Berth__V1__Container
    * stop/kill by a user: the restart policy stays off
    */
   protobuf_c_boolean stopped_by_user;
+  Berth__V1__NetworkAttachment *network;
 };
 #define BERTH__V1__CONTAINER__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&berth__v1__container__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, BERTH__V1__CONTAINER_STATE__CONTAINER_STATE_UNKNOWN, 0, 0, 0, NULL, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, BERTH__V1__CONTAINER_STATE__CONTAINER_STATE_UNKNOWN, 0, 0, 0, NULL, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0, NULL }
 
 
 struct  Berth__V1__CreateContainerRequest
@@ -816,6 +978,93 @@ struct  Berth__V1__ExecResponse
     , BERTH__V1__EXEC_RESPONSE__EVENT__NOT_SET, {0} }
 
 
+struct  Berth__V1__CreateNetworkRequest
+{
+  ProtobufCMessage base;
+  char *name;
+  /*
+   * "" : the agent picks a free /24
+   */
+  char *subnet;
+};
+#define BERTH__V1__CREATE_NETWORK_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__create_network_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+struct  Berth__V1__CreateNetworkResponse
+{
+  ProtobufCMessage base;
+  Berth__V1__Network *network;
+};
+#define BERTH__V1__CREATE_NETWORK_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__create_network_response__descriptor) \
+    , NULL }
+
+
+struct  Berth__V1__ListNetworksRequest
+{
+  ProtobufCMessage base;
+};
+#define BERTH__V1__LIST_NETWORKS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__list_networks_request__descriptor) \
+     }
+
+
+struct  Berth__V1__ListNetworksResponse
+{
+  ProtobufCMessage base;
+  size_t n_networks;
+  Berth__V1__Network **networks;
+};
+#define BERTH__V1__LIST_NETWORKS_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__list_networks_response__descriptor) \
+    , 0,NULL }
+
+
+struct  Berth__V1__InspectNetworkRequest
+{
+  ProtobufCMessage base;
+  /*
+   * name, id or unique id prefix
+   */
+  char *network;
+};
+#define BERTH__V1__INSPECT_NETWORK_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__inspect_network_request__descriptor) \
+    , (char *)protobuf_c_empty_string }
+
+
+struct  Berth__V1__InspectNetworkResponse
+{
+  ProtobufCMessage base;
+  Berth__V1__Network *network;
+};
+#define BERTH__V1__INSPECT_NETWORK_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__inspect_network_response__descriptor) \
+    , NULL }
+
+
+struct  Berth__V1__RemoveNetworkRequest
+{
+  ProtobufCMessage base;
+  char *network;
+};
+#define BERTH__V1__REMOVE_NETWORK_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__remove_network_request__descriptor) \
+    , (char *)protobuf_c_empty_string }
+
+
+struct  Berth__V1__RemoveNetworkResponse
+{
+  ProtobufCMessage base;
+  char *name;
+};
+#define BERTH__V1__REMOVE_NETWORK_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__remove_network_response__descriptor) \
+    , (char *)protobuf_c_empty_string }
+
+
 typedef enum {
   BERTH__V1__REQUEST__CALL__NOT_SET = 0,
   BERTH__V1__REQUEST__CALL_HELLO = 1,
@@ -833,7 +1082,11 @@ typedef enum {
   BERTH__V1__REQUEST__CALL_RESTART_CONTAINER = 13,
   BERTH__V1__REQUEST__CALL_INSPECT_CONTAINER = 14,
   BERTH__V1__REQUEST__CALL_LOGS = 15,
-  BERTH__V1__REQUEST__CALL_EXEC = 16
+  BERTH__V1__REQUEST__CALL_EXEC = 16,
+  BERTH__V1__REQUEST__CALL_CREATE_NETWORK = 17,
+  BERTH__V1__REQUEST__CALL_LIST_NETWORKS = 18,
+  BERTH__V1__REQUEST__CALL_INSPECT_NETWORK = 19,
+  BERTH__V1__REQUEST__CALL_REMOVE_NETWORK = 20
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(BERTH__V1__REQUEST__CALL__CASE)
 } Berth__V1__Request__CallCase;
 
@@ -861,6 +1114,10 @@ struct  Berth__V1__Request
     Berth__V1__InspectContainerRequest *inspect_container;
     Berth__V1__LogsRequest *logs;
     Berth__V1__ExecRequest *exec;
+    Berth__V1__CreateNetworkRequest *create_network;
+    Berth__V1__ListNetworksRequest *list_networks;
+    Berth__V1__InspectNetworkRequest *inspect_network;
+    Berth__V1__RemoveNetworkRequest *remove_network;
   };
 };
 #define BERTH__V1__REQUEST__INIT \
@@ -886,7 +1143,11 @@ typedef enum {
   BERTH__V1__RESPONSE__RESULT_RESTART_CONTAINER = 14,
   BERTH__V1__RESPONSE__RESULT_INSPECT_CONTAINER = 15,
   BERTH__V1__RESPONSE__RESULT_LOGS = 16,
-  BERTH__V1__RESPONSE__RESULT_EXEC = 17
+  BERTH__V1__RESPONSE__RESULT_EXEC = 17,
+  BERTH__V1__RESPONSE__RESULT_CREATE_NETWORK = 18,
+  BERTH__V1__RESPONSE__RESULT_LIST_NETWORKS = 19,
+  BERTH__V1__RESPONSE__RESULT_INSPECT_NETWORK = 20,
+  BERTH__V1__RESPONSE__RESULT_REMOVE_NETWORK = 21
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(BERTH__V1__RESPONSE__RESULT__CASE)
 } Berth__V1__Response__ResultCase;
 
@@ -915,6 +1176,10 @@ struct  Berth__V1__Response
     Berth__V1__InspectContainerResponse *inspect_container;
     Berth__V1__LogsResponse *logs;
     Berth__V1__ExecResponse *exec;
+    Berth__V1__CreateNetworkResponse *create_network;
+    Berth__V1__ListNetworksResponse *list_networks;
+    Berth__V1__InspectNetworkResponse *inspect_network;
+    Berth__V1__RemoveNetworkResponse *remove_network;
   };
 };
 #define BERTH__V1__RESPONSE__INIT \
@@ -1282,6 +1547,101 @@ Berth__V1__ContainerSpec *
                       const uint8_t       *data);
 void   berth__v1__container_spec__free_unpacked
                      (Berth__V1__ContainerSpec *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__PortMapping methods */
+void   berth__v1__port_mapping__init
+                     (Berth__V1__PortMapping         *message);
+size_t berth__v1__port_mapping__get_packed_size
+                     (const Berth__V1__PortMapping   *message);
+size_t berth__v1__port_mapping__pack
+                     (const Berth__V1__PortMapping   *message,
+                      uint8_t             *out);
+size_t berth__v1__port_mapping__pack_to_buffer
+                     (const Berth__V1__PortMapping   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__PortMapping *
+       berth__v1__port_mapping__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__port_mapping__free_unpacked
+                     (Berth__V1__PortMapping *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__HostEntry methods */
+void   berth__v1__host_entry__init
+                     (Berth__V1__HostEntry         *message);
+size_t berth__v1__host_entry__get_packed_size
+                     (const Berth__V1__HostEntry   *message);
+size_t berth__v1__host_entry__pack
+                     (const Berth__V1__HostEntry   *message,
+                      uint8_t             *out);
+size_t berth__v1__host_entry__pack_to_buffer
+                     (const Berth__V1__HostEntry   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__HostEntry *
+       berth__v1__host_entry__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__host_entry__free_unpacked
+                     (Berth__V1__HostEntry *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__NetworkAttachment methods */
+void   berth__v1__network_attachment__init
+                     (Berth__V1__NetworkAttachment         *message);
+size_t berth__v1__network_attachment__get_packed_size
+                     (const Berth__V1__NetworkAttachment   *message);
+size_t berth__v1__network_attachment__pack
+                     (const Berth__V1__NetworkAttachment   *message,
+                      uint8_t             *out);
+size_t berth__v1__network_attachment__pack_to_buffer
+                     (const Berth__V1__NetworkAttachment   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__NetworkAttachment *
+       berth__v1__network_attachment__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__network_attachment__free_unpacked
+                     (Berth__V1__NetworkAttachment *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__Network methods */
+void   berth__v1__network__init
+                     (Berth__V1__Network         *message);
+size_t berth__v1__network__get_packed_size
+                     (const Berth__V1__Network   *message);
+size_t berth__v1__network__pack
+                     (const Berth__V1__Network   *message,
+                      uint8_t             *out);
+size_t berth__v1__network__pack_to_buffer
+                     (const Berth__V1__Network   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__Network *
+       berth__v1__network__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__network__free_unpacked
+                     (Berth__V1__Network *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__NetworkEndpoint methods */
+void   berth__v1__network_endpoint__init
+                     (Berth__V1__NetworkEndpoint         *message);
+size_t berth__v1__network_endpoint__get_packed_size
+                     (const Berth__V1__NetworkEndpoint   *message);
+size_t berth__v1__network_endpoint__pack
+                     (const Berth__V1__NetworkEndpoint   *message,
+                      uint8_t             *out);
+size_t berth__v1__network_endpoint__pack_to_buffer
+                     (const Berth__V1__NetworkEndpoint   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__NetworkEndpoint *
+       berth__v1__network_endpoint__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__network_endpoint__free_unpacked
+                     (Berth__V1__NetworkEndpoint *message,
                       ProtobufCAllocator *allocator);
 /* Berth__V1__ExitStatus methods */
 void   berth__v1__exit_status__init
@@ -1796,6 +2156,158 @@ Berth__V1__ExecResponse *
 void   berth__v1__exec_response__free_unpacked
                      (Berth__V1__ExecResponse *message,
                       ProtobufCAllocator *allocator);
+/* Berth__V1__CreateNetworkRequest methods */
+void   berth__v1__create_network_request__init
+                     (Berth__V1__CreateNetworkRequest         *message);
+size_t berth__v1__create_network_request__get_packed_size
+                     (const Berth__V1__CreateNetworkRequest   *message);
+size_t berth__v1__create_network_request__pack
+                     (const Berth__V1__CreateNetworkRequest   *message,
+                      uint8_t             *out);
+size_t berth__v1__create_network_request__pack_to_buffer
+                     (const Berth__V1__CreateNetworkRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__CreateNetworkRequest *
+       berth__v1__create_network_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__create_network_request__free_unpacked
+                     (Berth__V1__CreateNetworkRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__CreateNetworkResponse methods */
+void   berth__v1__create_network_response__init
+                     (Berth__V1__CreateNetworkResponse         *message);
+size_t berth__v1__create_network_response__get_packed_size
+                     (const Berth__V1__CreateNetworkResponse   *message);
+size_t berth__v1__create_network_response__pack
+                     (const Berth__V1__CreateNetworkResponse   *message,
+                      uint8_t             *out);
+size_t berth__v1__create_network_response__pack_to_buffer
+                     (const Berth__V1__CreateNetworkResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__CreateNetworkResponse *
+       berth__v1__create_network_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__create_network_response__free_unpacked
+                     (Berth__V1__CreateNetworkResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__ListNetworksRequest methods */
+void   berth__v1__list_networks_request__init
+                     (Berth__V1__ListNetworksRequest         *message);
+size_t berth__v1__list_networks_request__get_packed_size
+                     (const Berth__V1__ListNetworksRequest   *message);
+size_t berth__v1__list_networks_request__pack
+                     (const Berth__V1__ListNetworksRequest   *message,
+                      uint8_t             *out);
+size_t berth__v1__list_networks_request__pack_to_buffer
+                     (const Berth__V1__ListNetworksRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__ListNetworksRequest *
+       berth__v1__list_networks_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__list_networks_request__free_unpacked
+                     (Berth__V1__ListNetworksRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__ListNetworksResponse methods */
+void   berth__v1__list_networks_response__init
+                     (Berth__V1__ListNetworksResponse         *message);
+size_t berth__v1__list_networks_response__get_packed_size
+                     (const Berth__V1__ListNetworksResponse   *message);
+size_t berth__v1__list_networks_response__pack
+                     (const Berth__V1__ListNetworksResponse   *message,
+                      uint8_t             *out);
+size_t berth__v1__list_networks_response__pack_to_buffer
+                     (const Berth__V1__ListNetworksResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__ListNetworksResponse *
+       berth__v1__list_networks_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__list_networks_response__free_unpacked
+                     (Berth__V1__ListNetworksResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__InspectNetworkRequest methods */
+void   berth__v1__inspect_network_request__init
+                     (Berth__V1__InspectNetworkRequest         *message);
+size_t berth__v1__inspect_network_request__get_packed_size
+                     (const Berth__V1__InspectNetworkRequest   *message);
+size_t berth__v1__inspect_network_request__pack
+                     (const Berth__V1__InspectNetworkRequest   *message,
+                      uint8_t             *out);
+size_t berth__v1__inspect_network_request__pack_to_buffer
+                     (const Berth__V1__InspectNetworkRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__InspectNetworkRequest *
+       berth__v1__inspect_network_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__inspect_network_request__free_unpacked
+                     (Berth__V1__InspectNetworkRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__InspectNetworkResponse methods */
+void   berth__v1__inspect_network_response__init
+                     (Berth__V1__InspectNetworkResponse         *message);
+size_t berth__v1__inspect_network_response__get_packed_size
+                     (const Berth__V1__InspectNetworkResponse   *message);
+size_t berth__v1__inspect_network_response__pack
+                     (const Berth__V1__InspectNetworkResponse   *message,
+                      uint8_t             *out);
+size_t berth__v1__inspect_network_response__pack_to_buffer
+                     (const Berth__V1__InspectNetworkResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__InspectNetworkResponse *
+       berth__v1__inspect_network_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__inspect_network_response__free_unpacked
+                     (Berth__V1__InspectNetworkResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__RemoveNetworkRequest methods */
+void   berth__v1__remove_network_request__init
+                     (Berth__V1__RemoveNetworkRequest         *message);
+size_t berth__v1__remove_network_request__get_packed_size
+                     (const Berth__V1__RemoveNetworkRequest   *message);
+size_t berth__v1__remove_network_request__pack
+                     (const Berth__V1__RemoveNetworkRequest   *message,
+                      uint8_t             *out);
+size_t berth__v1__remove_network_request__pack_to_buffer
+                     (const Berth__V1__RemoveNetworkRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__RemoveNetworkRequest *
+       berth__v1__remove_network_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__remove_network_request__free_unpacked
+                     (Berth__V1__RemoveNetworkRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__RemoveNetworkResponse methods */
+void   berth__v1__remove_network_response__init
+                     (Berth__V1__RemoveNetworkResponse         *message);
+size_t berth__v1__remove_network_response__get_packed_size
+                     (const Berth__V1__RemoveNetworkResponse   *message);
+size_t berth__v1__remove_network_response__pack
+                     (const Berth__V1__RemoveNetworkResponse   *message,
+                      uint8_t             *out);
+size_t berth__v1__remove_network_response__pack_to_buffer
+                     (const Berth__V1__RemoveNetworkResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__RemoveNetworkResponse *
+       berth__v1__remove_network_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__remove_network_response__free_unpacked
+                     (Berth__V1__RemoveNetworkResponse *message,
+                      ProtobufCAllocator *allocator);
 /* Berth__V1__Request methods */
 void   berth__v1__request__init
                      (Berth__V1__Request         *message);
@@ -1893,6 +2405,21 @@ typedef void (*Berth__V1__RestartPolicy_Closure)
 typedef void (*Berth__V1__ContainerSpec_Closure)
                  (const Berth__V1__ContainerSpec *message,
                   void *closure_data);
+typedef void (*Berth__V1__PortMapping_Closure)
+                 (const Berth__V1__PortMapping *message,
+                  void *closure_data);
+typedef void (*Berth__V1__HostEntry_Closure)
+                 (const Berth__V1__HostEntry *message,
+                  void *closure_data);
+typedef void (*Berth__V1__NetworkAttachment_Closure)
+                 (const Berth__V1__NetworkAttachment *message,
+                  void *closure_data);
+typedef void (*Berth__V1__Network_Closure)
+                 (const Berth__V1__Network *message,
+                  void *closure_data);
+typedef void (*Berth__V1__NetworkEndpoint_Closure)
+                 (const Berth__V1__NetworkEndpoint *message,
+                  void *closure_data);
 typedef void (*Berth__V1__ExitStatus_Closure)
                  (const Berth__V1__ExitStatus *message,
                   void *closure_data);
@@ -1974,6 +2501,30 @@ typedef void (*Berth__V1__ExecStarted_Closure)
 typedef void (*Berth__V1__ExecResponse_Closure)
                  (const Berth__V1__ExecResponse *message,
                   void *closure_data);
+typedef void (*Berth__V1__CreateNetworkRequest_Closure)
+                 (const Berth__V1__CreateNetworkRequest *message,
+                  void *closure_data);
+typedef void (*Berth__V1__CreateNetworkResponse_Closure)
+                 (const Berth__V1__CreateNetworkResponse *message,
+                  void *closure_data);
+typedef void (*Berth__V1__ListNetworksRequest_Closure)
+                 (const Berth__V1__ListNetworksRequest *message,
+                  void *closure_data);
+typedef void (*Berth__V1__ListNetworksResponse_Closure)
+                 (const Berth__V1__ListNetworksResponse *message,
+                  void *closure_data);
+typedef void (*Berth__V1__InspectNetworkRequest_Closure)
+                 (const Berth__V1__InspectNetworkRequest *message,
+                  void *closure_data);
+typedef void (*Berth__V1__InspectNetworkResponse_Closure)
+                 (const Berth__V1__InspectNetworkResponse *message,
+                  void *closure_data);
+typedef void (*Berth__V1__RemoveNetworkRequest_Closure)
+                 (const Berth__V1__RemoveNetworkRequest *message,
+                  void *closure_data);
+typedef void (*Berth__V1__RemoveNetworkResponse_Closure)
+                 (const Berth__V1__RemoveNetworkResponse *message,
+                  void *closure_data);
 typedef void (*Berth__V1__Request_Closure)
                  (const Berth__V1__Request *message,
                   void *closure_data);
@@ -2008,6 +2559,11 @@ extern const ProtobufCMessageDescriptor berth__v1__user__descriptor;
 extern const ProtobufCMessageDescriptor berth__v1__label__descriptor;
 extern const ProtobufCMessageDescriptor berth__v1__restart_policy__descriptor;
 extern const ProtobufCMessageDescriptor berth__v1__container_spec__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__port_mapping__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__host_entry__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__network_attachment__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__network__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__network_endpoint__descriptor;
 extern const ProtobufCMessageDescriptor berth__v1__exit_status__descriptor;
 extern const ProtobufCMessageDescriptor berth__v1__container__descriptor;
 extern const ProtobufCMessageDescriptor berth__v1__create_container_request__descriptor;
@@ -2035,6 +2591,14 @@ extern const ProtobufCMessageDescriptor berth__v1__logs_response__descriptor;
 extern const ProtobufCMessageDescriptor berth__v1__exec_request__descriptor;
 extern const ProtobufCMessageDescriptor berth__v1__exec_started__descriptor;
 extern const ProtobufCMessageDescriptor berth__v1__exec_response__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__create_network_request__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__create_network_response__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__list_networks_request__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__list_networks_response__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__inspect_network_request__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__inspect_network_response__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__remove_network_request__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__remove_network_response__descriptor;
 extern const ProtobufCMessageDescriptor berth__v1__request__descriptor;
 extern const ProtobufCMessageDescriptor berth__v1__response__descriptor;
 
