@@ -97,6 +97,11 @@ final class TestAgent: Sendable {
     let address: String
     let tcpPort: UInt16?
     let lifeline: FileDescriptor
+    /// This agent's --network-prefix: its bridges, veths and nftables table carry it, so
+    /// agents of parallel tests never touch each other's, and `stop()` can find them.
+    let netPrefix: String
+    /// This agent's default subnet (a /24 of 10.231.0.0/16 picked at random).
+    let defaultSubnet: String
 
     /// Starts berthd and waits until it answers Hello.
     init(tcpPort: UInt16? = nil, extraArgs: [String] = [], reusing: TempDir? = nil) async throws {
@@ -104,8 +109,14 @@ final class TestAgent: Sendable {
         socket = dir.path + "/berth.sock"
         address = "unix://" + socket
         self.tcpPort = tcpPort
+        netPrefix = "bt" + Host.randomHex(bytes: 2)
+        defaultSubnet = "10.231.\(Int(Host.randomHex(bytes: 1), radix: 16) ?? 0).0/24"
+        // Tests that do not ask for networking run containers with --network none (the
+        // network tests pass --default-network bridge).
         var argv = [binDir + "/berthd", "--socket", socket, "--state-dir", dir.path + "/state",
-                    "--run-dir", dir.path + "/run", "--node-name", "test-node", "--exit-on-stdin-eof"] + extraArgs
+                    "--run-dir", dir.path + "/run", "--node-name", "test-node", "--exit-on-stdin-eof",
+                    "--network-prefix", netPrefix, "--default-subnet", defaultSubnet, "--subnet-pool", "10.232.0.0/16",
+                    "--default-network", "none"] + extraArgs
         if let tcpPort { argv += ["--listen", "tcp://127.0.0.1:\(tcpPort)"] }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -181,8 +192,38 @@ final class TestAgent: Sendable {
                 if fields.count > 4 { umount2(String(fields[4]), Int32(MNT_DETACH)) }
             }
         }
+        removeNetworkLeftovers()
         dir.remove()
         return waited ? (status >> 8) & 0xff : -1
+    }
+
+    /// The links and the nftables table this agent made (by its prefix), for tests to
+    /// check and for `stop()` to clean up after a failed test. Removing them is the
+    /// test harness's safety net, never the agent's way of working.
+    var networkLinks: [String] {
+        let r = try? runProgram(["/usr/sbin/ip", "-o", "link", "show"])
+        return (r?.stdout ?? "").split(separator: "\n").compactMap { line in
+            let fields = line.split(separator: " ")
+            guard fields.count > 1 else { return nil }
+            let name = String(fields[1].split(separator: "@").first ?? "").replacingColon()
+            return name.hasPrefix(netPrefix) ? name : nil
+        }
+    }
+
+    var nftTableExists: Bool {
+        ((try? runProgram(["/usr/sbin/nft", "list", "tables"]))?.stdout ?? "").contains("table ip \(netPrefix)\n")
+    }
+
+    func removeNetworkLeftovers() {
+        for link in networkLinks { _ = try? runProgram(["/usr/sbin/ip", "link", "del", link]) }
+        if nftTableExists { _ = try? runProgram(["/usr/sbin/nft", "delete", "table", "ip", netPrefix]) }
+        // The agent turned ip_forward on and left its marker: turn it off again.
+        if Files.exists(dir.path + "/state/networks/ip_forward.berth") {
+            if let fd = try? FileDescriptor.open("/proc/sys/net/ipv4/ip_forward", O_WRONLY | O_CLOEXEC) {
+                try? fd.writeAll("0\n")
+                fd.close()
+            }
+        }
     }
 
     /// The berth-monitor processes of this agent's containers (found by their CONFIG
@@ -319,4 +360,9 @@ enum Processes {
             return Info(pid: pid, ppid: ppid, cmdline: String(decoding: cmd, as: UTF8.self), comm: comm, state: String(fields[0]))
         }
     }
+}
+
+extension String {
+    /// "eth0:" → "eth0" (ip -o link prints names with a colon).
+    func replacingColon() -> String { hasSuffix(":") ? String(dropLast()) : self }
 }
