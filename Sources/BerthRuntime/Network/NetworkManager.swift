@@ -428,7 +428,8 @@ public final class NetworkManager: Sendable {
             throw BerthError(.internal, "network \(n.name): unreadable addresses")
         }
         try kernel.ensureBridge(n.bridge, gateway: subnet.gateway, prefixLength: subnet.prefixLength)
-        if kernel.isPinned(a.netns) { try kernel.releaseNetns(a.netns) }
+        // A pin left by a crashed agent, or an empty file from a create cut short.
+        try kernel.releaseNetns(a.netns)
         try kernel.createNetns(a.netns)
         do {
             try kernel.attachVeth(VethConfig(bridge: n.bridge, hostName: a.hostVeth, netnsPath: a.netns, mac: NetworkManager.macBytes(a.mac),
