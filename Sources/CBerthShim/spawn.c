@@ -72,27 +72,46 @@ static void make_dirs(int error_fd, const char *path, const char *step) {
     }
 }
 
-// Creates the file `target` (and its directories) when missing, then bind-mounts the
-// descriptor `fd` onto it.
-static void bind_file(int error_fd, int fd, const char *target) {
-    char dir[4096];
-    if (strlen(target) >= sizeof dir || target[0] != '/') berth_child_fail(error_fd, "bind", ENAMETOOLONG, target);
-    dir[0] = '\0';
-    berth_str_append(dir, sizeof dir, target);
-    char *slash = strrchr(dir, '/');
-    if (slash != NULL && slash != dir) {
-        *slash = '\0';
-        make_dirs(error_fd, dir, "bind");
+// Bind-mounts the host file `source` on `target` inside the root file system (our
+// working directory, not yet pivoted into). The target is resolved with
+// RESOLVE_IN_ROOT, so every symlink on the way stays inside the container's tree; the
+// mount then goes onto the opened file through its /proc/self/fd magic link. The host's
+// /proc still serves "self" here: we are visible in its pid namespace.
+static void bind_file(int error_fd, const char *source, const char *target) {
+    while (*target == '/') target++;
+    int target_fd = berth_openat2(AT_FDCWD, target, O_PATH | O_CLOEXEC, 0, BERTH_RESOLVE_IN_ROOT);
+    if (target_fd < 0 && errno == ENOENT) {
+        // Missing: create its directory (one level, "etc") and the empty file.
+        const char *slash = strchr(target, '/');
+        if (slash != NULL) {
+            char dir[256];
+            if ((size_t)(slash - target) >= sizeof dir) berth_child_fail(error_fd, "bind", ENAMETOOLONG, target);
+            dir[0] = '\0';
+            berth_str_append_n(dir, sizeof dir, target, (size_t)(slash - target));
+            int d = berth_openat2(AT_FDCWD, dir, O_PATH | O_DIRECTORY | O_CLOEXEC, 0, BERTH_RESOLVE_IN_ROOT);
+            if (d < 0 && errno == ENOENT) {
+                CHECK(mkdirat(AT_FDCWD, dir, 0755), "bind", dir);
+            } else if (d < 0) {
+                berth_child_fail(error_fd, "bind", errno, dir);
+            } else {
+                close(d);
+            }
+        }
+        int f = berth_openat2(AT_FDCWD, target, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY, 0644, BERTH_RESOLVE_IN_ROOT);
+        CHECK(f, "bind", target);
+        close(f);
+        target_fd = berth_openat2(AT_FDCWD, target, O_PATH | O_CLOEXEC, 0, BERTH_RESOLVE_IN_ROOT);
     }
-    int f = open(target, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY, 0644);
-    if (f < 0 && errno != EISDIR) berth_child_fail(error_fd, "bind", errno, target);
-    if (f < 0) berth_child_fail(error_fd, "bind", EISDIR, target);
-    close(f);
-    char source[64];
-    source[0] = '\0';
-    berth_str_append(source, sizeof source, "/proc/self/fd/");
-    berth_str_append_uint(source, sizeof source, (unsigned int)fd);
-    CHECK(mount(source, target, NULL, MS_BIND, NULL), "bind", target);
+    CHECK(target_fd, "bind", target);
+    struct stat st;
+    CHECK(fstat(target_fd, &st), "bind", target);
+    if (!S_ISREG(st.st_mode)) berth_child_fail(error_fd, "bind", S_ISDIR(st.st_mode) ? EISDIR : EINVAL, target);
+    char path[64];
+    path[0] = '\0';
+    berth_str_append(path, sizeof path, "/proc/self/fd/");
+    berth_str_append_uint(path, sizeof path, (unsigned int)target_fd);
+    CHECK(mount(source, path, NULL, MS_BIND, NULL), "bind", target);
+    close(target_fd);
 }
 
 // The child, from clone3 to execve. Every step says why it is where it is.
@@ -112,7 +131,6 @@ static void child_main(const struct berth_spawn_config *cfg, int sync_read, int 
     keep[nkeep++] = cfg->stdout_fd;
     keep[nkeep++] = cfg->stderr_fd;
     keep[nkeep++] = cfg->netns_fd;
-    for (int i = 0; i < cfg->bind_count; i++) keep[nkeep++] = cfg->bind_fds[i];
     berth_close_all_but(3, keep, nkeep);
 
     // 2. Signals. The parent blocked everything around clone3 so that none of the agent's
@@ -205,6 +223,12 @@ static void child_main(const struct berth_spawn_config *cfg, int sync_read, int 
     //    The umask the command starts with: 0022, the OCI/runc default.
     (void)umask(022);
 
+    // 9b. Bind mounts of host files (/etc/hosts, ...), while the host's paths are still
+    //     reachable in our copy of its mount namespace (a mount from another namespace,
+    //     or from a detached one, cannot be bound: EINVAL). Targets resolve inside the
+    //     root file system and can never reach the host.
+    for (int i = 0; i < cfg->bind_count; i++) bind_file(error_fd, cfg->bind_sources[i], cfg->bind_targets[i]);
+
     // 10. pivot_root without a put_old directory: pivot_root(".", ".") stacks the old root
     //     on top of the new one at "."; detaching "." then drops the old root (and with it
     //     every host mount) from this namespace. chroot would leave the host's root
@@ -221,11 +245,6 @@ static void child_main(const struct berth_spawn_config *cfg, int sync_read, int 
     //     and the host's is not ours to touch).
     if (cfg->netns_fd == BERTH_NETNS_NEW) loopback_up(error_fd);
 
-    // 12b. Bind mounts of host files (/etc/hosts, ...), now that "/" is the container's:
-    //      the targets resolve inside it, symlinks included, and can never reach the host.
-    //      The sources are descriptors opened before clone; /proc/self/fd/N names them
-    //      (our /proc is the container's, and we are its pid 1).
-    for (int i = 0; i < cfg->bind_count; i++) bind_file(error_fd, cfg->bind_fds[i], cfg->bind_targets[i]);
 
     // 13. Working directory: created when missing (as root, before the uid switch, so an
     //     unprivileged user gets it too), then entered.

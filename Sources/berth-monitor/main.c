@@ -187,8 +187,8 @@ int main(int argc, char **argv) {
     int out_pipe[2], err_pipe[2];
     if (pipe2(out_pipe, O_CLOEXEC) < 0 || pipe2(err_pipe, O_CLOEXEC) < 0) fail_ready("pipe", errno, "");
 
-    // 7. Spawn. The network namespace to join and the sources of the bind mounts are
-    //    opened here, so the child only uses descriptors. Nothing to do between the
+    // 7. Spawn. The network namespace to join is opened here, so the child only uses a
+    //    descriptor. Nothing to do between the
     //    phases yet (cgroups would go there); berth_spawn_finish returns once the command
     //    has exec'd or failed.
     int netns_fd = BERTH_NETNS_NEW;
@@ -198,14 +198,9 @@ int main(int argc, char **argv) {
         netns_fd = open(cfg.netns, O_RDONLY | O_CLOEXEC);
         if (netns_fd < 0) fail_ready("open", errno, cfg.netns);
     }
-    int bind_fds[BERTH_SPAWN_MAX_BINDS];
-    for (int i = 0; i < cfg.bind_count; i++) {
-        bind_fds[i] = open(cfg.bind_sources[i], O_PATH | O_CLOEXEC);
-        if (bind_fds[i] < 0) fail_ready("open", errno, cfg.bind_sources[i]);
-    }
     struct berth_spawn_config spawn = {
         .netns_fd = netns_fd,
-        .bind_fds = bind_fds,
+        .bind_sources = cfg.bind_sources,
         .bind_targets = cfg.bind_targets,
         .bind_count = cfg.bind_count,
         .rootfs = cfg.rootfs,
@@ -228,7 +223,6 @@ int main(int argc, char **argv) {
     close(err_pipe[1]);
     close(null_fd);
     if (netns_fd >= 0) close(netns_fd);
-    for (int i = 0; i < cfg.bind_count; i++) close(bind_fds[i]);
     config_release_spawn_data(&cfg);
 
     // 8. The ready line.

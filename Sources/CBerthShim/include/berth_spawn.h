@@ -42,11 +42,11 @@ struct berth_spawn_config {
     /// another container's) that the child joins with setns(2) before anything else.
     int netns_fd;
     /// Files bind-mounted over paths inside the container (/etc/hosts, /etc/hostname,
-    /// /etc/resolv.conf), after pivot_root: `bind_fds[i]` (an O_PATH descriptor the caller
-    /// opened on the host) is mounted on `bind_targets[i]` (an absolute path resolved
-    /// inside the new root, so an image's symlinks cannot point the mount at the host).
-    /// A missing target file (and its directory) is created.
-    const int *bind_fds;
+    /// /etc/resolv.conf): `bind_sources[i]`, a host path, is mounted on `bind_targets[i]`,
+    /// an absolute path resolved inside the root file system with RESOLVE_IN_ROOT (so an
+    /// image's symlinks cannot point the mount at the host). A missing target file is
+    /// created (its directory too, one level); a target that is not a regular file fails.
+    const char *const *bind_sources;
     const char *const *bind_targets;
     int bind_count;
 };
