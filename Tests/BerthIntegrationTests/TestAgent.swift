@@ -104,13 +104,15 @@ final class TestAgent: Sendable {
     let defaultSubnet: String
 
     /// Starts berthd and waits until it answers Hello.
-    init(tcpPort: UInt16? = nil, extraArgs: [String] = [], reusing: TempDir? = nil) async throws {
+    /// `reusing`: the dirs of an agent that was killed, with its network names and
+    /// subnet (`netOf`), for agent-restart tests.
+    init(tcpPort: UInt16? = nil, extraArgs: [String] = [], reusing: TempDir? = nil, netOf previous: TestAgent? = nil) async throws {
         dir = try reusing ?? TempDir("berth-it")
         socket = dir.path + "/berth.sock"
         address = "unix://" + socket
         self.tcpPort = tcpPort
-        netPrefix = "bt" + Host.randomHex(bytes: 2)
-        defaultSubnet = "10.231.\(Int(Host.randomHex(bytes: 1), radix: 16) ?? 0).0/24"
+        netPrefix = previous?.netPrefix ?? "bt" + Host.randomHex(bytes: 2)
+        defaultSubnet = previous?.defaultSubnet ?? "10.231.\(Int(Host.randomHex(bytes: 1), radix: 16) ?? 0).0/24"
         // Tests that do not ask for networking run containers with --network none (the
         // network tests pass --default-network bridge).
         var argv = [binDir + "/berthd", "--socket", socket, "--state-dir", dir.path + "/state",
