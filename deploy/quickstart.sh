@@ -27,9 +27,9 @@ berth version
 
 echo "== berth image import busybox ./busybox.tar"
 berth image import busybox ./busybox.tar
-echo "== berth run --rm --hostname box busybox sh -c 'hostname; echo \$\$; exit 3'"
+echo "== berth run --rm --hostname box busybox sh -c 'hostname; echo \$\$; ip -4 -o addr show eth0; exit 3'"
 set +e
-berth run --rm --hostname box busybox sh -c 'hostname; echo $$; exit 3'
+berth run --rm --hostname box busybox sh -c 'hostname; echo $$; ip -4 -o addr show eth0; exit 3'
 code=$?
 set -e
 echo "(exit code $code)"

@@ -273,7 +273,8 @@ public final class Agent: Sendable {
         }
         let runtime = self.runtime
         let id = container.id
-        defer { runtime.detach(id) }
+        var detached = false
+        defer { if !detached { runtime.detach(id) } }
         stream.setSink { event in
             if case .cancelled = event { try? runtime.kill(id, signal: SIGKILL) }
         }
@@ -286,7 +287,12 @@ public final class Agent: Sendable {
             _ = waiter.wait()
             throw error
         }
-        try stream.send(.run(.exit(waiter.wait())), end: true)
+        let exit = waiter.wait()
+        // Detach before answering: a --rm container is gone by the time the client hears
+        // its exit (as with `docker run --rm`), so a `ps -a` right after never shows it.
+        detached = true
+        runtime.detach(id)
+        try stream.send(.run(.exit(exit)), end: true)
     }
 
     /// Streams a container's log as DATA frames (blocking on the client's window) until
