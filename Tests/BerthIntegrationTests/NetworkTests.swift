@@ -230,6 +230,18 @@ struct NetworkTests {
             let r = try await sh(client, "for i in 1 2 3 4 5 6 7 8 9 10; do wget -q -O - http://\(net).2/cgi-bin/ip && exit 0; sleep 0.3; done; exit 1")
             #expect(r.code == 0, "\(r.stdout)")
             #expect(r.stdout == "\(net).1\n", "the upstream saw \(r.stdout), not the host's address")
+
+            // The other direction: the upstream host reaches a published port through the
+            // host's address on its network.
+            let port = freePort()
+            let web = try agent.cli(["run", "-d", "--hostname", "web2", "-p", "\(port):80", "busybox", "sh", "-c", httpd])
+            #expect(web.status == 0, "\(web.stderr)")
+            var got = ""
+            for _ in 0..<50 where got.isEmpty {
+                let f = try runProgram(["/usr/bin/timeout", "5", ip, "netns", "exec", ns, "/bin/busybox", "wget", "-q", "-O", "-", "http://\(net).1:\(port)/"])
+                if f.status == 0 { got = f.stdout } else { usleep(100_000) }
+            }
+            #expect(got == "hello-from-web2\n", "from the upstream namespace: \(got)")
         }
     }
 
