@@ -143,8 +143,8 @@ static void child_main(const struct berth_spawn_config *cfg, int sync_read, int 
     sigemptyset(&none);
     (void)pthread_sigmask(SIG_SETMASK, &none, NULL);
 
-    // 3. Wait for the go byte. Until then the agent puts us into cgroups and moves network
-    //    interfaces into our namespace; everything below must happen inside those limits.
+    // 3. Wait for the go byte. Until then the caller may put us into cgroups; everything
+    //    below must happen inside those limits.
     //    EOF without a byte means the agent gave up (or died): leave quietly.
     char go;
     ssize_t n;

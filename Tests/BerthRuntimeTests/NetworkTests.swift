@@ -167,7 +167,8 @@ private func id(_ n: Int) -> String {
         #expect(text.contains("ip daddr 127.0.0.1 udp dport 53 dnat to 10.217.0.3:5353\n"))
         #expect(text.contains("ip saddr 10.217.0.0/16 oifname != \"berth0\" masquerade"))
         #expect(text.contains("fib daddr type local jump published"))
-        #expect(!text.contains(" drop"), "one network has nothing to isolate")
+        #expect(text.contains("iifname { \"berth0\" } ip daddr 127.0.0.0/8 drop"), "no way into the host's loopback")
+        #expect(!text.contains("oifname { "), "one network has nothing to isolate")
     }
 
     @Test func networksAreIsolated() throws {
@@ -350,6 +351,18 @@ private func id(_ n: Int) -> String {
             try m.disconnect(id(1))
             #expect(!k.lastRules.contains("tcp dport 8080"))
         }
+    }
+
+    @Test func portsNeedABridgeEvenByDefault() throws {
+        let dir = try temporaryDir()
+        defer { try? Files.removeTree(dir) }
+        var options = NetworkOptions()
+        options.defaultNetwork = "none"
+        let m = try NetworkManager(stateDir: dir + "/state", runDir: dir + "/netns", options: options, kernel: FakeKernel())
+        let e = #expect(throws: BerthError.self) { try m.connect(request(id(1), ports: [PortMapping(hostPort: 80, containerPort: 80)], dir: dir)) }
+        #expect(e?.message.contains("need a bridge network") == true)
+        options.defaultNetwork = "container:x"
+        #expect(throws: BerthError.self) { try NetworkManager(stateDir: dir + "/state", runDir: dir + "/netns", options: options, kernel: FakeKernel()) }
     }
 
     @Test func aFailedVethLeavesNothing() throws {

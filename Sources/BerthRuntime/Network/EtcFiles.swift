@@ -24,7 +24,7 @@ enum EtcFiles {
 
         """
         for e in extra { out += "\(e.ip)\t\(e.name)\n" }
-        for line in (own.map { [$0] } ?? []) + peers.sorted(by: { $0.ip < $1.ip }) {
+        for line in (own.map { [$0] } ?? []) + peers.sorted(by: { (IPv4Address($0.ip)?.value ?? 0) < (IPv4Address($1.ip)?.value ?? 0) }) {
             var seen: [String] = []
             for n in line.names where !n.isEmpty && !seen.contains(n) { seen.append(n) }
             out += "\(line.ip)\t\(seen.joined(separator: " "))\n"

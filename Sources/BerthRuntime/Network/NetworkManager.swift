@@ -49,6 +49,13 @@ public struct NetworkOptions: Sendable {
             && prefix.utf8.allSatisfy { ($0 >= 0x61 && $0 <= 0x7a) || ($0 >= 0x30 && $0 <= 0x39) }
         if !ok { throw BerthError(.invalidArgument, "invalid network prefix \"\(prefix)\": 1 to 6 lowercase letters or digits") }
         _ = try IPv4Subnet(parsing: defaultSubnet)
+        switch NetworkMode(defaultNetwork) {
+        case .bridge(let name) where !name.isEmpty && name != NetworkOptions.defaultNetworkName:
+            try Validate.name(name, kind: "network")
+        case .container:
+            throw BerthError(.invalidArgument, "invalid default network \"\(defaultNetwork)\": use bridge, none, host or a network's name")
+        default: break
+        }
         let pool = try IPv4Subnet(parsing: subnetPool)
         if pool.prefixLength > 24 {
             throw BerthError(.invalidArgument, "invalid subnet pool \(subnetPool): it must hold at least one /24")
@@ -200,7 +207,7 @@ public final class NetworkManager: Sendable {
     private func withEndpoints(_ n: Network, _ s: State) -> Network {
         var n = n
         n.endpoints = s.endpoints.values.filter { $0.attachment.network == n.name }
-            .sorted { $0.attachment.ip < $1.attachment.ip }
+            .sorted { (IPv4Address($0.attachment.ip)?.value ?? 0) < (IPv4Address($1.attachment.ip)?.value ?? 0) }
             .map { NetworkEndpoint(containerID: $0.containerID, name: $0.name, ip: $0.attachment.ip, mac: $0.attachment.mac) }
         return n
     }
@@ -210,6 +217,9 @@ public final class NetworkManager: Sendable {
         if let n = s.networks[ref] { return n }
         let matches = s.networks.values.filter { $0.id.hasPrefix(ref) }
         if matches.count == 1, let n = matches.first { return n }
+        if matches.count > 1 {
+            throw BerthError(.invalidArgument, "network id prefix \(ref) is ambiguous: it matches \(matches.count) networks; give more characters")
+        }
         if ref == NetworkOptions.defaultNetworkName {
             throw BerthError(.notFound, "network bridge (the default) does not exist yet: it is made when the first container uses it")
         }
@@ -245,7 +255,11 @@ public final class NetworkManager: Sendable {
         let name = NetworkOptions.defaultNetworkName
         if let n = s.networks[name] { return n }
         let subnet = try IPv4Subnet(parsing: options.defaultSubnet)
-        try checkClashes(subnet, forName: name, s)
+        do {
+            try checkClashes(subnet, forName: name, s)
+        } catch {
+            throw BerthError(error.code, "the default network's subnet \(subnet) cannot be used: \(error.message.split(separator: ":").first ?? ""); start berthd with another --default-subnet")
+        }
         var n = Network()
         n.name = name
         n.id = Host.randomHex(bytes: 32)
@@ -285,7 +299,12 @@ public final class NetworkManager: Sendable {
         let rules = Ruleset(table: options.prefix, bridges: bridges, published: published)
         if !bridges.isEmpty && !kernel.ipForward() {
             try kernel.setIPForward(true)
-            try? Files.writeAtomically(forwardMarker, Array("1\n".utf8), mode: 0o600)
+            do {
+                try Files.writeAtomically(forwardMarker, Array("1\n".utf8), mode: 0o600)
+            } catch {
+                try? kernel.setIPForward(false)
+                throw error.berthError("record that Berth turned on ip_forward")
+            }
             Log.write("net.ipv4.ip_forward turned on (it is turned off again when the last network is removed)")
         }
         try kernel.nft(rules.commands)
@@ -315,6 +334,9 @@ public final class NetworkManager: Sendable {
         var e = Endpoint(containerID: r.containerID, name: r.name, hostname: r.hostname, mode: mode, attachment: NetworkAttachment(),
                          ports: r.spec.ports, dns: r.spec.dns, extraHosts: r.spec.extraHosts, filesDir: r.filesDir)
         return try state.withLock { (s) throws(BerthError) -> NetworkAttachment in
+            if !e.ports.isEmpty, case .bridge = mode {} else if !e.ports.isEmpty {
+                throw BerthError(.invalidArgument, "published ports (-p) need a bridge network; this agent's default network is \(options.defaultNetwork): give --network")
+            }
             switch mode {
             case .none: e.attachment.network = "none"
             case .host: e.attachment.network = "host"
@@ -385,10 +407,10 @@ public final class NetworkManager: Sendable {
             throw BerthError(.internal, "network \(n.name) has an unreadable subnet \(n.subnet)")
         }
         let members = s.endpoints.values.filter { $0.attachment.network == n.name }
-        // A Linux bridge takes at most 1024 ports (BR_MAX_PORTS); the kernel would fail
-        // the 1025th veth with EXFULL, less clearly.
+        // A Linux bridge has 1024 port numbers (BR_MAX_PORTS) and never uses 0: the
+        // kernel would fail the 1024th veth with EXFULL, less clearly.
         if members.count >= 1023 {
-            throw BerthError(.resourceExhausted, "network \(n.name) is full: a Linux bridge takes at most 1024 ports; create another network")
+            throw BerthError(.resourceExhausted, "network \(n.name) is full: a Linux bridge takes at most 1023 ports; create another network")
         }
         let used = Set(members.compactMap { IPv4Address($0.attachment.ip)?.value })
         guard let free = subnet.hostRange.first(where: { !used.contains($0) }) else {
@@ -423,19 +445,21 @@ public final class NetworkManager: Sendable {
     }
 
     /// The kernel side of one endpoint: bridge, pinned namespace, veth.
-    private func plumb(_ n: Network, _ a: NetworkAttachment) throws(BerthError) {
+    private func plumb(_ n: Network, _ a: NetworkAttachment, keepNamespace: Bool = false) throws(BerthError) {
         guard let subnet = try? IPv4Subnet(parsing: n.subnet), let ip = IPv4Address(a.ip), let gw = IPv4Address(a.gateway) else {
             throw BerthError(.internal, "network \(n.name): unreadable addresses")
         }
         try kernel.ensureBridge(n.bridge, gateway: subnet.gateway, prefixLength: subnet.prefixLength)
-        // A pin left by a crashed agent, or an empty file from a create cut short.
-        try kernel.releaseNetns(a.netns)
-        try kernel.createNetns(a.netns)
+        if !keepNamespace {
+            // A pin left by a crashed agent, or an empty file from a create cut short.
+            try kernel.releaseNetns(a.netns)
+            try kernel.createNetns(a.netns)
+        }
         do {
             try kernel.attachVeth(VethConfig(bridge: n.bridge, hostName: a.hostVeth, netnsPath: a.netns, mac: NetworkManager.macBytes(a.mac),
                                              address: ip, prefixLength: Int(a.prefixLength), gateway: gw))
         } catch {
-            try? kernel.releaseNetns(a.netns)
+            if !keepNamespace { try? kernel.releaseNetns(a.netns) }
             throw error
         }
     }
@@ -445,11 +469,14 @@ public final class NetworkManager: Sendable {
     func ensure(_ containerID: String) throws(BerthError) {
         try state.withLock { (s) throws(BerthError) in
             guard let e = s.endpoints[containerID], case .bridge = e.mode else { return }
-            if kernel.isPinned(e.attachment.netns) && kernel.linkExists(e.attachment.hostVeth) { return }
+            let pinned = kernel.isPinned(e.attachment.netns)
+            if pinned && kernel.linkExists(e.attachment.hostVeth) { return }
             guard let n = s.networks[e.attachment.network] else {
                 throw BerthError(.failedPrecondition, "network \(e.attachment.network) of container \(e.name) no longer exists")
             }
-            try plumb(n, e.attachment)
+            // A namespace that is still pinned is kept (containers sharing it stay with
+            // it); only its veth is made again.
+            try plumb(n, e.attachment, keepNamespace: pinned)
             try applyRules(s)
         }
     }

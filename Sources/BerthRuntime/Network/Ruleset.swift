@@ -29,6 +29,12 @@ struct Ruleset: Sendable, Hashable {
         var out = "add table ip \(table)\ndelete table ip \(table)\n"
         guard !bridges.isEmpty else { return out }
         out += "table ip \(table) {\n"
+        // route_localnet (needed for ports published on 127.0.0.1) would also let a
+        // container that routes 127.0.0.0/8 out of its eth0 reach the host's loopback
+        // services (CVE-2020-8558 in Kubernetes): drop such packets before anything else.
+        let names = bridges.map { "\"\($0.name)\"" }.joined(separator: ", ")
+        out += "\tchain guard {\n\t\ttype filter hook prerouting priority raw; policy accept;\n"
+        out += "\t\tiifname { \(names) } ip daddr 127.0.0.0/8 drop\n\t}\n"
         // Published ports: DNAT what is addressed to one of the host's own addresses,
         // arriving from outside (prerouting) or sent by the host itself (output, which
         // includes 127.0.0.1: route_localnet on the bridges lets it leave through them).
