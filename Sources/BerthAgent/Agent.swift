@@ -189,6 +189,18 @@ public final class Agent: Sendable {
                 try stream.send(.inspectNetwork(runtime.networks.inspect(ref)), end: true)
             case .removeNetwork(let ref):
                 try stream.send(.removeNetwork(name: runtime.networks.remove(ref)), end: true)
+            case .createPod(let spec):
+                try stream.send(.createPod(runtime.createPod(spec)), end: true)
+            case .listPods:
+                try stream.send(.listPods(runtime.listPods()), end: true)
+            case .inspectPod(let ref):
+                try stream.send(.inspectPod(runtime.inspectPod(ref)), end: true)
+            case .startPod(let ref):
+                try stream.send(.startPod(runtime.startPod(ref)), end: true)
+            case .stopPod(let ref, let timeout):
+                try stream.send(.stopPod(runtime.stopPod(ref, timeout: timeout < 0 ? nil : timeout)), end: true)
+            case .removePod(let ref, let force):
+                try stream.send(.removePod(id: runtime.removePod(ref, force: force)), end: true)
             }
         } catch {
             let e = error.berthError("call")

@@ -245,6 +245,48 @@ public final class BerthClient: Sendable {
         return name
     }
 
+    /// Creates a pod: its namespaces pinned, its network endpoint made.
+    public func createPod(_ spec: PodSpec) async throws -> Pod {
+        let r = try await call(.createPod(spec))
+        guard case .createPod(let p) = r else { throw Self.unexpected(r, "CreatePod") }
+        return p
+    }
+
+    public func listPods() async throws -> [Pod] {
+        let r = try await call(.listPods)
+        guard case .listPods(let p) = r else { throw Self.unexpected(r, "ListPods") }
+        return p
+    }
+
+    /// A pod with its pinned namespaces and, per container, its namespaces' inodes.
+    public func inspectPod(_ ref: String) async throws -> Pod {
+        let r = try await call(.inspectPod(ref))
+        guard case .inspectPod(let p) = r else { throw Self.unexpected(r, "InspectPod") }
+        return p
+    }
+
+    /// Starts the pod's containers that are not running.
+    public func startPod(_ ref: String) async throws -> Pod {
+        let r = try await call(.startPod(ref))
+        guard case .startPod(let p) = r else { throw Self.unexpected(r, "StartPod") }
+        return p
+    }
+
+    /// Stops the pod's running containers (`timeout`: seconds before SIGKILL).
+    public func stopPod(_ ref: String, timeout: Int32? = nil) async throws -> Pod {
+        let r = try await call(.stopPod(ref, timeout: timeout ?? -1))
+        guard case .stopPod(let p) = r else { throw Self.unexpected(r, "StopPod") }
+        return p
+    }
+
+    /// Removes a pod and its containers; running ones need `force`.
+    @discardableResult
+    public func removePod(_ ref: String, force: Bool = false) async throws -> String {
+        let r = try await call(.removePod(ref, force: force))
+        guard case .removePod(let id) = r else { throw Self.unexpected(r, "RemovePod") }
+        return id
+    }
+
     /// A container's log as chunks of stdout and stderr; with `follow`, it goes on
     /// until the container exits.
     public func logs(_ request: LogsRequest) async throws -> OutputSequence {

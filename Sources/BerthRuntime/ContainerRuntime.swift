@@ -85,6 +85,8 @@ public final class ContainerRuntime: Sendable {
     public let options: RuntimeOptions
     let reaper: Reaper
     let table: ConditionLock<Table>
+    /// Pods by id (Pods/Pods.swift).
+    let pods = ConditionLock([String: PodEntry]())
 
     struct Entry {
         var record: Container
@@ -153,6 +155,16 @@ public final class ContainerRuntime: Sendable {
             throw BerthError(.invalidArgument, "rootfs \(spec.rootfs) is not a directory")
         }
         record.id = Host.randomHex(bytes: 32)
+        // A container in a pod: the pod's network, files and (with uts shared) host name.
+        var pod: Pod?
+        if !spec.pod.isEmpty {
+            let p = try podForNewContainer(spec.pod, spec)
+            pod = p
+            spec.pod = p.id
+            if p.spec.share.contains("uts") { spec.hostname = p.spec.hostname }
+            record.podID = p.id
+            record.podName = p.name
+        }
         // On the host's network a container takes the host's name, as in docker.
         if spec.hostname.isEmpty { spec.hostname = spec.network == "host" ? Host.hostname : String(record.id.prefix(12)) }
         record.image = spec.rootfs.isEmpty ? spec.image : spec.rootfs
@@ -178,9 +190,14 @@ public final class ContainerRuntime: Sendable {
         var connected = false
         do {
             try Files.makeDirectories(containerDir(record.id), mode: 0o700)
-            record.network = try networks.connect(.init(containerID: record.id, name: record.name, hostname: spec.hostname,
-                                                        spec: spec, filesDir: containerDir(record.id)))
-            connected = true
+            if let pod {
+                record.network = pod.network
+                record.network.network = "pod:\(pod.name)"
+            } else {
+                record.network = try networks.connect(.init(containerID: record.id, name: record.name, hostname: spec.hostname,
+                                                            spec: spec, filesDir: containerDir(record.id)))
+                connected = true
+            }
             try persist(record)
         } catch {
             if connected { try? networks.disconnect(record.id) }
@@ -244,9 +261,9 @@ public final class ContainerRuntime: Sendable {
         let paths = monitorPaths(id)
         // A stale exit file would be taken for this run's.
         _ = unlink(paths.exitFile)
-        let (netns, binds): (String?, [(source: String, target: String)])
+        let ns: RunNamespaces
         do {
-            (netns, binds) = try networkSettings(id, record)
+            ns = try networkSettings(id, record)
         } catch {
             if spec.rootfs.isEmpty { Rootfs.unmount(rootfs) }
             throw error
@@ -254,7 +271,7 @@ public final class ContainerRuntime: Sendable {
         let config = Monitor.config(id: id, rootfs: rootfs, hostname: spec.hostname, workingDir: spec.workingDir,
                                     uid: spec.user.uid, gid: spec.user.gid, args: spec.args, env: Validate.environment(spec),
                                     paths: paths, logMaxBytes: options.logMaxBytes, logMaxFiles: options.logMaxFiles,
-                                    netns: netns, binds: binds)
+                                    netns: ns.net, ipcns: ns.ipc, utsns: ns.uts, pidns: ns.pid, binds: ns.binds)
         let started: Monitor.Started
         do {
             try Files.writeAtomically(paths.config, config, mode: 0o600)
@@ -288,8 +305,28 @@ public final class ContainerRuntime: Sendable {
         return running
     }
 
-    /// The network namespace a run joins and the /etc files it gets (docs/network.md).
-    private func networkSettings(_ id: String, _ record: Container) throws(BerthError) -> (String?, [(source: String, target: String)]) {
+    /// What a run joins: nil for a namespace of its own, "host" (net only), or a path.
+    struct RunNamespaces {
+        var net: String?
+        var ipc: String?
+        var uts: String?
+        var pid: String?
+        var binds: [(source: String, target: String)]
+    }
+
+    /// The namespaces a run joins and the /etc files it gets (docs/network.md, pods.md).
+    private func networkSettings(_ id: String, _ record: Container) throws -> RunNamespaces {
+        func etc(_ filesDir: String, hostname: String) -> [(source: String, target: String)] {
+            [(source: filesDir + "/hosts", target: "/etc/hosts"), (source: hostname + "/hostname", target: "/etc/hostname"),
+             (source: filesDir + "/resolv.conf", target: "/etc/resolv.conf")]
+        }
+        if !record.podID.isEmpty {
+            let pod = try podSettings(record.podID)
+            // The pod's host name file when its UTS namespace is shared, else our own.
+            let hostnameDir = pod.uts != nil ? pod.filesDir : containerDir(id)
+            if pod.uts == nil { try? Files.writeAtomically(containerDir(id) + "/hostname", Array((record.spec.hostname + "\n").utf8)) }
+            return RunNamespaces(net: pod.netns, ipc: pod.ipc, uts: pod.uts, pid: pod.pid, binds: etc(pod.filesDir, hostname: hostnameDir))
+        }
         var filesDir = containerDir(id)
         var netns: String?
         // Records from before networking existed have no attachment: a namespace of their own.
@@ -322,10 +359,7 @@ public final class ContainerRuntime: Sendable {
                 netns = "/proc/\(other.record.pid)/ns/net"
             }
         }
-        let binds = [(source: filesDir + "/hosts", target: "/etc/hosts"),
-                     (source: containerDir(id) + "/hostname", target: "/etc/hostname"),
-                     (source: filesDir + "/resolv.conf", target: "/etc/resolv.conf")]
-        return (netns, binds)
+        return RunNamespaces(net: netns, binds: etc(filesDir, hostname: containerDir(id)))
     }
 
     /// pidfd_open of `pid`, but only if it is still the process that started at `startTime`.
@@ -643,6 +677,7 @@ public final class ContainerRuntime: Sendable {
     /// container whose monitor still runs is watched again; one whose monitor has
     /// finished gets the exit status the monitor recorded (and its restart policy).
     private func load() throws {
+        try loadPods()
         var adopted: [(String, FileDescriptor?)] = []
         for id in try Files.list(stateDir + "/containers") {
             let path = recordPath(id)
@@ -660,8 +695,11 @@ public final class ContainerRuntime: Sendable {
                 }
             }
             table.withLock { $0.byID[id] = entry }
-            networks.restore(containerID: id, name: record.name, hostname: record.spec.hostname, spec: record.spec,
-                             attachment: record.network, filesDir: containerDir(id))
+            // A pod's container has no endpoint of its own: the pod has.
+            if record.podID.isEmpty {
+                networks.restore(containerID: id, name: record.name, hostname: record.spec.hostname, spec: record.spec,
+                                 attachment: record.network, filesDir: containerDir(id))
+            }
         }
         networks.reconcile()
         // Watching may call monitorExited at once (monitor gone): only after the table is full.

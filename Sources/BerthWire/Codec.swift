@@ -394,6 +394,7 @@ extension ContainerSpec {
         extraHosts = messages(c.n_extra_hosts, c.extra_hosts) { (h: Berth__V1__HostEntry) in
             HostEntry(name: string(h.name), ip: string(h.ip))
         }
+        pod = string(c.pod)
     }
 
     fileprivate init(_ c: UnsafeMutablePointer<Berth__V1__ContainerSpec>?) {
@@ -431,6 +432,8 @@ extension Container {
         monitorStartTime = c.monitor_start_time
         stoppedByUser = c.stopped_by_user != 0
         network = NetworkAttachment(c.network)
+        podID = string(c.pod_id)
+        podName = string(c.pod_name)
     }
 
     fileprivate init(_ c: UnsafeMutablePointer<Berth__V1__Container>?) {
@@ -487,6 +490,7 @@ extension Arena {
             m.pointee.ip = cString(entry.ip)
             return m
         }
+        c.pointee.pod = cString(spec.pod)
         return c
     }
 
@@ -517,6 +521,8 @@ extension Arena {
         c.pointee.monitor_start_time = container.monitorStartTime
         c.pointee.stopped_by_user = container.stoppedByUser ? 1 : 0
         if container.network != NetworkAttachment() { c.pointee.network = networkAttachment(container.network) }
+        c.pointee.pod_id = cString(container.podID)
+        c.pointee.pod_name = cString(container.podName)
         return c
     }
 }
@@ -605,6 +611,154 @@ extension Arena {
             m.pointee.mac = cString(e.mac)
             return m
         }
+        return c
+    }
+}
+
+// MARK: - Pods
+
+private func portMappings(_ n: Int, _ p: UnsafeMutablePointer<UnsafeMutablePointer<Berth__V1__PortMapping>?>?) -> [PortMapping] {
+    messages(n, p) { (m: Berth__V1__PortMapping) in
+        PortMapping(hostIP: string(m.host_ip), hostPort: m.host_port, containerPort: m.container_port,
+                    proto: PortMapping.Proto(rawValue: string(m.protocol)) ?? .tcp)
+    }
+}
+
+private func labelMap(_ n: Int, _ p: UnsafeMutablePointer<UnsafeMutablePointer<Berth__V1__Label>?>?) -> [String: String] {
+    var out: [String: String] = [:]
+    for (k, v) in messages(n, p, { (l: Berth__V1__Label) in (string(l.key), string(l.value)) }) { out[k] = v }
+    return out
+}
+
+private func namespaceInfos(_ n: Int, _ p: UnsafeMutablePointer<UnsafeMutablePointer<Berth__V1__NamespaceInfo>?>?) -> [NamespaceInfo] {
+    messages(n, p) { (m: Berth__V1__NamespaceInfo) in NamespaceInfo(type: string(m.type), path: string(m.path), inode: m.inode) }
+}
+
+extension PodSpec {
+    fileprivate init(_ c: UnsafeMutablePointer<Berth__V1__PodSpec>?) {
+        self.init()
+        guard let c = c?.pointee else { return }
+        name = string(c.name)
+        hostname = string(c.hostname)
+        ports = portMappings(c.n_ports, c.ports)
+        network = string(c.network)
+        share = strings(c.n_share, c.share)
+        labels = labelMap(c.n_labels, c.labels)
+        memoryBytes = c.memory_bytes
+        cpuMillis = c.cpu_millis
+        sysctls = labelMap(c.n_sysctls, c.sysctls)
+        dns = strings(c.n_dns, c.dns)
+        extraHosts = messages(c.n_extra_hosts, c.extra_hosts) { (h: Berth__V1__HostEntry) in HostEntry(name: string(h.name), ip: string(h.ip)) }
+    }
+}
+
+extension Pod {
+    fileprivate init(_ c: Berth__V1__Pod) {
+        self.init()
+        id = string(c.id)
+        name = string(c.name)
+        spec = PodSpec(c.spec)
+        createdUnix = c.created_unix
+        network = NetworkAttachment(c.network)
+        namespaces = namespaceInfos(c.n_namespaces, c.namespaces)
+        pausePid = c.pause_pid
+        pauseStartTime = c.pause_start_time
+        pauseMonitorPid = c.pause_monitor_pid
+        pauseMonitorStartTime = c.pause_monitor_start_time
+        containers = messages(c.n_containers, c.containers) { (m: Berth__V1__PodContainer) in
+            PodContainer(id: string(m.id), name: string(m.name),
+                         state: ContainerState(rawValue: Int32(bitPattern: m.state.rawValue)) ?? .unknown,
+                         namespaces: namespaceInfos(m.n_namespaces, m.namespaces))
+        }
+        state = string(c.state)
+    }
+
+    fileprivate init(_ c: UnsafeMutablePointer<Berth__V1__Pod>?) {
+        self = c.map { Pod($0.pointee) } ?? Pod()
+    }
+}
+
+extension Pod: WireMessage {
+    /// Decodes a `berth.v1.Pod`.
+    public init(wire: [UInt8]) throws(BerthError) {
+        self = try unpacked(wire, "Pod", berth__v1__pod__unpack, berth__v1__pod__free_unpacked) { Pod($0) }
+    }
+
+    /// The `berth.v1.Pod` encoding.
+    public func wireEncoded() -> [UInt8] {
+        withArena { arena in packed(arena.pod(self), berth__v1__pod__get_packed_size, berth__v1__pod__pack) }
+    }
+}
+
+extension Arena {
+    func portMapping(_ port: PortMapping) -> UnsafeMutablePointer<Berth__V1__PortMapping> {
+        let m: UnsafeMutablePointer<Berth__V1__PortMapping> = message(berth__v1__port_mapping__init)
+        m.pointee.host_ip = cString(port.hostIP)
+        m.pointee.host_port = port.hostPort
+        m.pointee.container_port = port.containerPort
+        m.pointee.protocol = cString(port.proto.rawValue)
+        return m
+    }
+
+    func label(_ kv: (key: String, value: String)) -> UnsafeMutablePointer<Berth__V1__Label> {
+        let l: UnsafeMutablePointer<Berth__V1__Label> = message(berth__v1__label__init)
+        l.pointee.key = cString(kv.key)
+        l.pointee.value = cString(kv.value)
+        return l
+    }
+
+    func hostEntry(_ entry: HostEntry) -> UnsafeMutablePointer<Berth__V1__HostEntry> {
+        let m: UnsafeMutablePointer<Berth__V1__HostEntry> = message(berth__v1__host_entry__init)
+        m.pointee.name = cString(entry.name)
+        m.pointee.ip = cString(entry.ip)
+        return m
+    }
+
+    func namespaceInfo(_ n: NamespaceInfo) -> UnsafeMutablePointer<Berth__V1__NamespaceInfo> {
+        let m: UnsafeMutablePointer<Berth__V1__NamespaceInfo> = message(berth__v1__namespace_info__init)
+        m.pointee.type = cString(n.type)
+        m.pointee.path = cString(n.path)
+        m.pointee.inode = n.inode
+        return m
+    }
+
+    func podSpec(_ spec: PodSpec) -> UnsafeMutablePointer<Berth__V1__PodSpec> {
+        let c: UnsafeMutablePointer<Berth__V1__PodSpec> = message(berth__v1__pod_spec__init)
+        c.pointee.name = cString(spec.name)
+        c.pointee.hostname = cString(spec.hostname)
+        (c.pointee.n_ports, c.pointee.ports) = cArray(spec.ports, portMapping)
+        c.pointee.network = cString(spec.network)
+        (c.pointee.n_share, c.pointee.share) = cStrings(spec.share)
+        (c.pointee.n_labels, c.pointee.labels) = cArray(spec.labels.sorted { $0.key < $1.key }, label)
+        c.pointee.memory_bytes = spec.memoryBytes
+        c.pointee.cpu_millis = spec.cpuMillis
+        (c.pointee.n_sysctls, c.pointee.sysctls) = cArray(spec.sysctls.sorted { $0.key < $1.key }, label)
+        (c.pointee.n_dns, c.pointee.dns) = cStrings(spec.dns)
+        (c.pointee.n_extra_hosts, c.pointee.extra_hosts) = cArray(spec.extraHosts, hostEntry)
+        return c
+    }
+
+    func pod(_ pod: Pod) -> UnsafeMutablePointer<Berth__V1__Pod> {
+        let c: UnsafeMutablePointer<Berth__V1__Pod> = message(berth__v1__pod__init)
+        c.pointee.id = cString(pod.id)
+        c.pointee.name = cString(pod.name)
+        c.pointee.spec = podSpec(pod.spec)
+        c.pointee.created_unix = pod.createdUnix
+        if pod.network != NetworkAttachment() { c.pointee.network = networkAttachment(pod.network) }
+        (c.pointee.n_namespaces, c.pointee.namespaces) = cArray(pod.namespaces, namespaceInfo)
+        c.pointee.pause_pid = pod.pausePid
+        c.pointee.pause_start_time = pod.pauseStartTime
+        c.pointee.pause_monitor_pid = pod.pauseMonitorPid
+        c.pointee.pause_monitor_start_time = pod.pauseMonitorStartTime
+        (c.pointee.n_containers, c.pointee.containers) = cArray(pod.containers) { pc in
+            let m: UnsafeMutablePointer<Berth__V1__PodContainer> = message(berth__v1__pod_container__init)
+            m.pointee.id = cString(pc.id)
+            m.pointee.name = cString(pc.name)
+            m.pointee.state = Berth__V1__ContainerState(rawValue: UInt32(bitPattern: pc.state.rawValue))
+            (m.pointee.n_namespaces, m.pointee.namespaces) = cArray(pc.namespaces, namespaceInfo)
+            return m
+        }
+        c.pointee.state = cString(pod.state)
         return c
     }
 }
@@ -768,6 +922,20 @@ extension Request {
             self = .inspectNetwork(string(c.inspect_network?.pointee.network))
         case BERTH__V1__REQUEST__CALL_REMOVE_NETWORK:
             self = .removeNetwork(string(c.remove_network?.pointee.network))
+        case BERTH__V1__REQUEST__CALL_CREATE_POD:
+            self = .createPod(PodSpec(c.create_pod?.pointee.spec))
+        case BERTH__V1__REQUEST__CALL_LIST_PODS:
+            self = .listPods
+        case BERTH__V1__REQUEST__CALL_INSPECT_POD:
+            self = .inspectPod(string(c.inspect_pod?.pointee.pod))
+        case BERTH__V1__REQUEST__CALL_START_POD:
+            self = .startPod(string(c.start_pod?.pointee.pod))
+        case BERTH__V1__REQUEST__CALL_STOP_POD:
+            let m = c.stop_pod?.pointee
+            self = .stopPod(string(m?.pod), timeout: m?.timeout_seconds ?? -1)
+        case BERTH__V1__REQUEST__CALL_REMOVE_POD:
+            let m = c.remove_pod?.pointee
+            self = .removePod(string(m?.pod), force: (m?.force ?? 0) != 0)
         default:
             return nil
         }
@@ -897,6 +1065,36 @@ extension Arena {
             m.pointee.network = cString(network)
             c.pointee.call_case = BERTH__V1__REQUEST__CALL_REMOVE_NETWORK
             c.pointee.remove_network = m
+        case .createPod(let spec):
+            let m: UnsafeMutablePointer<Berth__V1__CreatePodRequest> = message(berth__v1__create_pod_request__init)
+            m.pointee.spec = podSpec(spec)
+            c.pointee.call_case = BERTH__V1__REQUEST__CALL_CREATE_POD
+            c.pointee.create_pod = m
+        case .listPods:
+            c.pointee.call_case = BERTH__V1__REQUEST__CALL_LIST_PODS
+            c.pointee.list_pods = message(berth__v1__list_pods_request__init)
+        case .inspectPod(let pod):
+            let m: UnsafeMutablePointer<Berth__V1__InspectPodRequest> = message(berth__v1__inspect_pod_request__init)
+            m.pointee.pod = cString(pod)
+            c.pointee.call_case = BERTH__V1__REQUEST__CALL_INSPECT_POD
+            c.pointee.inspect_pod = m
+        case .startPod(let pod):
+            let m: UnsafeMutablePointer<Berth__V1__StartPodRequest> = message(berth__v1__start_pod_request__init)
+            m.pointee.pod = cString(pod)
+            c.pointee.call_case = BERTH__V1__REQUEST__CALL_START_POD
+            c.pointee.start_pod = m
+        case .stopPod(let pod, let timeout):
+            let m: UnsafeMutablePointer<Berth__V1__StopPodRequest> = message(berth__v1__stop_pod_request__init)
+            m.pointee.pod = cString(pod)
+            m.pointee.timeout_seconds = timeout
+            c.pointee.call_case = BERTH__V1__REQUEST__CALL_STOP_POD
+            c.pointee.stop_pod = m
+        case .removePod(let pod, let force):
+            let m: UnsafeMutablePointer<Berth__V1__RemovePodRequest> = message(berth__v1__remove_pod_request__init)
+            m.pointee.pod = cString(pod)
+            m.pointee.force = force ? 1 : 0
+            c.pointee.call_case = BERTH__V1__REQUEST__CALL_REMOVE_POD
+            c.pointee.remove_pod = m
         }
         return c
     }
@@ -972,6 +1170,19 @@ extension Response {
             self = .inspectNetwork(Network(c.inspect_network?.pointee.network))
         case BERTH__V1__RESPONSE__RESULT_REMOVE_NETWORK:
             self = .removeNetwork(name: string(c.remove_network?.pointee.name))
+        case BERTH__V1__RESPONSE__RESULT_CREATE_POD:
+            self = .createPod(Pod(c.create_pod?.pointee.pod))
+        case BERTH__V1__RESPONSE__RESULT_LIST_PODS:
+            let list = c.list_pods?.pointee
+            self = .listPods(messages(list?.n_pods ?? 0, list?.pods, Pod.init))
+        case BERTH__V1__RESPONSE__RESULT_INSPECT_POD:
+            self = .inspectPod(Pod(c.inspect_pod?.pointee.pod))
+        case BERTH__V1__RESPONSE__RESULT_START_POD:
+            self = .startPod(Pod(c.start_pod?.pointee.pod))
+        case BERTH__V1__RESPONSE__RESULT_STOP_POD:
+            self = .stopPod(Pod(c.stop_pod?.pointee.pod))
+        case BERTH__V1__RESPONSE__RESULT_REMOVE_POD:
+            self = .removePod(id: string(c.remove_pod?.pointee.id))
         default:
             return nil
         }
@@ -1104,6 +1315,36 @@ extension Arena {
             m.pointee.name = cString(name)
             c.pointee.result_case = BERTH__V1__RESPONSE__RESULT_REMOVE_NETWORK
             c.pointee.remove_network = m
+        case .createPod(let p):
+            let m: UnsafeMutablePointer<Berth__V1__CreatePodResponse> = message(berth__v1__create_pod_response__init)
+            m.pointee.pod = pod(p)
+            c.pointee.result_case = BERTH__V1__RESPONSE__RESULT_CREATE_POD
+            c.pointee.create_pod = m
+        case .listPods(let pods):
+            let m: UnsafeMutablePointer<Berth__V1__ListPodsResponse> = message(berth__v1__list_pods_response__init)
+            (m.pointee.n_pods, m.pointee.pods) = cArray(pods, pod)
+            c.pointee.result_case = BERTH__V1__RESPONSE__RESULT_LIST_PODS
+            c.pointee.list_pods = m
+        case .inspectPod(let p):
+            let m: UnsafeMutablePointer<Berth__V1__InspectPodResponse> = message(berth__v1__inspect_pod_response__init)
+            m.pointee.pod = pod(p)
+            c.pointee.result_case = BERTH__V1__RESPONSE__RESULT_INSPECT_POD
+            c.pointee.inspect_pod = m
+        case .startPod(let p):
+            let m: UnsafeMutablePointer<Berth__V1__StartPodResponse> = message(berth__v1__start_pod_response__init)
+            m.pointee.pod = pod(p)
+            c.pointee.result_case = BERTH__V1__RESPONSE__RESULT_START_POD
+            c.pointee.start_pod = m
+        case .stopPod(let p):
+            let m: UnsafeMutablePointer<Berth__V1__StopPodResponse> = message(berth__v1__stop_pod_response__init)
+            m.pointee.pod = pod(p)
+            c.pointee.result_case = BERTH__V1__RESPONSE__RESULT_STOP_POD
+            c.pointee.stop_pod = m
+        case .removePod(let id):
+            let m: UnsafeMutablePointer<Berth__V1__RemovePodResponse> = message(berth__v1__remove_pod_response__init)
+            m.pointee.id = cString(id)
+            c.pointee.result_case = BERTH__V1__RESPONSE__RESULT_REMOVE_POD
+            c.pointee.remove_pod = m
         }
         return c
     }

@@ -154,6 +154,67 @@ public struct ContainerSpec: Sendable, Hashable {
     public var dns: [String] = []
     /// Extra /etc/hosts lines (`--add-host name:ip`).
     public var extraHosts: [HostEntry] = []
+    /// The pod to join (name or id); network, ports and DNS then belong to the pod.
+    public var pod = ""
+    public init() {}
+}
+
+/// `berth.v1.PodSpec`.
+public struct PodSpec: Sendable, Hashable {
+    public var name = ""
+    public var hostname = ""
+    public var ports: [PortMapping] = []
+    /// Empty: the agent's default network; "none" or a bridge network's name.
+    public var network = ""
+    /// Of "net", "ipc", "uts", "pid"; empty: net, ipc and uts.
+    public var share: [String] = []
+    public var labels: [String: String] = [:]
+    /// Pod-level limits: recorded, enforced once cgroups land.
+    public var memoryBytes: UInt64 = 0
+    public var cpuMillis: UInt32 = 0
+    public var sysctls: [String: String] = [:]
+    public var dns: [String] = []
+    public var extraHosts: [HostEntry] = []
+    public init() {}
+}
+
+/// `berth.v1.NamespaceInfo`.
+public struct NamespaceInfo: Sendable, Hashable {
+    public var type: String
+    public var path: String
+    public var inode: UInt64
+    public init(type: String, path: String, inode: UInt64) { self.type = type; self.path = path; self.inode = inode }
+}
+
+/// `berth.v1.PodContainer`.
+public struct PodContainer: Sendable, Hashable {
+    public var id: String
+    public var name: String
+    public var state: ContainerState
+    public var namespaces: [NamespaceInfo]
+    public init(id: String, name: String, state: ContainerState, namespaces: [NamespaceInfo]) {
+        self.id = id; self.name = name; self.state = state; self.namespaces = namespaces
+    }
+}
+
+/// `berth.v1.Pod`.
+public struct Pod: Sendable, Hashable {
+    public var id = ""
+    public var name = ""
+    public var spec = PodSpec()
+    public var createdUnix: Int64 = 0
+    public var network = NetworkAttachment()
+    /// The pinned namespaces.
+    public var namespaces: [NamespaceInfo] = []
+    /// The pause process (shared pid namespace only) and its monitor.
+    public var pausePid: Int32 = 0
+    public var pauseStartTime: UInt64 = 0
+    public var pauseMonitorPid: Int32 = 0
+    public var pauseMonitorStartTime: UInt64 = 0
+    /// Filled in answers only.
+    public var containers: [PodContainer] = []
+    /// In answers: "created", "running" or "exited".
+    public var state = ""
     public init() {}
 }
 
@@ -310,6 +371,9 @@ public struct Container: Sendable, Hashable {
     /// Stopped or killed by a user: the restart policy does not bring it back.
     public var stoppedByUser = false
     public var network = NetworkAttachment()
+    /// The pod this container belongs to, if any.
+    public var podID = ""
+    public var podName = ""
     public init() {}
 }
 
@@ -381,6 +445,13 @@ public enum Request: Sendable, Hashable {
     case listNetworks
     case inspectNetwork(String)
     case removeNetwork(String)
+    case createPod(PodSpec)
+    case listPods
+    case inspectPod(String)
+    case startPod(String)
+    /// `timeout`: seconds before SIGKILL; -1 for each container's own.
+    case stopPod(String, timeout: Int32)
+    case removePod(String, force: Bool)
 }
 
 /// `berth.v1.Response`: the payload of a RESPONSE frame, a result or an error.
@@ -407,6 +478,12 @@ public enum Response: Sendable, Hashable {
     case listNetworks([Network])
     case inspectNetwork(Network)
     case removeNetwork(name: String)
+    case createPod(Pod)
+    case listPods([Pod])
+    case inspectPod(Pod)
+    case startPod(Pod)
+    case stopPod(Pod)
+    case removePod(id: String)
 }
 
 /// `berth.v1.GoAway`: the sender closes the connection.

@@ -2662,6 +2662,726 @@ void   berth__v1__remove_network_response__free_unpacked
   assert(message->base.descriptor == &berth__v1__remove_network_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   berth__v1__pod_spec__init
+                     (Berth__V1__PodSpec         *message)
+{
+  static const Berth__V1__PodSpec init_value = BERTH__V1__POD_SPEC__INIT;
+  *message = init_value;
+}
+size_t berth__v1__pod_spec__get_packed_size
+                     (const Berth__V1__PodSpec *message)
+{
+  assert(message->base.descriptor == &berth__v1__pod_spec__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__pod_spec__pack
+                     (const Berth__V1__PodSpec *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__pod_spec__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__pod_spec__pack_to_buffer
+                     (const Berth__V1__PodSpec *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__pod_spec__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__PodSpec *
+       berth__v1__pod_spec__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__PodSpec *)
+     protobuf_c_message_unpack (&berth__v1__pod_spec__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__pod_spec__free_unpacked
+                     (Berth__V1__PodSpec *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__pod_spec__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   berth__v1__namespace_info__init
+                     (Berth__V1__NamespaceInfo         *message)
+{
+  static const Berth__V1__NamespaceInfo init_value = BERTH__V1__NAMESPACE_INFO__INIT;
+  *message = init_value;
+}
+size_t berth__v1__namespace_info__get_packed_size
+                     (const Berth__V1__NamespaceInfo *message)
+{
+  assert(message->base.descriptor == &berth__v1__namespace_info__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__namespace_info__pack
+                     (const Berth__V1__NamespaceInfo *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__namespace_info__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__namespace_info__pack_to_buffer
+                     (const Berth__V1__NamespaceInfo *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__namespace_info__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__NamespaceInfo *
+       berth__v1__namespace_info__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__NamespaceInfo *)
+     protobuf_c_message_unpack (&berth__v1__namespace_info__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__namespace_info__free_unpacked
+                     (Berth__V1__NamespaceInfo *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__namespace_info__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   berth__v1__pod_container__init
+                     (Berth__V1__PodContainer         *message)
+{
+  static const Berth__V1__PodContainer init_value = BERTH__V1__POD_CONTAINER__INIT;
+  *message = init_value;
+}
+size_t berth__v1__pod_container__get_packed_size
+                     (const Berth__V1__PodContainer *message)
+{
+  assert(message->base.descriptor == &berth__v1__pod_container__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__pod_container__pack
+                     (const Berth__V1__PodContainer *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__pod_container__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__pod_container__pack_to_buffer
+                     (const Berth__V1__PodContainer *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__pod_container__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__PodContainer *
+       berth__v1__pod_container__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__PodContainer *)
+     protobuf_c_message_unpack (&berth__v1__pod_container__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__pod_container__free_unpacked
+                     (Berth__V1__PodContainer *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__pod_container__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   berth__v1__pod__init
+                     (Berth__V1__Pod         *message)
+{
+  static const Berth__V1__Pod init_value = BERTH__V1__POD__INIT;
+  *message = init_value;
+}
+size_t berth__v1__pod__get_packed_size
+                     (const Berth__V1__Pod *message)
+{
+  assert(message->base.descriptor == &berth__v1__pod__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__pod__pack
+                     (const Berth__V1__Pod *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__pod__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__pod__pack_to_buffer
+                     (const Berth__V1__Pod *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__pod__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__Pod *
+       berth__v1__pod__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__Pod *)
+     protobuf_c_message_unpack (&berth__v1__pod__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__pod__free_unpacked
+                     (Berth__V1__Pod *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__pod__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   berth__v1__create_pod_request__init
+                     (Berth__V1__CreatePodRequest         *message)
+{
+  static const Berth__V1__CreatePodRequest init_value = BERTH__V1__CREATE_POD_REQUEST__INIT;
+  *message = init_value;
+}
+size_t berth__v1__create_pod_request__get_packed_size
+                     (const Berth__V1__CreatePodRequest *message)
+{
+  assert(message->base.descriptor == &berth__v1__create_pod_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__create_pod_request__pack
+                     (const Berth__V1__CreatePodRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__create_pod_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__create_pod_request__pack_to_buffer
+                     (const Berth__V1__CreatePodRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__create_pod_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__CreatePodRequest *
+       berth__v1__create_pod_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__CreatePodRequest *)
+     protobuf_c_message_unpack (&berth__v1__create_pod_request__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__create_pod_request__free_unpacked
+                     (Berth__V1__CreatePodRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__create_pod_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   berth__v1__create_pod_response__init
+                     (Berth__V1__CreatePodResponse         *message)
+{
+  static const Berth__V1__CreatePodResponse init_value = BERTH__V1__CREATE_POD_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t berth__v1__create_pod_response__get_packed_size
+                     (const Berth__V1__CreatePodResponse *message)
+{
+  assert(message->base.descriptor == &berth__v1__create_pod_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__create_pod_response__pack
+                     (const Berth__V1__CreatePodResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__create_pod_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__create_pod_response__pack_to_buffer
+                     (const Berth__V1__CreatePodResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__create_pod_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__CreatePodResponse *
+       berth__v1__create_pod_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__CreatePodResponse *)
+     protobuf_c_message_unpack (&berth__v1__create_pod_response__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__create_pod_response__free_unpacked
+                     (Berth__V1__CreatePodResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__create_pod_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   berth__v1__list_pods_request__init
+                     (Berth__V1__ListPodsRequest         *message)
+{
+  static const Berth__V1__ListPodsRequest init_value = BERTH__V1__LIST_PODS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t berth__v1__list_pods_request__get_packed_size
+                     (const Berth__V1__ListPodsRequest *message)
+{
+  assert(message->base.descriptor == &berth__v1__list_pods_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__list_pods_request__pack
+                     (const Berth__V1__ListPodsRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__list_pods_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__list_pods_request__pack_to_buffer
+                     (const Berth__V1__ListPodsRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__list_pods_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__ListPodsRequest *
+       berth__v1__list_pods_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__ListPodsRequest *)
+     protobuf_c_message_unpack (&berth__v1__list_pods_request__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__list_pods_request__free_unpacked
+                     (Berth__V1__ListPodsRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__list_pods_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   berth__v1__list_pods_response__init
+                     (Berth__V1__ListPodsResponse         *message)
+{
+  static const Berth__V1__ListPodsResponse init_value = BERTH__V1__LIST_PODS_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t berth__v1__list_pods_response__get_packed_size
+                     (const Berth__V1__ListPodsResponse *message)
+{
+  assert(message->base.descriptor == &berth__v1__list_pods_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__list_pods_response__pack
+                     (const Berth__V1__ListPodsResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__list_pods_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__list_pods_response__pack_to_buffer
+                     (const Berth__V1__ListPodsResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__list_pods_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__ListPodsResponse *
+       berth__v1__list_pods_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__ListPodsResponse *)
+     protobuf_c_message_unpack (&berth__v1__list_pods_response__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__list_pods_response__free_unpacked
+                     (Berth__V1__ListPodsResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__list_pods_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   berth__v1__inspect_pod_request__init
+                     (Berth__V1__InspectPodRequest         *message)
+{
+  static const Berth__V1__InspectPodRequest init_value = BERTH__V1__INSPECT_POD_REQUEST__INIT;
+  *message = init_value;
+}
+size_t berth__v1__inspect_pod_request__get_packed_size
+                     (const Berth__V1__InspectPodRequest *message)
+{
+  assert(message->base.descriptor == &berth__v1__inspect_pod_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__inspect_pod_request__pack
+                     (const Berth__V1__InspectPodRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__inspect_pod_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__inspect_pod_request__pack_to_buffer
+                     (const Berth__V1__InspectPodRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__inspect_pod_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__InspectPodRequest *
+       berth__v1__inspect_pod_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__InspectPodRequest *)
+     protobuf_c_message_unpack (&berth__v1__inspect_pod_request__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__inspect_pod_request__free_unpacked
+                     (Berth__V1__InspectPodRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__inspect_pod_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   berth__v1__inspect_pod_response__init
+                     (Berth__V1__InspectPodResponse         *message)
+{
+  static const Berth__V1__InspectPodResponse init_value = BERTH__V1__INSPECT_POD_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t berth__v1__inspect_pod_response__get_packed_size
+                     (const Berth__V1__InspectPodResponse *message)
+{
+  assert(message->base.descriptor == &berth__v1__inspect_pod_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__inspect_pod_response__pack
+                     (const Berth__V1__InspectPodResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__inspect_pod_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__inspect_pod_response__pack_to_buffer
+                     (const Berth__V1__InspectPodResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__inspect_pod_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__InspectPodResponse *
+       berth__v1__inspect_pod_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__InspectPodResponse *)
+     protobuf_c_message_unpack (&berth__v1__inspect_pod_response__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__inspect_pod_response__free_unpacked
+                     (Berth__V1__InspectPodResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__inspect_pod_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   berth__v1__start_pod_request__init
+                     (Berth__V1__StartPodRequest         *message)
+{
+  static const Berth__V1__StartPodRequest init_value = BERTH__V1__START_POD_REQUEST__INIT;
+  *message = init_value;
+}
+size_t berth__v1__start_pod_request__get_packed_size
+                     (const Berth__V1__StartPodRequest *message)
+{
+  assert(message->base.descriptor == &berth__v1__start_pod_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__start_pod_request__pack
+                     (const Berth__V1__StartPodRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__start_pod_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__start_pod_request__pack_to_buffer
+                     (const Berth__V1__StartPodRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__start_pod_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__StartPodRequest *
+       berth__v1__start_pod_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__StartPodRequest *)
+     protobuf_c_message_unpack (&berth__v1__start_pod_request__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__start_pod_request__free_unpacked
+                     (Berth__V1__StartPodRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__start_pod_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   berth__v1__start_pod_response__init
+                     (Berth__V1__StartPodResponse         *message)
+{
+  static const Berth__V1__StartPodResponse init_value = BERTH__V1__START_POD_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t berth__v1__start_pod_response__get_packed_size
+                     (const Berth__V1__StartPodResponse *message)
+{
+  assert(message->base.descriptor == &berth__v1__start_pod_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__start_pod_response__pack
+                     (const Berth__V1__StartPodResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__start_pod_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__start_pod_response__pack_to_buffer
+                     (const Berth__V1__StartPodResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__start_pod_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__StartPodResponse *
+       berth__v1__start_pod_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__StartPodResponse *)
+     protobuf_c_message_unpack (&berth__v1__start_pod_response__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__start_pod_response__free_unpacked
+                     (Berth__V1__StartPodResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__start_pod_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   berth__v1__stop_pod_request__init
+                     (Berth__V1__StopPodRequest         *message)
+{
+  static const Berth__V1__StopPodRequest init_value = BERTH__V1__STOP_POD_REQUEST__INIT;
+  *message = init_value;
+}
+size_t berth__v1__stop_pod_request__get_packed_size
+                     (const Berth__V1__StopPodRequest *message)
+{
+  assert(message->base.descriptor == &berth__v1__stop_pod_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__stop_pod_request__pack
+                     (const Berth__V1__StopPodRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__stop_pod_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__stop_pod_request__pack_to_buffer
+                     (const Berth__V1__StopPodRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__stop_pod_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__StopPodRequest *
+       berth__v1__stop_pod_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__StopPodRequest *)
+     protobuf_c_message_unpack (&berth__v1__stop_pod_request__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__stop_pod_request__free_unpacked
+                     (Berth__V1__StopPodRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__stop_pod_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   berth__v1__stop_pod_response__init
+                     (Berth__V1__StopPodResponse         *message)
+{
+  static const Berth__V1__StopPodResponse init_value = BERTH__V1__STOP_POD_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t berth__v1__stop_pod_response__get_packed_size
+                     (const Berth__V1__StopPodResponse *message)
+{
+  assert(message->base.descriptor == &berth__v1__stop_pod_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__stop_pod_response__pack
+                     (const Berth__V1__StopPodResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__stop_pod_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__stop_pod_response__pack_to_buffer
+                     (const Berth__V1__StopPodResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__stop_pod_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__StopPodResponse *
+       berth__v1__stop_pod_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__StopPodResponse *)
+     protobuf_c_message_unpack (&berth__v1__stop_pod_response__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__stop_pod_response__free_unpacked
+                     (Berth__V1__StopPodResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__stop_pod_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   berth__v1__remove_pod_request__init
+                     (Berth__V1__RemovePodRequest         *message)
+{
+  static const Berth__V1__RemovePodRequest init_value = BERTH__V1__REMOVE_POD_REQUEST__INIT;
+  *message = init_value;
+}
+size_t berth__v1__remove_pod_request__get_packed_size
+                     (const Berth__V1__RemovePodRequest *message)
+{
+  assert(message->base.descriptor == &berth__v1__remove_pod_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__remove_pod_request__pack
+                     (const Berth__V1__RemovePodRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__remove_pod_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__remove_pod_request__pack_to_buffer
+                     (const Berth__V1__RemovePodRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__remove_pod_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__RemovePodRequest *
+       berth__v1__remove_pod_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__RemovePodRequest *)
+     protobuf_c_message_unpack (&berth__v1__remove_pod_request__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__remove_pod_request__free_unpacked
+                     (Berth__V1__RemovePodRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__remove_pod_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   berth__v1__remove_pod_response__init
+                     (Berth__V1__RemovePodResponse         *message)
+{
+  static const Berth__V1__RemovePodResponse init_value = BERTH__V1__REMOVE_POD_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t berth__v1__remove_pod_response__get_packed_size
+                     (const Berth__V1__RemovePodResponse *message)
+{
+  assert(message->base.descriptor == &berth__v1__remove_pod_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__remove_pod_response__pack
+                     (const Berth__V1__RemovePodResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__remove_pod_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__remove_pod_response__pack_to_buffer
+                     (const Berth__V1__RemovePodResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__remove_pod_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__RemovePodResponse *
+       berth__v1__remove_pod_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__RemovePodResponse *)
+     protobuf_c_message_unpack (&berth__v1__remove_pod_response__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__remove_pod_response__free_unpacked
+                     (Berth__V1__RemovePodResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__remove_pod_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   berth__v1__request__init
                      (Berth__V1__Request         *message)
 {
@@ -3838,7 +4558,7 @@ const ProtobufCMessageDescriptor berth__v1__restart_policy__descriptor =
   (ProtobufCMessageInit) berth__v1__restart_policy__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor berth__v1__container_spec__field_descriptors[17] =
+static const ProtobufCFieldDescriptor berth__v1__container_spec__field_descriptors[18] =
 {
   {
     "name",
@@ -4044,6 +4764,18 @@ static const ProtobufCFieldDescriptor berth__v1__container_spec__field_descripto
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "pod",
+    18,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__ContainerSpec, pod),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned berth__v1__container_spec__field_indices_by_name[] = {
   3,   /* field[3] = args */
@@ -4056,6 +4788,7 @@ static const unsigned berth__v1__container_spec__field_indices_by_name[] = {
   9,   /* field[9] = labels */
   0,   /* field[0] = name */
   13,   /* field[13] = network */
+  17,   /* field[17] = pod */
   14,   /* field[14] = ports */
   10,   /* field[10] = restart */
   2,   /* field[2] = rootfs */
@@ -4067,7 +4800,7 @@ static const unsigned berth__v1__container_spec__field_indices_by_name[] = {
 static const ProtobufCIntRange berth__v1__container_spec__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 17 }
+  { 0, 18 }
 };
 const ProtobufCMessageDescriptor berth__v1__container_spec__descriptor =
 {
@@ -4077,7 +4810,7 @@ const ProtobufCMessageDescriptor berth__v1__container_spec__descriptor =
   "Berth__V1__ContainerSpec",
   "berth.v1",
   sizeof(Berth__V1__ContainerSpec),
-  17,
+  18,
   berth__v1__container_spec__field_descriptors,
   berth__v1__container_spec__field_indices_by_name,
   1,  berth__v1__container_spec__number_ranges,
@@ -4611,7 +5344,7 @@ const ProtobufCMessageDescriptor berth__v1__exit_status__descriptor =
   (ProtobufCMessageInit) berth__v1__exit_status__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor berth__v1__container__field_descriptors[17] =
+static const ProtobufCFieldDescriptor berth__v1__container__field_descriptors[19] =
 {
   {
     "id",
@@ -4817,6 +5550,30 @@ static const ProtobufCFieldDescriptor berth__v1__container__field_descriptors[17
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "pod_id",
+    18,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__Container, pod_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "pod_name",
+    19,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__Container, pod_name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned berth__v1__container__field_indices_by_name[] = {
   6,   /* field[6] = created_unix */
@@ -4831,6 +5588,8 @@ static const unsigned berth__v1__container__field_indices_by_name[] = {
   12,   /* field[12] = oom_killed */
   5,   /* field[5] = pid */
   10,   /* field[10] = pid_start_time */
+  17,   /* field[17] = pod_id */
+  18,   /* field[18] = pod_name */
   11,   /* field[11] = restart_count */
   3,   /* field[3] = spec */
   7,   /* field[7] = started_unix */
@@ -4840,7 +5599,7 @@ static const unsigned berth__v1__container__field_indices_by_name[] = {
 static const ProtobufCIntRange berth__v1__container__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 17 }
+  { 0, 19 }
 };
 const ProtobufCMessageDescriptor berth__v1__container__descriptor =
 {
@@ -4850,7 +5609,7 @@ const ProtobufCMessageDescriptor berth__v1__container__descriptor =
   "Berth__V1__Container",
   "berth.v1",
   sizeof(Berth__V1__Container),
-  17,
+  19,
   berth__v1__container__field_descriptors,
   berth__v1__container__field_indices_by_name,
   1,  berth__v1__container__number_ranges,
@@ -6324,7 +7083,959 @@ const ProtobufCMessageDescriptor berth__v1__remove_network_response__descriptor 
   (ProtobufCMessageInit) berth__v1__remove_network_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor berth__v1__request__field_descriptors[20] =
+static const ProtobufCFieldDescriptor berth__v1__pod_spec__field_descriptors[11] =
+{
+  {
+    "name",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__PodSpec, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "hostname",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__PodSpec, hostname),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "ports",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__PodSpec, n_ports),
+    offsetof(Berth__V1__PodSpec, ports),
+    &berth__v1__port_mapping__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "network",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__PodSpec, network),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "share",
+    5,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Berth__V1__PodSpec, n_share),
+    offsetof(Berth__V1__PodSpec, share),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "labels",
+    6,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__PodSpec, n_labels),
+    offsetof(Berth__V1__PodSpec, labels),
+    &berth__v1__label__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "memory_bytes",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__PodSpec, memory_bytes),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "cpu_millis",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__PodSpec, cpu_millis),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "sysctls",
+    9,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__PodSpec, n_sysctls),
+    offsetof(Berth__V1__PodSpec, sysctls),
+    &berth__v1__label__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "dns",
+    10,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Berth__V1__PodSpec, n_dns),
+    offsetof(Berth__V1__PodSpec, dns),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "extra_hosts",
+    11,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__PodSpec, n_extra_hosts),
+    offsetof(Berth__V1__PodSpec, extra_hosts),
+    &berth__v1__host_entry__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__pod_spec__field_indices_by_name[] = {
+  7,   /* field[7] = cpu_millis */
+  9,   /* field[9] = dns */
+  10,   /* field[10] = extra_hosts */
+  1,   /* field[1] = hostname */
+  5,   /* field[5] = labels */
+  6,   /* field[6] = memory_bytes */
+  0,   /* field[0] = name */
+  3,   /* field[3] = network */
+  2,   /* field[2] = ports */
+  4,   /* field[4] = share */
+  8,   /* field[8] = sysctls */
+};
+static const ProtobufCIntRange berth__v1__pod_spec__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 11 }
+};
+const ProtobufCMessageDescriptor berth__v1__pod_spec__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.PodSpec",
+  "PodSpec",
+  "Berth__V1__PodSpec",
+  "berth.v1",
+  sizeof(Berth__V1__PodSpec),
+  11,
+  berth__v1__pod_spec__field_descriptors,
+  berth__v1__pod_spec__field_indices_by_name,
+  1,  berth__v1__pod_spec__number_ranges,
+  (ProtobufCMessageInit) berth__v1__pod_spec__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__namespace_info__field_descriptors[3] =
+{
+  {
+    "type",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__NamespaceInfo, type),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "path",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__NamespaceInfo, path),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "inode",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__NamespaceInfo, inode),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__namespace_info__field_indices_by_name[] = {
+  2,   /* field[2] = inode */
+  1,   /* field[1] = path */
+  0,   /* field[0] = type */
+};
+static const ProtobufCIntRange berth__v1__namespace_info__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor berth__v1__namespace_info__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.NamespaceInfo",
+  "NamespaceInfo",
+  "Berth__V1__NamespaceInfo",
+  "berth.v1",
+  sizeof(Berth__V1__NamespaceInfo),
+  3,
+  berth__v1__namespace_info__field_descriptors,
+  berth__v1__namespace_info__field_indices_by_name,
+  1,  berth__v1__namespace_info__number_ranges,
+  (ProtobufCMessageInit) berth__v1__namespace_info__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__pod_container__field_descriptors[4] =
+{
+  {
+    "id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__PodContainer, id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "name",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__PodContainer, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "state",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__PodContainer, state),
+    &berth__v1__container_state__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "namespaces",
+    4,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__PodContainer, n_namespaces),
+    offsetof(Berth__V1__PodContainer, namespaces),
+    &berth__v1__namespace_info__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__pod_container__field_indices_by_name[] = {
+  0,   /* field[0] = id */
+  1,   /* field[1] = name */
+  3,   /* field[3] = namespaces */
+  2,   /* field[2] = state */
+};
+static const ProtobufCIntRange berth__v1__pod_container__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor berth__v1__pod_container__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.PodContainer",
+  "PodContainer",
+  "Berth__V1__PodContainer",
+  "berth.v1",
+  sizeof(Berth__V1__PodContainer),
+  4,
+  berth__v1__pod_container__field_descriptors,
+  berth__v1__pod_container__field_indices_by_name,
+  1,  berth__v1__pod_container__number_ranges,
+  (ProtobufCMessageInit) berth__v1__pod_container__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__pod__field_descriptors[12] =
+{
+  {
+    "id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__Pod, id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "name",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__Pod, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "spec",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__Pod, spec),
+    &berth__v1__pod_spec__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "created_unix",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__Pod, created_unix),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "network",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__Pod, network),
+    &berth__v1__network_attachment__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "namespaces",
+    6,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__Pod, n_namespaces),
+    offsetof(Berth__V1__Pod, namespaces),
+    &berth__v1__namespace_info__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "pause_pid",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__Pod, pause_pid),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "pause_start_time",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__Pod, pause_start_time),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "pause_monitor_pid",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__Pod, pause_monitor_pid),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "pause_monitor_start_time",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__Pod, pause_monitor_start_time),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "containers",
+    11,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__Pod, n_containers),
+    offsetof(Berth__V1__Pod, containers),
+    &berth__v1__pod_container__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "state",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__Pod, state),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__pod__field_indices_by_name[] = {
+  10,   /* field[10] = containers */
+  3,   /* field[3] = created_unix */
+  0,   /* field[0] = id */
+  1,   /* field[1] = name */
+  5,   /* field[5] = namespaces */
+  4,   /* field[4] = network */
+  8,   /* field[8] = pause_monitor_pid */
+  9,   /* field[9] = pause_monitor_start_time */
+  6,   /* field[6] = pause_pid */
+  7,   /* field[7] = pause_start_time */
+  2,   /* field[2] = spec */
+  11,   /* field[11] = state */
+};
+static const ProtobufCIntRange berth__v1__pod__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 12 }
+};
+const ProtobufCMessageDescriptor berth__v1__pod__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.Pod",
+  "Pod",
+  "Berth__V1__Pod",
+  "berth.v1",
+  sizeof(Berth__V1__Pod),
+  12,
+  berth__v1__pod__field_descriptors,
+  berth__v1__pod__field_indices_by_name,
+  1,  berth__v1__pod__number_ranges,
+  (ProtobufCMessageInit) berth__v1__pod__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__create_pod_request__field_descriptors[1] =
+{
+  {
+    "spec",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__CreatePodRequest, spec),
+    &berth__v1__pod_spec__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__create_pod_request__field_indices_by_name[] = {
+  0,   /* field[0] = spec */
+};
+static const ProtobufCIntRange berth__v1__create_pod_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor berth__v1__create_pod_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.CreatePodRequest",
+  "CreatePodRequest",
+  "Berth__V1__CreatePodRequest",
+  "berth.v1",
+  sizeof(Berth__V1__CreatePodRequest),
+  1,
+  berth__v1__create_pod_request__field_descriptors,
+  berth__v1__create_pod_request__field_indices_by_name,
+  1,  berth__v1__create_pod_request__number_ranges,
+  (ProtobufCMessageInit) berth__v1__create_pod_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__create_pod_response__field_descriptors[1] =
+{
+  {
+    "pod",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__CreatePodResponse, pod),
+    &berth__v1__pod__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__create_pod_response__field_indices_by_name[] = {
+  0,   /* field[0] = pod */
+};
+static const ProtobufCIntRange berth__v1__create_pod_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor berth__v1__create_pod_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.CreatePodResponse",
+  "CreatePodResponse",
+  "Berth__V1__CreatePodResponse",
+  "berth.v1",
+  sizeof(Berth__V1__CreatePodResponse),
+  1,
+  berth__v1__create_pod_response__field_descriptors,
+  berth__v1__create_pod_response__field_indices_by_name,
+  1,  berth__v1__create_pod_response__number_ranges,
+  (ProtobufCMessageInit) berth__v1__create_pod_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+#define berth__v1__list_pods_request__field_descriptors NULL
+#define berth__v1__list_pods_request__field_indices_by_name NULL
+#define berth__v1__list_pods_request__number_ranges NULL
+const ProtobufCMessageDescriptor berth__v1__list_pods_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.ListPodsRequest",
+  "ListPodsRequest",
+  "Berth__V1__ListPodsRequest",
+  "berth.v1",
+  sizeof(Berth__V1__ListPodsRequest),
+  0,
+  berth__v1__list_pods_request__field_descriptors,
+  berth__v1__list_pods_request__field_indices_by_name,
+  0,  berth__v1__list_pods_request__number_ranges,
+  (ProtobufCMessageInit) berth__v1__list_pods_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__list_pods_response__field_descriptors[1] =
+{
+  {
+    "pods",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__ListPodsResponse, n_pods),
+    offsetof(Berth__V1__ListPodsResponse, pods),
+    &berth__v1__pod__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__list_pods_response__field_indices_by_name[] = {
+  0,   /* field[0] = pods */
+};
+static const ProtobufCIntRange berth__v1__list_pods_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor berth__v1__list_pods_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.ListPodsResponse",
+  "ListPodsResponse",
+  "Berth__V1__ListPodsResponse",
+  "berth.v1",
+  sizeof(Berth__V1__ListPodsResponse),
+  1,
+  berth__v1__list_pods_response__field_descriptors,
+  berth__v1__list_pods_response__field_indices_by_name,
+  1,  berth__v1__list_pods_response__number_ranges,
+  (ProtobufCMessageInit) berth__v1__list_pods_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__inspect_pod_request__field_descriptors[1] =
+{
+  {
+    "pod",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__InspectPodRequest, pod),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__inspect_pod_request__field_indices_by_name[] = {
+  0,   /* field[0] = pod */
+};
+static const ProtobufCIntRange berth__v1__inspect_pod_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor berth__v1__inspect_pod_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.InspectPodRequest",
+  "InspectPodRequest",
+  "Berth__V1__InspectPodRequest",
+  "berth.v1",
+  sizeof(Berth__V1__InspectPodRequest),
+  1,
+  berth__v1__inspect_pod_request__field_descriptors,
+  berth__v1__inspect_pod_request__field_indices_by_name,
+  1,  berth__v1__inspect_pod_request__number_ranges,
+  (ProtobufCMessageInit) berth__v1__inspect_pod_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__inspect_pod_response__field_descriptors[1] =
+{
+  {
+    "pod",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__InspectPodResponse, pod),
+    &berth__v1__pod__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__inspect_pod_response__field_indices_by_name[] = {
+  0,   /* field[0] = pod */
+};
+static const ProtobufCIntRange berth__v1__inspect_pod_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor berth__v1__inspect_pod_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.InspectPodResponse",
+  "InspectPodResponse",
+  "Berth__V1__InspectPodResponse",
+  "berth.v1",
+  sizeof(Berth__V1__InspectPodResponse),
+  1,
+  berth__v1__inspect_pod_response__field_descriptors,
+  berth__v1__inspect_pod_response__field_indices_by_name,
+  1,  berth__v1__inspect_pod_response__number_ranges,
+  (ProtobufCMessageInit) berth__v1__inspect_pod_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__start_pod_request__field_descriptors[1] =
+{
+  {
+    "pod",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__StartPodRequest, pod),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__start_pod_request__field_indices_by_name[] = {
+  0,   /* field[0] = pod */
+};
+static const ProtobufCIntRange berth__v1__start_pod_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor berth__v1__start_pod_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.StartPodRequest",
+  "StartPodRequest",
+  "Berth__V1__StartPodRequest",
+  "berth.v1",
+  sizeof(Berth__V1__StartPodRequest),
+  1,
+  berth__v1__start_pod_request__field_descriptors,
+  berth__v1__start_pod_request__field_indices_by_name,
+  1,  berth__v1__start_pod_request__number_ranges,
+  (ProtobufCMessageInit) berth__v1__start_pod_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__start_pod_response__field_descriptors[1] =
+{
+  {
+    "pod",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__StartPodResponse, pod),
+    &berth__v1__pod__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__start_pod_response__field_indices_by_name[] = {
+  0,   /* field[0] = pod */
+};
+static const ProtobufCIntRange berth__v1__start_pod_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor berth__v1__start_pod_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.StartPodResponse",
+  "StartPodResponse",
+  "Berth__V1__StartPodResponse",
+  "berth.v1",
+  sizeof(Berth__V1__StartPodResponse),
+  1,
+  berth__v1__start_pod_response__field_descriptors,
+  berth__v1__start_pod_response__field_indices_by_name,
+  1,  berth__v1__start_pod_response__number_ranges,
+  (ProtobufCMessageInit) berth__v1__start_pod_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__stop_pod_request__field_descriptors[2] =
+{
+  {
+    "pod",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__StopPodRequest, pod),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "timeout_seconds",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__StopPodRequest, timeout_seconds),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__stop_pod_request__field_indices_by_name[] = {
+  0,   /* field[0] = pod */
+  1,   /* field[1] = timeout_seconds */
+};
+static const ProtobufCIntRange berth__v1__stop_pod_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor berth__v1__stop_pod_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.StopPodRequest",
+  "StopPodRequest",
+  "Berth__V1__StopPodRequest",
+  "berth.v1",
+  sizeof(Berth__V1__StopPodRequest),
+  2,
+  berth__v1__stop_pod_request__field_descriptors,
+  berth__v1__stop_pod_request__field_indices_by_name,
+  1,  berth__v1__stop_pod_request__number_ranges,
+  (ProtobufCMessageInit) berth__v1__stop_pod_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__stop_pod_response__field_descriptors[1] =
+{
+  {
+    "pod",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__StopPodResponse, pod),
+    &berth__v1__pod__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__stop_pod_response__field_indices_by_name[] = {
+  0,   /* field[0] = pod */
+};
+static const ProtobufCIntRange berth__v1__stop_pod_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor berth__v1__stop_pod_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.StopPodResponse",
+  "StopPodResponse",
+  "Berth__V1__StopPodResponse",
+  "berth.v1",
+  sizeof(Berth__V1__StopPodResponse),
+  1,
+  berth__v1__stop_pod_response__field_descriptors,
+  berth__v1__stop_pod_response__field_indices_by_name,
+  1,  berth__v1__stop_pod_response__number_ranges,
+  (ProtobufCMessageInit) berth__v1__stop_pod_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__remove_pod_request__field_descriptors[2] =
+{
+  {
+    "pod",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__RemovePodRequest, pod),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "force",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__RemovePodRequest, force),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__remove_pod_request__field_indices_by_name[] = {
+  1,   /* field[1] = force */
+  0,   /* field[0] = pod */
+};
+static const ProtobufCIntRange berth__v1__remove_pod_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor berth__v1__remove_pod_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.RemovePodRequest",
+  "RemovePodRequest",
+  "Berth__V1__RemovePodRequest",
+  "berth.v1",
+  sizeof(Berth__V1__RemovePodRequest),
+  2,
+  berth__v1__remove_pod_request__field_descriptors,
+  berth__v1__remove_pod_request__field_indices_by_name,
+  1,  berth__v1__remove_pod_request__number_ranges,
+  (ProtobufCMessageInit) berth__v1__remove_pod_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__remove_pod_response__field_descriptors[1] =
+{
+  {
+    "id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__RemovePodResponse, id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__remove_pod_response__field_indices_by_name[] = {
+  0,   /* field[0] = id */
+};
+static const ProtobufCIntRange berth__v1__remove_pod_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor berth__v1__remove_pod_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.RemovePodResponse",
+  "RemovePodResponse",
+  "Berth__V1__RemovePodResponse",
+  "berth.v1",
+  sizeof(Berth__V1__RemovePodResponse),
+  1,
+  berth__v1__remove_pod_response__field_descriptors,
+  berth__v1__remove_pod_response__field_indices_by_name,
+  1,  berth__v1__remove_pod_response__number_ranges,
+  (ProtobufCMessageInit) berth__v1__remove_pod_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__request__field_descriptors[26] =
 {
   {
     "hello",
@@ -6566,33 +8277,111 @@ static const ProtobufCFieldDescriptor berth__v1__request__field_descriptors[20] 
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "create_pod",
+    21,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__Request, call_case),
+    offsetof(Berth__V1__Request, create_pod),
+    &berth__v1__create_pod_request__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "list_pods",
+    22,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__Request, call_case),
+    offsetof(Berth__V1__Request, list_pods),
+    &berth__v1__list_pods_request__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "inspect_pod",
+    23,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__Request, call_case),
+    offsetof(Berth__V1__Request, inspect_pod),
+    &berth__v1__inspect_pod_request__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "start_pod",
+    24,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__Request, call_case),
+    offsetof(Berth__V1__Request, start_pod),
+    &berth__v1__start_pod_request__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "stop_pod",
+    25,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__Request, call_case),
+    offsetof(Berth__V1__Request, stop_pod),
+    &berth__v1__stop_pod_request__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "remove_pod",
+    26,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__Request, call_case),
+    offsetof(Berth__V1__Request, remove_pod),
+    &berth__v1__remove_pod_request__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned berth__v1__request__field_indices_by_name[] = {
   4,   /* field[4] = create_container */
   16,   /* field[16] = create_network */
+  20,   /* field[20] = create_pod */
   15,   /* field[15] = exec */
   0,   /* field[0] = hello */
   2,   /* field[2] = import_image */
   1,   /* field[1] = info */
   13,   /* field[13] = inspect_container */
   18,   /* field[18] = inspect_network */
+  22,   /* field[22] = inspect_pod */
   11,   /* field[11] = kill_container */
   8,   /* field[8] = list_containers */
   3,   /* field[3] = list_images */
   17,   /* field[17] = list_networks */
+  21,   /* field[21] = list_pods */
   14,   /* field[14] = logs */
   9,   /* field[9] = remove_container */
   19,   /* field[19] = remove_network */
+  25,   /* field[25] = remove_pod */
   12,   /* field[12] = restart_container */
   6,   /* field[6] = run */
   5,   /* field[5] = start_container */
+  23,   /* field[23] = start_pod */
   10,   /* field[10] = stop_container */
+  24,   /* field[24] = stop_pod */
   7,   /* field[7] = wait */
 };
 static const ProtobufCIntRange berth__v1__request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 20 }
+  { 0, 26 }
 };
 const ProtobufCMessageDescriptor berth__v1__request__descriptor =
 {
@@ -6602,14 +8391,14 @@ const ProtobufCMessageDescriptor berth__v1__request__descriptor =
   "Berth__V1__Request",
   "berth.v1",
   sizeof(Berth__V1__Request),
-  20,
+  26,
   berth__v1__request__field_descriptors,
   berth__v1__request__field_indices_by_name,
   1,  berth__v1__request__number_ranges,
   (ProtobufCMessageInit) berth__v1__request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor berth__v1__response__field_descriptors[21] =
+static const ProtobufCFieldDescriptor berth__v1__response__field_descriptors[27] =
 {
   {
     "error",
@@ -6863,10 +8652,83 @@ static const ProtobufCFieldDescriptor berth__v1__response__field_descriptors[21]
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "create_pod",
+    22,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__Response, result_case),
+    offsetof(Berth__V1__Response, create_pod),
+    &berth__v1__create_pod_response__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "list_pods",
+    23,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__Response, result_case),
+    offsetof(Berth__V1__Response, list_pods),
+    &berth__v1__list_pods_response__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "inspect_pod",
+    24,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__Response, result_case),
+    offsetof(Berth__V1__Response, inspect_pod),
+    &berth__v1__inspect_pod_response__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "start_pod",
+    25,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__Response, result_case),
+    offsetof(Berth__V1__Response, start_pod),
+    &berth__v1__start_pod_response__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "stop_pod",
+    26,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__Response, result_case),
+    offsetof(Berth__V1__Response, stop_pod),
+    &berth__v1__stop_pod_response__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "remove_pod",
+    27,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__Response, result_case),
+    offsetof(Berth__V1__Response, remove_pod),
+    &berth__v1__remove_pod_response__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned berth__v1__response__field_indices_by_name[] = {
   5,   /* field[5] = create_container */
   17,   /* field[17] = create_network */
+  21,   /* field[21] = create_pod */
   0,   /* field[0] = error */
   16,   /* field[16] = exec */
   1,   /* field[1] = hello */
@@ -6874,23 +8736,28 @@ static const unsigned berth__v1__response__field_indices_by_name[] = {
   2,   /* field[2] = info */
   14,   /* field[14] = inspect_container */
   19,   /* field[19] = inspect_network */
+  23,   /* field[23] = inspect_pod */
   12,   /* field[12] = kill_container */
   9,   /* field[9] = list_containers */
   4,   /* field[4] = list_images */
   18,   /* field[18] = list_networks */
+  22,   /* field[22] = list_pods */
   15,   /* field[15] = logs */
   10,   /* field[10] = remove_container */
   20,   /* field[20] = remove_network */
+  26,   /* field[26] = remove_pod */
   13,   /* field[13] = restart_container */
   7,   /* field[7] = run */
   6,   /* field[6] = start_container */
+  24,   /* field[24] = start_pod */
   11,   /* field[11] = stop_container */
+  25,   /* field[25] = stop_pod */
   8,   /* field[8] = wait */
 };
 static const ProtobufCIntRange berth__v1__response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 21 }
+  { 0, 27 }
 };
 const ProtobufCMessageDescriptor berth__v1__response__descriptor =
 {
@@ -6900,7 +8767,7 @@ const ProtobufCMessageDescriptor berth__v1__response__descriptor =
   "Berth__V1__Response",
   "berth.v1",
   sizeof(Berth__V1__Response),
-  21,
+  27,
   berth__v1__response__field_descriptors,
   berth__v1__response__field_indices_by_name,
   1,  berth__v1__response__number_ranges,

@@ -64,6 +64,12 @@ final class FakeKernel: NetworkKernel, Sendable {
         }
     }
     func nft(_ commands: String) throws(BerthError) { state.withLock { $0.nftRuns.append(commands) } }
+    func createIPCUTS(ipcPin: String, utsPin: String, hostname: String) throws(BerthError) {
+        try createNetns(ipcPin)
+        try createNetns(utsPin)
+    }
+    func pin(source: String, pin: String) throws(BerthError) { try createNetns(pin) }
+    func writeSysctl(pin: String, namespace: PodNamespace, key: String, value: String) throws(BerthError) {}
     func ipForward() -> Bool { state.withLock { $0.forward } }
     func setIPForward(_ on: Bool) throws(BerthError) { state.withLock { $0.forward = on } }
     func hostRoutes() -> [(subnet: IPv4Subnet, device: String)] { state.withLock { $0.routes.map { ($0.0, $0.1) } } }

@@ -35,6 +35,12 @@ protocol NetworkKernel: Sendable {
     func setIPForward(_ on: Bool) throws(BerthError)
     /// The host's IPv4 routes (destination subnet, device), for subnet clash checks.
     func hostRoutes() -> [(subnet: IPv4Subnet, device: String)]
+    /// New IPC and UTS namespaces (the UTS one named `hostname`), pinned (pods).
+    func createIPCUTS(ipcPin: String, utsPin: String, hostname: String) throws(BerthError)
+    /// Pins an nsfs file ("/proc/PID/ns/pid") at `pin`.
+    func pin(source: String, pin: String) throws(BerthError)
+    /// Writes a sysctl from inside the `namespace` pinned at `pin`.
+    func writeSysctl(pin: String, namespace: PodNamespace, key: String, value: String) throws(BerthError)
     /// Whether `port` can be published: 0 when a bind to it works, EADDRINUSE when
     /// something on the host holds it, EADDRNOTAVAIL when `hostIP` is not the host's.
     func portCheck(_ hostIP: IPv4Address?, _ port: UInt16, udp: Bool) -> Int32

@@ -74,6 +74,22 @@ typedef struct Berth__V1__InspectNetworkRequest Berth__V1__InspectNetworkRequest
 typedef struct Berth__V1__InspectNetworkResponse Berth__V1__InspectNetworkResponse;
 typedef struct Berth__V1__RemoveNetworkRequest Berth__V1__RemoveNetworkRequest;
 typedef struct Berth__V1__RemoveNetworkResponse Berth__V1__RemoveNetworkResponse;
+typedef struct Berth__V1__PodSpec Berth__V1__PodSpec;
+typedef struct Berth__V1__NamespaceInfo Berth__V1__NamespaceInfo;
+typedef struct Berth__V1__PodContainer Berth__V1__PodContainer;
+typedef struct Berth__V1__Pod Berth__V1__Pod;
+typedef struct Berth__V1__CreatePodRequest Berth__V1__CreatePodRequest;
+typedef struct Berth__V1__CreatePodResponse Berth__V1__CreatePodResponse;
+typedef struct Berth__V1__ListPodsRequest Berth__V1__ListPodsRequest;
+typedef struct Berth__V1__ListPodsResponse Berth__V1__ListPodsResponse;
+typedef struct Berth__V1__InspectPodRequest Berth__V1__InspectPodRequest;
+typedef struct Berth__V1__InspectPodResponse Berth__V1__InspectPodResponse;
+typedef struct Berth__V1__StartPodRequest Berth__V1__StartPodRequest;
+typedef struct Berth__V1__StartPodResponse Berth__V1__StartPodResponse;
+typedef struct Berth__V1__StopPodRequest Berth__V1__StopPodRequest;
+typedef struct Berth__V1__StopPodResponse Berth__V1__StopPodResponse;
+typedef struct Berth__V1__RemovePodRequest Berth__V1__RemovePodRequest;
+typedef struct Berth__V1__RemovePodResponse Berth__V1__RemovePodResponse;
 typedef struct Berth__V1__Request Berth__V1__Request;
 typedef struct Berth__V1__Response Berth__V1__Response;
 
@@ -441,10 +457,14 @@ struct  Berth__V1__ContainerSpec
    */
   size_t n_extra_hosts;
   Berth__V1__HostEntry **extra_hosts;
+  /*
+   * the pod to join (name or id); network and ports then belong to the pod
+   */
+  char *pod;
 };
 #define BERTH__V1__CONTAINER_SPEC__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&berth__v1__container_spec__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, (char *)protobuf_c_empty_string, NULL, (char *)protobuf_c_empty_string, 0, 0,NULL, NULL, 0, 0, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0,NULL }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, (char *)protobuf_c_empty_string, NULL, (char *)protobuf_c_empty_string, 0, 0,NULL, NULL, 0, 0, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0,NULL, (char *)protobuf_c_empty_string }
 
 
 /*
@@ -632,10 +652,15 @@ struct  Berth__V1__Container
    */
   protobuf_c_boolean stopped_by_user;
   Berth__V1__NetworkAttachment *network;
+  /*
+   * the pod this container belongs to, if any
+   */
+  char *pod_id;
+  char *pod_name;
 };
 #define BERTH__V1__CONTAINER__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&berth__v1__container__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, BERTH__V1__CONTAINER_STATE__CONTAINER_STATE_UNKNOWN, 0, 0, 0, NULL, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0, NULL }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, BERTH__V1__CONTAINER_STATE__CONTAINER_STATE_UNKNOWN, 0, 0, 0, NULL, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0, NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
 struct  Berth__V1__CreateContainerRequest
@@ -1065,6 +1090,260 @@ struct  Berth__V1__RemoveNetworkResponse
     , (char *)protobuf_c_empty_string }
 
 
+/*
+ * A pod: containers that share the pod's network, IPC and UTS namespaces (docs/pods.md).
+ */
+struct  Berth__V1__PodSpec
+{
+  ProtobufCMessage base;
+  /*
+   * empty: the agent picks one
+   */
+  char *name;
+  /*
+   * empty: the first 12 characters of the id
+   */
+  char *hostname;
+  /*
+   * published on the pod's address
+   */
+  size_t n_ports;
+  Berth__V1__PortMapping **ports;
+  /*
+   * "" : the agent's default network; "none" or a bridge network
+   */
+  char *network;
+  /*
+   * of "net", "ipc", "uts", "pid"; empty: net, ipc, uts
+   */
+  size_t n_share;
+  char **share;
+  size_t n_labels;
+  Berth__V1__Label **labels;
+  /*
+   * pod-level limits (recorded; enforced with cgroups)
+   */
+  uint64_t memory_bytes;
+  /*
+   * --cpus 0.5 = 500
+   */
+  uint32_t cpu_millis;
+  /*
+   * net.*, kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*
+   */
+  size_t n_sysctls;
+  Berth__V1__Label **sysctls;
+  size_t n_dns;
+  char **dns;
+  size_t n_extra_hosts;
+  Berth__V1__HostEntry **extra_hosts;
+};
+#define BERTH__V1__POD_SPEC__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__pod_spec__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0, 0, 0,NULL, 0,NULL, 0,NULL }
+
+
+/*
+ * A namespace of a pod or of a container: its type, where it is pinned (pods) and its inode.
+ */
+struct  Berth__V1__NamespaceInfo
+{
+  ProtobufCMessage base;
+  /*
+   * "net", "ipc", "uts", "pid", "mnt"
+   */
+  char *type;
+  /*
+   * the pin (pods) or /proc/PID/ns/TYPE (containers)
+   */
+  char *path;
+  uint64_t inode;
+};
+#define BERTH__V1__NAMESPACE_INFO__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__namespace_info__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
+
+
+struct  Berth__V1__PodContainer
+{
+  ProtobufCMessage base;
+  char *id;
+  char *name;
+  Berth__V1__ContainerState state;
+  /*
+   * of its running init
+   */
+  size_t n_namespaces;
+  Berth__V1__NamespaceInfo **namespaces;
+};
+#define BERTH__V1__POD_CONTAINER__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__pod_container__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, BERTH__V1__CONTAINER_STATE__CONTAINER_STATE_UNKNOWN, 0,NULL }
+
+
+struct  Berth__V1__Pod
+{
+  ProtobufCMessage base;
+  char *id;
+  char *name;
+  Berth__V1__PodSpec *spec;
+  int64_t created_unix;
+  Berth__V1__NetworkAttachment *network;
+  /*
+   * the pinned ones
+   */
+  size_t n_namespaces;
+  Berth__V1__NamespaceInfo **namespaces;
+  /*
+   * the pause process (shared pid namespace only)
+   */
+  int32_t pause_pid;
+  uint64_t pause_start_time;
+  int32_t pause_monitor_pid;
+  uint64_t pause_monitor_start_time;
+  /*
+   * filled in answers, never stored
+   */
+  size_t n_containers;
+  Berth__V1__PodContainer **containers;
+  /*
+   * in answers: "created", "running", "exited"
+   */
+  char *state;
+};
+#define BERTH__V1__POD__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__pod__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, 0, NULL, 0,NULL, 0, 0, 0, 0, 0,NULL, (char *)protobuf_c_empty_string }
+
+
+struct  Berth__V1__CreatePodRequest
+{
+  ProtobufCMessage base;
+  Berth__V1__PodSpec *spec;
+};
+#define BERTH__V1__CREATE_POD_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__create_pod_request__descriptor) \
+    , NULL }
+
+
+struct  Berth__V1__CreatePodResponse
+{
+  ProtobufCMessage base;
+  Berth__V1__Pod *pod;
+};
+#define BERTH__V1__CREATE_POD_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__create_pod_response__descriptor) \
+    , NULL }
+
+
+struct  Berth__V1__ListPodsRequest
+{
+  ProtobufCMessage base;
+};
+#define BERTH__V1__LIST_PODS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__list_pods_request__descriptor) \
+     }
+
+
+struct  Berth__V1__ListPodsResponse
+{
+  ProtobufCMessage base;
+  size_t n_pods;
+  Berth__V1__Pod **pods;
+};
+#define BERTH__V1__LIST_PODS_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__list_pods_response__descriptor) \
+    , 0,NULL }
+
+
+struct  Berth__V1__InspectPodRequest
+{
+  ProtobufCMessage base;
+  char *pod;
+};
+#define BERTH__V1__INSPECT_POD_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__inspect_pod_request__descriptor) \
+    , (char *)protobuf_c_empty_string }
+
+
+struct  Berth__V1__InspectPodResponse
+{
+  ProtobufCMessage base;
+  Berth__V1__Pod *pod;
+};
+#define BERTH__V1__INSPECT_POD_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__inspect_pod_response__descriptor) \
+    , NULL }
+
+
+struct  Berth__V1__StartPodRequest
+{
+  ProtobufCMessage base;
+  char *pod;
+};
+#define BERTH__V1__START_POD_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__start_pod_request__descriptor) \
+    , (char *)protobuf_c_empty_string }
+
+
+struct  Berth__V1__StartPodResponse
+{
+  ProtobufCMessage base;
+  Berth__V1__Pod *pod;
+};
+#define BERTH__V1__START_POD_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__start_pod_response__descriptor) \
+    , NULL }
+
+
+struct  Berth__V1__StopPodRequest
+{
+  ProtobufCMessage base;
+  char *pod;
+  /*
+   * -1: each container's stop_timeout
+   */
+  int32_t timeout_seconds;
+};
+#define BERTH__V1__STOP_POD_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__stop_pod_request__descriptor) \
+    , (char *)protobuf_c_empty_string, 0 }
+
+
+struct  Berth__V1__StopPodResponse
+{
+  ProtobufCMessage base;
+  Berth__V1__Pod *pod;
+};
+#define BERTH__V1__STOP_POD_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__stop_pod_response__descriptor) \
+    , NULL }
+
+
+struct  Berth__V1__RemovePodRequest
+{
+  ProtobufCMessage base;
+  char *pod;
+  /*
+   * stop and remove its running containers first
+   */
+  protobuf_c_boolean force;
+};
+#define BERTH__V1__REMOVE_POD_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__remove_pod_request__descriptor) \
+    , (char *)protobuf_c_empty_string, 0 }
+
+
+struct  Berth__V1__RemovePodResponse
+{
+  ProtobufCMessage base;
+  char *id;
+};
+#define BERTH__V1__REMOVE_POD_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__remove_pod_response__descriptor) \
+    , (char *)protobuf_c_empty_string }
+
+
 typedef enum {
   BERTH__V1__REQUEST__CALL__NOT_SET = 0,
   BERTH__V1__REQUEST__CALL_HELLO = 1,
@@ -1086,7 +1365,13 @@ typedef enum {
   BERTH__V1__REQUEST__CALL_CREATE_NETWORK = 17,
   BERTH__V1__REQUEST__CALL_LIST_NETWORKS = 18,
   BERTH__V1__REQUEST__CALL_INSPECT_NETWORK = 19,
-  BERTH__V1__REQUEST__CALL_REMOVE_NETWORK = 20
+  BERTH__V1__REQUEST__CALL_REMOVE_NETWORK = 20,
+  BERTH__V1__REQUEST__CALL_CREATE_POD = 21,
+  BERTH__V1__REQUEST__CALL_LIST_PODS = 22,
+  BERTH__V1__REQUEST__CALL_INSPECT_POD = 23,
+  BERTH__V1__REQUEST__CALL_START_POD = 24,
+  BERTH__V1__REQUEST__CALL_STOP_POD = 25,
+  BERTH__V1__REQUEST__CALL_REMOVE_POD = 26
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(BERTH__V1__REQUEST__CALL__CASE)
 } Berth__V1__Request__CallCase;
 
@@ -1118,6 +1403,12 @@ struct  Berth__V1__Request
     Berth__V1__ListNetworksRequest *list_networks;
     Berth__V1__InspectNetworkRequest *inspect_network;
     Berth__V1__RemoveNetworkRequest *remove_network;
+    Berth__V1__CreatePodRequest *create_pod;
+    Berth__V1__ListPodsRequest *list_pods;
+    Berth__V1__InspectPodRequest *inspect_pod;
+    Berth__V1__StartPodRequest *start_pod;
+    Berth__V1__StopPodRequest *stop_pod;
+    Berth__V1__RemovePodRequest *remove_pod;
   };
 };
 #define BERTH__V1__REQUEST__INIT \
@@ -1147,7 +1438,13 @@ typedef enum {
   BERTH__V1__RESPONSE__RESULT_CREATE_NETWORK = 18,
   BERTH__V1__RESPONSE__RESULT_LIST_NETWORKS = 19,
   BERTH__V1__RESPONSE__RESULT_INSPECT_NETWORK = 20,
-  BERTH__V1__RESPONSE__RESULT_REMOVE_NETWORK = 21
+  BERTH__V1__RESPONSE__RESULT_REMOVE_NETWORK = 21,
+  BERTH__V1__RESPONSE__RESULT_CREATE_POD = 22,
+  BERTH__V1__RESPONSE__RESULT_LIST_PODS = 23,
+  BERTH__V1__RESPONSE__RESULT_INSPECT_POD = 24,
+  BERTH__V1__RESPONSE__RESULT_START_POD = 25,
+  BERTH__V1__RESPONSE__RESULT_STOP_POD = 26,
+  BERTH__V1__RESPONSE__RESULT_REMOVE_POD = 27
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(BERTH__V1__RESPONSE__RESULT__CASE)
 } Berth__V1__Response__ResultCase;
 
@@ -1180,6 +1477,12 @@ struct  Berth__V1__Response
     Berth__V1__ListNetworksResponse *list_networks;
     Berth__V1__InspectNetworkResponse *inspect_network;
     Berth__V1__RemoveNetworkResponse *remove_network;
+    Berth__V1__CreatePodResponse *create_pod;
+    Berth__V1__ListPodsResponse *list_pods;
+    Berth__V1__InspectPodResponse *inspect_pod;
+    Berth__V1__StartPodResponse *start_pod;
+    Berth__V1__StopPodResponse *stop_pod;
+    Berth__V1__RemovePodResponse *remove_pod;
   };
 };
 #define BERTH__V1__RESPONSE__INIT \
@@ -2308,6 +2611,310 @@ Berth__V1__RemoveNetworkResponse *
 void   berth__v1__remove_network_response__free_unpacked
                      (Berth__V1__RemoveNetworkResponse *message,
                       ProtobufCAllocator *allocator);
+/* Berth__V1__PodSpec methods */
+void   berth__v1__pod_spec__init
+                     (Berth__V1__PodSpec         *message);
+size_t berth__v1__pod_spec__get_packed_size
+                     (const Berth__V1__PodSpec   *message);
+size_t berth__v1__pod_spec__pack
+                     (const Berth__V1__PodSpec   *message,
+                      uint8_t             *out);
+size_t berth__v1__pod_spec__pack_to_buffer
+                     (const Berth__V1__PodSpec   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__PodSpec *
+       berth__v1__pod_spec__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__pod_spec__free_unpacked
+                     (Berth__V1__PodSpec *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__NamespaceInfo methods */
+void   berth__v1__namespace_info__init
+                     (Berth__V1__NamespaceInfo         *message);
+size_t berth__v1__namespace_info__get_packed_size
+                     (const Berth__V1__NamespaceInfo   *message);
+size_t berth__v1__namespace_info__pack
+                     (const Berth__V1__NamespaceInfo   *message,
+                      uint8_t             *out);
+size_t berth__v1__namespace_info__pack_to_buffer
+                     (const Berth__V1__NamespaceInfo   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__NamespaceInfo *
+       berth__v1__namespace_info__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__namespace_info__free_unpacked
+                     (Berth__V1__NamespaceInfo *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__PodContainer methods */
+void   berth__v1__pod_container__init
+                     (Berth__V1__PodContainer         *message);
+size_t berth__v1__pod_container__get_packed_size
+                     (const Berth__V1__PodContainer   *message);
+size_t berth__v1__pod_container__pack
+                     (const Berth__V1__PodContainer   *message,
+                      uint8_t             *out);
+size_t berth__v1__pod_container__pack_to_buffer
+                     (const Berth__V1__PodContainer   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__PodContainer *
+       berth__v1__pod_container__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__pod_container__free_unpacked
+                     (Berth__V1__PodContainer *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__Pod methods */
+void   berth__v1__pod__init
+                     (Berth__V1__Pod         *message);
+size_t berth__v1__pod__get_packed_size
+                     (const Berth__V1__Pod   *message);
+size_t berth__v1__pod__pack
+                     (const Berth__V1__Pod   *message,
+                      uint8_t             *out);
+size_t berth__v1__pod__pack_to_buffer
+                     (const Berth__V1__Pod   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__Pod *
+       berth__v1__pod__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__pod__free_unpacked
+                     (Berth__V1__Pod *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__CreatePodRequest methods */
+void   berth__v1__create_pod_request__init
+                     (Berth__V1__CreatePodRequest         *message);
+size_t berth__v1__create_pod_request__get_packed_size
+                     (const Berth__V1__CreatePodRequest   *message);
+size_t berth__v1__create_pod_request__pack
+                     (const Berth__V1__CreatePodRequest   *message,
+                      uint8_t             *out);
+size_t berth__v1__create_pod_request__pack_to_buffer
+                     (const Berth__V1__CreatePodRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__CreatePodRequest *
+       berth__v1__create_pod_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__create_pod_request__free_unpacked
+                     (Berth__V1__CreatePodRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__CreatePodResponse methods */
+void   berth__v1__create_pod_response__init
+                     (Berth__V1__CreatePodResponse         *message);
+size_t berth__v1__create_pod_response__get_packed_size
+                     (const Berth__V1__CreatePodResponse   *message);
+size_t berth__v1__create_pod_response__pack
+                     (const Berth__V1__CreatePodResponse   *message,
+                      uint8_t             *out);
+size_t berth__v1__create_pod_response__pack_to_buffer
+                     (const Berth__V1__CreatePodResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__CreatePodResponse *
+       berth__v1__create_pod_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__create_pod_response__free_unpacked
+                     (Berth__V1__CreatePodResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__ListPodsRequest methods */
+void   berth__v1__list_pods_request__init
+                     (Berth__V1__ListPodsRequest         *message);
+size_t berth__v1__list_pods_request__get_packed_size
+                     (const Berth__V1__ListPodsRequest   *message);
+size_t berth__v1__list_pods_request__pack
+                     (const Berth__V1__ListPodsRequest   *message,
+                      uint8_t             *out);
+size_t berth__v1__list_pods_request__pack_to_buffer
+                     (const Berth__V1__ListPodsRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__ListPodsRequest *
+       berth__v1__list_pods_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__list_pods_request__free_unpacked
+                     (Berth__V1__ListPodsRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__ListPodsResponse methods */
+void   berth__v1__list_pods_response__init
+                     (Berth__V1__ListPodsResponse         *message);
+size_t berth__v1__list_pods_response__get_packed_size
+                     (const Berth__V1__ListPodsResponse   *message);
+size_t berth__v1__list_pods_response__pack
+                     (const Berth__V1__ListPodsResponse   *message,
+                      uint8_t             *out);
+size_t berth__v1__list_pods_response__pack_to_buffer
+                     (const Berth__V1__ListPodsResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__ListPodsResponse *
+       berth__v1__list_pods_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__list_pods_response__free_unpacked
+                     (Berth__V1__ListPodsResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__InspectPodRequest methods */
+void   berth__v1__inspect_pod_request__init
+                     (Berth__V1__InspectPodRequest         *message);
+size_t berth__v1__inspect_pod_request__get_packed_size
+                     (const Berth__V1__InspectPodRequest   *message);
+size_t berth__v1__inspect_pod_request__pack
+                     (const Berth__V1__InspectPodRequest   *message,
+                      uint8_t             *out);
+size_t berth__v1__inspect_pod_request__pack_to_buffer
+                     (const Berth__V1__InspectPodRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__InspectPodRequest *
+       berth__v1__inspect_pod_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__inspect_pod_request__free_unpacked
+                     (Berth__V1__InspectPodRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__InspectPodResponse methods */
+void   berth__v1__inspect_pod_response__init
+                     (Berth__V1__InspectPodResponse         *message);
+size_t berth__v1__inspect_pod_response__get_packed_size
+                     (const Berth__V1__InspectPodResponse   *message);
+size_t berth__v1__inspect_pod_response__pack
+                     (const Berth__V1__InspectPodResponse   *message,
+                      uint8_t             *out);
+size_t berth__v1__inspect_pod_response__pack_to_buffer
+                     (const Berth__V1__InspectPodResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__InspectPodResponse *
+       berth__v1__inspect_pod_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__inspect_pod_response__free_unpacked
+                     (Berth__V1__InspectPodResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__StartPodRequest methods */
+void   berth__v1__start_pod_request__init
+                     (Berth__V1__StartPodRequest         *message);
+size_t berth__v1__start_pod_request__get_packed_size
+                     (const Berth__V1__StartPodRequest   *message);
+size_t berth__v1__start_pod_request__pack
+                     (const Berth__V1__StartPodRequest   *message,
+                      uint8_t             *out);
+size_t berth__v1__start_pod_request__pack_to_buffer
+                     (const Berth__V1__StartPodRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__StartPodRequest *
+       berth__v1__start_pod_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__start_pod_request__free_unpacked
+                     (Berth__V1__StartPodRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__StartPodResponse methods */
+void   berth__v1__start_pod_response__init
+                     (Berth__V1__StartPodResponse         *message);
+size_t berth__v1__start_pod_response__get_packed_size
+                     (const Berth__V1__StartPodResponse   *message);
+size_t berth__v1__start_pod_response__pack
+                     (const Berth__V1__StartPodResponse   *message,
+                      uint8_t             *out);
+size_t berth__v1__start_pod_response__pack_to_buffer
+                     (const Berth__V1__StartPodResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__StartPodResponse *
+       berth__v1__start_pod_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__start_pod_response__free_unpacked
+                     (Berth__V1__StartPodResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__StopPodRequest methods */
+void   berth__v1__stop_pod_request__init
+                     (Berth__V1__StopPodRequest         *message);
+size_t berth__v1__stop_pod_request__get_packed_size
+                     (const Berth__V1__StopPodRequest   *message);
+size_t berth__v1__stop_pod_request__pack
+                     (const Berth__V1__StopPodRequest   *message,
+                      uint8_t             *out);
+size_t berth__v1__stop_pod_request__pack_to_buffer
+                     (const Berth__V1__StopPodRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__StopPodRequest *
+       berth__v1__stop_pod_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__stop_pod_request__free_unpacked
+                     (Berth__V1__StopPodRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__StopPodResponse methods */
+void   berth__v1__stop_pod_response__init
+                     (Berth__V1__StopPodResponse         *message);
+size_t berth__v1__stop_pod_response__get_packed_size
+                     (const Berth__V1__StopPodResponse   *message);
+size_t berth__v1__stop_pod_response__pack
+                     (const Berth__V1__StopPodResponse   *message,
+                      uint8_t             *out);
+size_t berth__v1__stop_pod_response__pack_to_buffer
+                     (const Berth__V1__StopPodResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__StopPodResponse *
+       berth__v1__stop_pod_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__stop_pod_response__free_unpacked
+                     (Berth__V1__StopPodResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__RemovePodRequest methods */
+void   berth__v1__remove_pod_request__init
+                     (Berth__V1__RemovePodRequest         *message);
+size_t berth__v1__remove_pod_request__get_packed_size
+                     (const Berth__V1__RemovePodRequest   *message);
+size_t berth__v1__remove_pod_request__pack
+                     (const Berth__V1__RemovePodRequest   *message,
+                      uint8_t             *out);
+size_t berth__v1__remove_pod_request__pack_to_buffer
+                     (const Berth__V1__RemovePodRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__RemovePodRequest *
+       berth__v1__remove_pod_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__remove_pod_request__free_unpacked
+                     (Berth__V1__RemovePodRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__RemovePodResponse methods */
+void   berth__v1__remove_pod_response__init
+                     (Berth__V1__RemovePodResponse         *message);
+size_t berth__v1__remove_pod_response__get_packed_size
+                     (const Berth__V1__RemovePodResponse   *message);
+size_t berth__v1__remove_pod_response__pack
+                     (const Berth__V1__RemovePodResponse   *message,
+                      uint8_t             *out);
+size_t berth__v1__remove_pod_response__pack_to_buffer
+                     (const Berth__V1__RemovePodResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__RemovePodResponse *
+       berth__v1__remove_pod_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__remove_pod_response__free_unpacked
+                     (Berth__V1__RemovePodResponse *message,
+                      ProtobufCAllocator *allocator);
 /* Berth__V1__Request methods */
 void   berth__v1__request__init
                      (Berth__V1__Request         *message);
@@ -2525,6 +3132,54 @@ typedef void (*Berth__V1__RemoveNetworkRequest_Closure)
 typedef void (*Berth__V1__RemoveNetworkResponse_Closure)
                  (const Berth__V1__RemoveNetworkResponse *message,
                   void *closure_data);
+typedef void (*Berth__V1__PodSpec_Closure)
+                 (const Berth__V1__PodSpec *message,
+                  void *closure_data);
+typedef void (*Berth__V1__NamespaceInfo_Closure)
+                 (const Berth__V1__NamespaceInfo *message,
+                  void *closure_data);
+typedef void (*Berth__V1__PodContainer_Closure)
+                 (const Berth__V1__PodContainer *message,
+                  void *closure_data);
+typedef void (*Berth__V1__Pod_Closure)
+                 (const Berth__V1__Pod *message,
+                  void *closure_data);
+typedef void (*Berth__V1__CreatePodRequest_Closure)
+                 (const Berth__V1__CreatePodRequest *message,
+                  void *closure_data);
+typedef void (*Berth__V1__CreatePodResponse_Closure)
+                 (const Berth__V1__CreatePodResponse *message,
+                  void *closure_data);
+typedef void (*Berth__V1__ListPodsRequest_Closure)
+                 (const Berth__V1__ListPodsRequest *message,
+                  void *closure_data);
+typedef void (*Berth__V1__ListPodsResponse_Closure)
+                 (const Berth__V1__ListPodsResponse *message,
+                  void *closure_data);
+typedef void (*Berth__V1__InspectPodRequest_Closure)
+                 (const Berth__V1__InspectPodRequest *message,
+                  void *closure_data);
+typedef void (*Berth__V1__InspectPodResponse_Closure)
+                 (const Berth__V1__InspectPodResponse *message,
+                  void *closure_data);
+typedef void (*Berth__V1__StartPodRequest_Closure)
+                 (const Berth__V1__StartPodRequest *message,
+                  void *closure_data);
+typedef void (*Berth__V1__StartPodResponse_Closure)
+                 (const Berth__V1__StartPodResponse *message,
+                  void *closure_data);
+typedef void (*Berth__V1__StopPodRequest_Closure)
+                 (const Berth__V1__StopPodRequest *message,
+                  void *closure_data);
+typedef void (*Berth__V1__StopPodResponse_Closure)
+                 (const Berth__V1__StopPodResponse *message,
+                  void *closure_data);
+typedef void (*Berth__V1__RemovePodRequest_Closure)
+                 (const Berth__V1__RemovePodRequest *message,
+                  void *closure_data);
+typedef void (*Berth__V1__RemovePodResponse_Closure)
+                 (const Berth__V1__RemovePodResponse *message,
+                  void *closure_data);
 typedef void (*Berth__V1__Request_Closure)
                  (const Berth__V1__Request *message,
                   void *closure_data);
@@ -2599,6 +3254,22 @@ extern const ProtobufCMessageDescriptor berth__v1__inspect_network_request__desc
 extern const ProtobufCMessageDescriptor berth__v1__inspect_network_response__descriptor;
 extern const ProtobufCMessageDescriptor berth__v1__remove_network_request__descriptor;
 extern const ProtobufCMessageDescriptor berth__v1__remove_network_response__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__pod_spec__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__namespace_info__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__pod_container__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__pod__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__create_pod_request__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__create_pod_response__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__list_pods_request__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__list_pods_response__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__inspect_pod_request__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__inspect_pod_response__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__start_pod_request__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__start_pod_response__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__stop_pod_request__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__stop_pod_response__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__remove_pod_request__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__remove_pod_response__descriptor;
 extern const ProtobufCMessageDescriptor berth__v1__request__descriptor;
 extern const ProtobufCMessageDescriptor berth__v1__response__descriptor;
 
