@@ -23,6 +23,7 @@ enum Commands {
       -p, --publish P        Publish a port: [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp]
           --dns IP           Nameserver for /etc/resolv.conf (repeatable; default: the host's)
           --add-host NAME:IP Add a line to /etc/hosts (repeatable)
+          --pod POD          Join a pod: its network, IPC and host name (pod create)
 
     """
 
@@ -212,10 +213,13 @@ enum Commands {
             out(list.map { JSON.container($0) + "\n" }.joined())
         } else {
             let now = Host.now
-            var rows = [["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]]
+            // A POD column as soon as one container is in a pod (podman ps --pod).
+            let withPods = list.contains { !$0.podName.isEmpty }
+            var rows = [["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"] + (withPods ? ["POD"] : [])]
             for c in list {
                 rows.append([String(c.id.prefix(12)), c.image, Format.command(c.spec.args),
-                             Format.ago(now - c.createdUnix), Format.status(c, now: now), Format.ports(c.spec.ports), c.name])
+                             Format.ago(now - c.createdUnix), Format.status(c, now: now), Format.ports(c.spec.ports), c.name]
+                            + (withPods ? [c.podName] : []))
             }
             out(Format.table(rows))
         }
@@ -294,6 +298,125 @@ enum Commands {
         }
     }
 
+    static func pod(_ args: inout Arguments, _ g: Globals) async throws -> Int32 {
+        args.command = CLI.find("pod")
+        guard let sub = args.next() else {
+            throw UsageError(message: "pod needs a subcommand: create, ls, inspect, start, stop or rm", command: args.command)
+        }
+        switch sub {
+        case "create":
+            var spec = PodSpec()
+            while let a = args.next() {
+                let (flag, inline) = Arguments.split(a)
+                switch flag {
+                case "--name": spec.name = try args.value(for: flag, inline)
+                case "--hostname", "-h": spec.hostname = try args.value(for: flag, inline)
+                case "--network", "--net": spec.network = try args.value(for: flag, inline)
+                case "-p", "--publish":
+                    let v = try args.value(for: flag, inline)
+                    do { spec.ports.append(try PortMapping(parsing: v)) } catch { throw UsageError(message: error.message, command: args.command) }
+                case "--share": spec.share.append(try args.value(for: flag, inline))
+                case "-l", "--label":
+                    let v = try args.value(for: flag, inline)
+                    let kv = v.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                    guard let key = kv.first, !key.isEmpty else { throw UsageError(message: "--label takes KEY=VALUE, not \"\(v)\"", command: args.command) }
+                    spec.labels[String(key)] = kv.count > 1 ? String(kv[1]) : ""
+                case "--sysctl":
+                    let v = try args.value(for: flag, inline)
+                    let kv = v.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                    guard kv.count == 2, !kv[0].isEmpty else { throw UsageError(message: "--sysctl takes KEY=VALUE, not \"\(v)\"", command: args.command) }
+                    spec.sysctls[String(kv[0])] = String(kv[1])
+                case "--memory", "-m":
+                    let v = try args.value(for: flag, inline)
+                    guard let n = Format.parseBytes(v) else { throw UsageError(message: "--memory takes a size such as 64m or 1g, not \"\(v)\"", command: args.command) }
+                    spec.memoryBytes = n
+                case "--cpus":
+                    let v = try args.value(for: flag, inline)
+                    guard let n = Format.parseMillis(v), n > 0 else { throw UsageError(message: "--cpus takes a positive number such as 0.5, not \"\(v)\"", command: args.command) }
+                    spec.cpuMillis = n
+                case "--dns": spec.dns.append(try args.value(for: flag, inline))
+                case "--add-host":
+                    let v = try args.value(for: flag, inline)
+                    do { spec.extraHosts.append(try HostEntry(parsing: v)) } catch { throw UsageError(message: error.message, command: args.command) }
+                default: throw UsageError(message: "unknown option \(a)", command: args.command)
+                }
+            }
+            let client = try await g.connect()
+            let pod = try await client.createPod(spec)
+            out(pod.id + "\n")
+            return ExitCode.ok
+        case "ls", "list", "ps":
+            var quiet = false
+            while let a = args.next() {
+                guard a == "-q" || a == "--quiet" else { throw UsageError(message: "unexpected argument \(a)", command: args.command) }
+                quiet = true
+            }
+            let client = try await g.connect()
+            let pods = try await client.listPods()
+            if quiet {
+                out(pods.map { String($0.id.prefix(12)) + "\n" }.joined())
+            } else {
+                var rows = [["POD ID", "NAME", "STATUS", "CREATED", "IP", "SHARED", "# OF CONTAINERS"]]
+                let now = Host.now
+                for p in pods {
+                    rows.append([String(p.id.prefix(12)), p.name, p.state, Format.ago(now - p.createdUnix), p.network.ip.isEmpty ? "-" : p.network.ip,
+                                 p.spec.share.joined(separator: ","), String(p.containers.count)])
+                }
+                out(Format.table(rows))
+            }
+            return ExitCode.ok
+        case "inspect":
+            let refs = args.consumeAll()
+            if refs.isEmpty { throw UsageError(message: "pod inspect needs a pod name or id", command: args.command) }
+            let client = try await g.connect()
+            var items: [String] = []
+            var code = ExitCode.ok
+            for ref in refs {
+                do { items.append(JSON.pod(try await client.inspectPod(ref))) } catch {
+                    err("Error: \(error.berthError("pod inspect").message)\n")
+                    code = ExitCode.failure
+                }
+            }
+            out("[" + items.joined(separator: ",\n") + "]\n")
+            return code
+        case "start", "stop", "rm", "remove":
+            var force = false
+            var timeout: Int32?
+            var refs: [String] = []
+            while let a = args.next() {
+                let (flag, inline) = Arguments.split(a)
+                switch flag {
+                case "-f", "--force" where sub == "rm" || sub == "remove": force = true
+                case "-t", "--time" where sub == "stop":
+                    let v = try args.value(for: flag, inline)
+                    guard let n = Int32(v), n >= 0 else { throw UsageError(message: "--time takes seconds, not \"\(v)\"", command: args.command) }
+                    timeout = n
+                default:
+                    if a.hasPrefix("-") { throw UsageError(message: "unknown option \(a)", command: args.command) }
+                    refs.append(a)
+                }
+            }
+            if refs.isEmpty { throw UsageError(message: "pod \(sub) needs a pod name or id", command: args.command) }
+            let client = try await g.connect()
+            var code = ExitCode.ok
+            for ref in refs {
+                do {
+                    switch sub {
+                    case "start": out((try await client.startPod(ref)).name + "\n")
+                    case "stop": out((try await client.stopPod(ref, timeout: timeout)).name + "\n")
+                    default: out(String((try await client.removePod(ref, force: force)).prefix(12)) + "\n")
+                    }
+                } catch {
+                    err("Error: \(error.berthError("pod \(sub)").message)\n")
+                    code = ExitCode.failure
+                }
+            }
+            return code
+        default:
+            throw UsageError(message: "unknown pod subcommand \"\(sub)\"", command: args.command)
+        }
+    }
+
     static func version(_ args: inout Arguments, _ g: Globals) async throws -> Int32 {
         try noMoreArguments(&args, "version")
         out("Client: berth \(berthVersion) (protocol \(berthProtocolVersion))\n")
@@ -349,6 +472,7 @@ enum Commands {
                 let v = try args.value(for: flag, inline)
                 do { spec.ports.append(try PortMapping(parsing: v)) } catch { throw UsageError(message: error.message, command: args.command) }
             case "--dns": spec.dns.append(try args.value(for: flag, inline))
+            case "--pod": spec.pod = try args.value(for: flag, inline)
             case "--add-host":
                 let v = try args.value(for: flag, inline)
                 do { spec.extraHosts.append(try HostEntry(parsing: v)) } catch { throw UsageError(message: error.message, command: args.command) }

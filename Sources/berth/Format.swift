@@ -67,6 +67,31 @@ enum Format {
             .joined(separator: ", ")
     }
 
+    /// "64m", "1g", "512k", "1048576" (docker's --memory units, powers of 1024).
+    static func parseBytes(_ text: String) -> UInt64? {
+        let lower = text.lowercased()
+        let units: [(String, UInt64)] = [("kb", 1 << 10), ("mb", 1 << 20), ("gb", 1 << 30), ("k", 1 << 10), ("m", 1 << 20), ("g", 1 << 30), ("b", 1)]
+        for (suffix, scale) in units where lower.hasSuffix(suffix) {
+            guard let n = UInt64(lower.dropLast(suffix.count)) else { return nil }
+            let (v, overflow) = n.multipliedReportingOverflow(by: scale)
+            return overflow ? nil : v
+        }
+        return UInt64(lower)
+    }
+
+    /// "0.5" → 500, "2" → 2000 (at most three decimals).
+    static func parseMillis(_ text: String) -> UInt32? {
+        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count <= 2, let whole = UInt32(parts[0].isEmpty ? "0" : parts[0]), whole <= 4_000_000 else { return nil }
+        var frac: UInt32 = 0
+        if parts.count == 2 {
+            let digits = parts[1]
+            guard !digits.isEmpty, digits.count <= 3, let f = UInt32(digits) else { return nil }
+            frac = f * [1, 100, 10, 1][digits.count]
+        }
+        return whole * 1000 + frac
+    }
+
     /// Decimal units, as docker prints image sizes: "4.2MB".
     static func bytesSI(_ n: UInt64) -> String { scaled(n, 1000, ["B", "kB", "MB", "GB", "TB"]) }
 
@@ -172,6 +197,30 @@ extension JSON {
             "\"Image\":\(string(c.image))", "\"ImageID\":\(string(c.imageID))",
             "\"State\":\(state)", "\"RestartCount\":\(c.restartCount)", "\"Config\":\(config)",
             "\"NetworkSettings\":\(network)",
+        ])
+    }
+
+    /// `berth pod inspect`: the pinned namespaces and, per container, its namespaces'
+    /// inodes, so anyone can check what is shared.
+    static func pod(_ p: Pod) -> String {
+        func object(_ fields: [String]) -> String { "{" + fields.joined(separator: ",") + "}" }
+        func namespaces(_ list: [NamespaceInfo]) -> String {
+            object(list.map { "\(string($0.type)):\(object(["\"Path\":\(string($0.path))", "\"Inode\":\($0.inode)"]))" })
+        }
+        let containers = "[" + p.containers.map { c in
+            object(["\"Id\":\(string(c.id))", "\"Name\":\(string(c.name))", "\"State\":\(string(c.state.description))",
+                    "\"Namespaces\":\(namespaces(c.namespaces))"])
+        }.joined(separator: ",") + "]"
+        let labels = object(p.spec.labels.sorted { $0.key < $1.key }.map { "\(string($0.key)):\(string($0.value))" })
+        let sysctls = object(p.spec.sysctls.sorted { $0.key < $1.key }.map { "\(string($0.key)):\(string($0.value))" })
+        return object([
+            "\"Id\":\(string(p.id))", "\"Name\":\(string(p.name))", "\"State\":\(string(p.state))",
+            "\"Created\":\(string(Time.format(unix: p.createdUnix)))", "\"Hostname\":\(string(p.spec.hostname))",
+            "\"Shared\":\(array(p.spec.share))", "\"Labels\":\(labels)", "\"Sysctls\":\(sysctls)",
+            "\"MemoryBytes\":\(p.spec.memoryBytes)", "\"CpuMillis\":\(p.spec.cpuMillis)",
+            "\"Network\":\(object(["\"Network\":\(string(p.network.network))", "\"IPAddress\":\(string(p.network.ip))", "\"Gateway\":\(string(p.network.gateway))", "\"MacAddress\":\(string(p.network.mac))", "\"Ports\":\(array(p.spec.ports.map(\.description)))"]))",
+            "\"PinnedNamespaces\":\(namespaces(p.namespaces))", "\"PausePid\":\(p.pausePid)",
+            "\"Containers\":\(containers)",
         ])
     }
 

@@ -231,7 +231,15 @@ final class TestAgent: Sendable {
     /// The berth-monitor processes of this agent's containers (found by their CONFIG
     /// path, which lies under the agent's run dir).
     var monitors: [pid_t] {
-        Processes.all().filter { $0.cmdline.contains("berth-monitor") && $0.cmdline.contains(dir.path) }.map(\.pid)
+        Processes.all().filter { p in
+            guard p.cmdline.contains("berth-monitor") else { return false }
+            if p.cmdline.contains(dir.path) { return true }
+            // A pod's pause monitor (`berth-monitor --pause`) names no path: its stdout,
+            // the pause log under the agent's run dir, tells whose it is.
+            var buf = [CChar](repeating: 0, count: 4096)
+            let n = readlink("/proc/\(p.pid)/fd/1", &buf, buf.count - 1)
+            return n > 0 && String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self).hasPrefix(dir.path)
+        }.map(\.pid)
     }
 
     /// SIGKILLs the init of every container of this agent (the kernel then kills the rest
