@@ -60,9 +60,18 @@ let package = Package(
         .executableTarget(name: "berthd", dependencies: ["BerthAgent", "BerthSystem", "berth-monitor"]),
         .executableTarget(name: "berth", dependencies: ["BerthClient", "BerthSystem", "CBerthShim"]),
 
+        // Test helper: SysV shared memory made and removed from the command line, to see
+        // which IPC namespace a process is in. Static and without the Swift runtime, like
+        // berth-monitor, so it runs inside a minimal container's root file system.
+        .executableTarget(name: "berth-shm-probe", path: "Tests/Fixtures/shm-probe",
+                          linkerSettings: [.unsafeFlags(["-static-executable"])]),
+
         .testTarget(name: "BerthWireTests", dependencies: ["BerthWire", "BerthSystem"]),
         .testTarget(name: "BerthRuntimeTests", dependencies: ["BerthRuntime", "BerthSystem", "BerthErrors", "CBerthShim", "CBerthNet", "berth-monitor"]),
         // Starts real berthd processes (root) and drives them with BerthClient and the berth binary.
-        .testTarget(name: "BerthIntegrationTests", dependencies: ["BerthClient", "BerthWire", "BerthSystem", "CBerthShim", "berthd", "berth"]),
+        // berth-shm-probe is built for them (it is copied into containers' root file systems).
+        .testTarget(name: "BerthIntegrationTests",
+                    dependencies: ["BerthClient", "BerthWire", "BerthSystem", "CBerthShim", "berthd", "berth",
+                                   "berth-shm-probe"]),
     ]
 )

@@ -8,7 +8,8 @@ import CBerthShim
 /// The agent's side of berth-monitor (docs/monitor.md): writing its CONFIG, starting
 /// it, reading its ready line and its exit file.
 enum Monitor {
-    /// What a monitor reported on its ready pipe.
+    /// What a monitor reported on its ready pipe: the monitor, and the process it watches
+    /// (a container's init, or a pod's pause process).
     struct Started: Sendable {
         var monitorPid: Int32
         var monitorStartTime: UInt64
@@ -30,15 +31,22 @@ enum Monitor {
 
     /// The CONFIG file: NUL-terminated key, value, key, value…
     /// `netns`: nil for a network namespace of the container's own, "host", or the path of
-    /// one to join. `binds`: (host file, path inside the container).
+    /// one to join. `ipcns`, `utsns`, `pidns`: nil for a namespace of the container's own,
+    /// or the path of a pod's to join (a joined UTS namespace keeps its host name, so
+    /// `hostname` is then not applied; a pid namespace is `/proc/<pause pid>/ns/pid` or a
+    /// pin of it). `binds`: (host file, path inside the container).
     static func config(id: String, rootfs: String, hostname: String, workingDir: String, uid: UInt32, gid: UInt32,
                        args: [String], env: [String], paths: Paths, logMaxBytes: UInt64, logMaxFiles: Int,
-                       netns: String? = nil, binds: [(source: String, target: String)] = []) -> [UInt8] {
+                       netns: String? = nil, ipcns: String? = nil, utsns: String? = nil, pidns: String? = nil,
+                       binds: [(source: String, target: String)] = []) -> [UInt8] {
         var pairs: [(String, String)] = [("id", id), ("rootfs", rootfs), ("hostname", hostname), ("cwd", workingDir),
                                          ("uid", String(uid)), ("gid", String(gid))]
         pairs += args.map { ("arg", $0) }
         pairs += env.map { ("env", $0) }
         if let netns { pairs.append(("netns", netns)) }
+        if let ipcns { pairs.append(("ipcns", ipcns)) }
+        if let utsns { pairs.append(("utsns", utsns)) }
+        if let pidns { pairs.append(("pidns", pidns)) }
         for b in binds { pairs += [("bind-source", b.source), ("bind-target", b.target)] }
         pairs += [("log", paths.log), ("log-max-bytes", String(logMaxBytes)), ("log-max-files", String(logMaxFiles)),
                   ("exit", paths.exitFile)]
@@ -53,13 +61,33 @@ enum Monitor {
     /// waits (at most `timeoutSeconds`) for its ready line. The monitor is the agent's
     /// child until the agent exits; it never depends on that.
     static func start(binary: String, paths: Paths, timeoutSeconds: Int32 = 30) throws -> Started {
+        try launch([binary, paths.config], diagnostics: paths.diagnostics, timeoutSeconds: timeoutSeconds,
+                   what: "the container")
+    }
+
+    /// Starts `binary --pause` (docs/monitor.md, "Pause mode") like `start`: a monitor
+    /// whose child is pid 1 of a new pid namespace, a pod's pause process. `Started.pid`
+    /// and `startTime` are the pause process's; the pod's containers join its namespace
+    /// through `/proc/<pid>/ns/pid` (CONFIG `pidns`), and SIGTERM to it ends the pod's
+    /// pid namespace and then the monitor. `diagnostics` receives the monitor's stdout
+    /// and stderr (appended).
+    static func startPause(binary: String, diagnostics: String, timeoutSeconds: Int32 = 30) throws -> Started {
+        try launch([binary, "--pause"], diagnostics: diagnostics, timeoutSeconds: timeoutSeconds,
+                   what: "the pause process")
+    }
+
+    /// posix_spawn of the monitor `argv` (fd 3 the ready pipe, 1 and 2 `diagnostics`) and
+    /// its ready line, the same in both modes. `what` names its process in errors.
+    private static func launch(_ argv: [String], diagnostics: String, timeoutSeconds: Int32,
+                               what: String) throws -> Started {
+        let binary = argv[0]
         let ready = try FileDescriptor.pipe()
         defer { ready.read.close() }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, paths.diagnostics, O_WRONLY | O_CREAT | O_APPEND, 0o600)
+        posix_spawn_file_actions_addopen(&actions, 1, diagnostics, O_WRONLY | O_CREAT | O_APPEND, 0o600)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
         // dup2 onto 3 clears close-on-exec there; every other descriptor of the agent is
         // close-on-exec, so the monitor inherits nothing else.
@@ -76,7 +104,6 @@ enum Monitor {
         posix_spawnattr_setsigdefault(&attr, &all)
         posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
 
-        let argv = [binary, paths.config]
         var cArgs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
         var cEnv: [UnsafeMutablePointer<CChar>?] = [strdup("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"), nil]
         defer { for p in cArgs + cEnv { free(p) } }
@@ -94,7 +121,7 @@ enum Monitor {
             let now = Host.monotonicNanos
             if now >= deadline {
                 kill(pid, SIGKILL)
-                throw BerthError(.internal, "the monitor did not report within \(timeoutSeconds)s; see \(paths.diagnostics)")
+                throw BerthError(.internal, "the monitor did not report within \(timeoutSeconds)s; see \(diagnostics)")
             }
             var pfd = pollfd(fd: ready.read.rawValue, events: Int16(POLLIN), revents: 0)
             if poll(&pfd, 1, Int32((deadline - now) / 1_000_000)) <= 0 { continue }
@@ -121,8 +148,8 @@ enum Monitor {
             let detail = f.count > 2 ? String(f[2]) : ""
             throw PreExecError.map(step: step, errno: err, detail: detail)
         }
-        let diag = (try? Files.readString(paths.diagnostics)).map { $0.split(separator: "\n").suffix(3).joined(separator: "; ") } ?? ""
-        throw BerthError(.internal, "the monitor exited without starting the container\(diag.isEmpty ? "" : ": \(diag)")")
+        let diag = (try? Files.readString(diagnostics)).map { $0.split(separator: "\n").suffix(3).joined(separator: "; ") } ?? ""
+        throw BerthError(.internal, "the monitor exited without starting \(what)\(diag.isEmpty ? "" : ": \(diag)")")
     }
 
     /// The exit file the monitor wrote, or nil when there is none (the monitor died).

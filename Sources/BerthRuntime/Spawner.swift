@@ -94,6 +94,10 @@ public enum Spawner {
         cfg.stdout_fd = config.stdout.rawValue
         cfg.stderr_fd = config.stderr.rawValue
         cfg.netns_fd = BERTH_NETNS_NEW
+        // Spelled out: in the zeroed struct they would be descriptor 0, to be joined.
+        cfg.ipcns_fd = BERTH_NS_NEW
+        cfg.utsns_fd = BERTH_NS_NEW
+        cfg.pidns_fd = BERTH_NS_NEW
 
         var handle = berth_spawn_handle()
         let started = argv.pointers.withUnsafeBufferPointer { args in

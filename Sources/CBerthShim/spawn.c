@@ -1,5 +1,7 @@
-// The pre-exec path of a container: clone3 into new namespaces, wait for the agent, set up
-// mounts, pivot_root, host name, loopback, working dir and credentials, then execve.
+// The pre-exec path of a container: clone3 into new namespaces (or, for a pod's
+// containers, the pod's pid namespace), wait for the agent, join the given ipc/uts/network
+// namespaces, set up mounts, pivot_root, host name, loopback, working dir and credentials,
+// then execve.
 //
 // Everything in the child follows the rules at the top of child.h: no malloc, no stdio,
 // raw credential syscalls, every failure reported as {step, errno, detail} over the
@@ -131,6 +133,10 @@ static void child_main(const struct berth_spawn_config *cfg, int sync_read, int 
     keep[nkeep++] = cfg->stdout_fd;
     keep[nkeep++] = cfg->stderr_fd;
     keep[nkeep++] = cfg->netns_fd;
+    keep[nkeep++] = cfg->ipcns_fd;
+    keep[nkeep++] = cfg->utsns_fd;
+    //    Not the pid namespace's descriptor: the parent used it before clone3, and we are
+    //    in that namespace already.
     berth_close_all_but(3, keep, nkeep);
 
     // 2. Signals. The parent blocked everything around clone3 so that none of the agent's
@@ -152,11 +158,22 @@ static void child_main(const struct berth_spawn_config *cfg, int sync_read, int 
     if (n != 1) _exit(127);
     close(sync_read);
 
-    // 3b. Join the network namespace we were given (a pinned bridge namespace, or another
-    //     container's), before anything that could depend on it.
+    // 3b. Join the namespaces we were given, before anything that could depend on them:
+    //     the network namespace (a pinned bridge namespace, or another container's), and
+    //     a pod's IPC namespace (before step 9 mounts /dev/mqueue, which binds to the
+    //     mounter's) and UTS namespace (it keeps the pod's host name: step 11 skips
+    //     sethostname). clone3 made no new namespace of these kinds for us.
     if (cfg->netns_fd >= 0) {
         CHECK(setns(cfg->netns_fd, CLONE_NEWNET), "setns", "network namespace");
         close(cfg->netns_fd);
+    }
+    if (cfg->ipcns_fd >= 0) {
+        CHECK(setns(cfg->ipcns_fd, CLONE_NEWIPC), "setns", "ipc namespace");
+        close(cfg->ipcns_fd);
+    }
+    if (cfg->utsns_fd >= 0) {
+        CHECK(setns(cfg->utsns_fd, CLONE_NEWUTS), "setns", "uts namespace");
+        close(cfg->utsns_fd);
     }
 
     // 4. A session of our own: the container must not share the agent's controlling
@@ -187,8 +204,8 @@ static void child_main(const struct berth_spawn_config *cfg, int sync_read, int 
     ensure_dir(error_fd, "proc", 0555, "/proc");
     ensure_dir(error_fd, "sys", 0555, "/sys");
     ensure_dir(error_fd, "dev", 0755, "/dev");
-    //    proc of our own pid namespace (we are its pid 1), so the container sees its
-    //    processes only.
+    //    proc of our pid namespace (our own, whose pid 1 we are, or a pod's, joined by
+    //    the parent for us), so the container sees its (or its pod's) processes only.
     must_mount(error_fd, "proc", "proc", "proc", MS_NOSUID | MS_NOEXEC | MS_NODEV, NULL, "/proc");
     //    sysfs read-only: a container must not tune the host's kernel or devices. In a
     //    new network namespace it shows only that namespace's interfaces.
@@ -237,9 +254,12 @@ static void child_main(const struct berth_spawn_config *cfg, int sync_read, int 
     CHECK(umount2(".", MNT_DETACH), "umount old root", "");
     CHECK(chdir("/"), "chdir", "/");
 
-    // 11. Host name of our UTS namespace.
+    // 11. Host name of our UTS namespace; a joined one (a pod's) keeps the name it was
+    //     pinned with, shared by all the pod's containers.
     size_t hostname_len = strlen(cfg->hostname);
-    if (hostname_len > 0) CHECK(sethostname(cfg->hostname, hostname_len), "sethostname", cfg->hostname);
+    if (cfg->utsns_fd < 0 && hostname_len > 0) {
+        CHECK(sethostname(cfg->hostname, hostname_len), "sethostname", cfg->hostname);
+    }
 
     // 12. Loopback up in a network namespace of our own (a joined one is already set up,
     //     and the host's is not ours to touch).
@@ -273,16 +293,58 @@ int berth_spawn_start(const struct berth_spawn_config *cfg, struct berth_spawn_h
     out->pid = -1;
     out->pidfd = -1;
     out->sync_read = out->sync_write = out->error_read = -1;
-    // New ipc, mount, pid and uts namespaces, and a new network namespace unless one is
-    // joined or the host's is kept; SIGCHLD so that the parent's waitid sees the exit.
     if (cfg->bind_count < 0 || cfg->bind_count > BERTH_SPAWN_MAX_BINDS) {
         errno = EINVAL;
         return -1;
     }
-    unsigned long flags = CLONE_NEWIPC | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS;
+    // 1. The clone flags: a new mount namespace always; new ipc, uts and pid namespaces
+    //    unless one is joined, and a new network namespace unless one is joined or the
+    //    host's is kept. (clone3 adds CLONE_PIDFD, and SIGCHLD so that the parent's
+    //    waitid sees the exit.)
+    unsigned long flags = CLONE_NEWNS;
+    if (cfg->ipcns_fd < 0) flags |= CLONE_NEWIPC;
+    if (cfg->utsns_fd < 0) flags |= CLONE_NEWUTS;
+    if (cfg->pidns_fd < 0) flags |= CLONE_NEWPID;
     if (cfg->netns_fd == BERTH_NETNS_NEW) flags |= CLONE_NEWNET;
-    return berth_clone_child(flags, spawn_body, cfg,
-                             &out->pid, &out->pidfd, &out->sync_read, &out->sync_write, &out->error_read);
+    if (cfg->pidns_fd < 0) {
+        return berth_clone_child(flags, spawn_body, cfg,
+                                 &out->pid, &out->pidfd, &out->sync_read, &out->sync_write, &out->error_read);
+    }
+
+    // 2. A pid namespace to join. A process never changes its own pid namespace: setns
+    //    of CLONE_NEWPID only decides where this thread's later children are created. So
+    //    the thread joins it here and the child is created inside it. First remember
+    //    where the thread's children went until now, to go back there after the clone:
+    //    anything else this thread starts later (in the agent, a pool thread's next
+    //    posix_spawn) must not land in the pod. /proc/thread-self: the setting is the
+    //    thread's, not the process's.
+    int previous = open("/proc/thread-self/ns/pid_for_children", O_RDONLY | O_CLOEXEC);
+    if (previous < 0) return -1;
+    if (setns(cfg->pidns_fd, CLONE_NEWPID) < 0) {
+        int saved = errno;
+        close(previous);
+        errno = saved;
+        return -1;
+    }
+
+    // 3. The clone, inside the pod's pid namespace (ENOMEM when its init has died: the
+    //    kernel creates no more processes in it).
+    int rc = berth_clone_child(flags, spawn_body, cfg,
+                               &out->pid, &out->pidfd, &out->sync_read, &out->sync_write, &out->error_read);
+    int saved = errno;
+
+    // 4. Back where the thread's children went before. This cannot fail in practice (the
+    //    kernel allows the thread's own pid namespace and its descendants, and the
+    //    thread was there a moment ago); if it does, the child goes too, so that the
+    //    caller learns of it.
+    if (setns(previous, CLONE_NEWPID) < 0) {
+        saved = errno;
+        if (rc == 0) berth_spawn_abort(out);
+        rc = -1;
+    }
+    close(previous);
+    errno = saved;
+    return rc;
 }
 
 int berth_spawn_finish(struct berth_spawn_handle *h, struct berth_spawn_error *err) {

@@ -18,7 +18,7 @@ enum key {
     KEY_LOG, KEY_LOG_MAX_BYTES, KEY_LOG_MAX_FILES, KEY_EXIT,
     SINGLE_KEYS,
     // Keys that may appear once.
-    KEY_NETNS = SINGLE_KEYS,
+    KEY_NETNS = SINGLE_KEYS, KEY_IPCNS, KEY_UTSNS, KEY_PIDNS,
     OPTIONAL_END,
     // Repeated keys, kept in order.
     KEY_ARG = OPTIONAL_END, KEY_ENV, KEY_BIND_SOURCE, KEY_BIND_TARGET,
@@ -28,7 +28,7 @@ enum key {
 static const char *const key_names[KEY_COUNT] = {
     "id", "rootfs", "hostname", "cwd", "uid", "gid",
     "log", "log-max-bytes", "log-max-files", "exit",
-    "netns",
+    "netns", "ipcns", "utsns", "pidns",
     "arg", "env", "bind-source", "bind-target",
 };
 
@@ -175,6 +175,16 @@ static int parse(char *buf, size_t size, struct monitor_config *cfg, int *err, c
     if (cfg->netns != NULL && strcmp(cfg->netns, "host") != 0 && cfg->netns[0] != '/') {
         return fail(err, detail, cap, EINVAL, "netns: \"%.200s\" is neither \"host\" nor an absolute path", cfg->netns);
     }
+    // ipcns, utsns, pidns: absent for a namespace of the container's own, or the path of a
+    // pod's namespace to join.
+    const char **joined[] = { &cfg->ipcns, &cfg->utsns, &cfg->pidns };
+    for (int i = 0; i < 3; i++) {
+        const char *path = single[KEY_IPCNS + i];
+        if (path != NULL && path[0] != '/') {
+            return fail(err, detail, cap, EINVAL, "%s: \"%.200s\" is not an absolute path", key_names[KEY_IPCNS + i], path);
+        }
+        *joined[i] = path;
+    }
 
     // The values of the single keys.
     if (!is_hex_id(single[KEY_ID])) {
@@ -260,5 +270,6 @@ void config_release_spawn_data(struct monitor_config *cfg) {
     cfg->argv = cfg->envp = NULL;
     cfg->buffer = NULL;
     cfg->rootfs = cfg->hostname = cfg->cwd = cfg->netns = NULL;
+    cfg->ipcns = cfg->utsns = cfg->pidns = NULL;
     cfg->bind_count = 0;
 }

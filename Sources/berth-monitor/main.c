@@ -1,4 +1,5 @@
 // berth-monitor CONFIG: the per-container monitor (docs/monitor.md).
+// berth-monitor --pause: the parent of a pod's pause process (pause.c).
 //
 // It starts the container's init through the same two-phase spawn as the agent
 // (CBerthShim's berth_spawn_start / berth_spawn_finish), tells the agent how that went
@@ -29,9 +30,9 @@
 // READY_FD while the ready line is still to be written, then -1.
 static int ready_fd = -1;
 
-// Writes the ready line and closes the pipe. The agent may be gone by now (EPIPE, and
-// SIGPIPE is ignored): the container runs on regardless and the exit file will tell.
-static void ready_send(const char *line, size_t len) {
+// The agent may be gone by now (EPIPE, and SIGPIPE is ignored): the container (or the
+// pause process) runs on regardless, and the exit file (or its monitor's exit) will tell.
+void ready_send(const char *line, size_t len) {
     if (ready_fd < 0) return;
     size_t done = 0;
     while (done < len) {
@@ -55,10 +56,8 @@ static void copy_field(char *dst, size_t cap, const char *src) {
     dst[i] = '\0';
 }
 
-// "error <step>\t<errno>\t<detail>\n" on the ready pipe, the same on stderr, exit 1.
 // No exit file: the container never ran (or was killed and reaped before this).
-__attribute__((noreturn))
-static void fail_ready(const char *step, int err, const char *detail) {
+void fail_ready(const char *step, int err, const char *detail) {
     // The exec step's detail is the whole message ("exec \"x\": executable file not
     // found"), a config one a sentence; others name an object ("open /path").
     if (strcmp(step, "exec") == 0) diag("%s", detail);
@@ -73,10 +72,9 @@ static void fail_ready(const char *step, int err, const char *detail) {
     _exit(1);
 }
 
-// Field 22 of /proc/PID/stat, the start time in clock ticks after boot: with the pid it
-// names the process for good (a pid alone may be reused). The command name (field 2)
-// may hold spaces and parentheses, so counting starts after the last ')'.
-static int proc_start_time(pid_t pid, unsigned long long *out, char *path, size_t cap) {
+// The command name (field 2) may hold spaces and parentheses, so counting starts after
+// the last ')'.
+int proc_start_time(pid_t pid, unsigned long long *out, char *path, size_t cap) {
     (void)snprintf(path, cap, "/proc/%d/stat", (int)pid);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return -1;
@@ -123,6 +121,14 @@ static void set_disposition(int sig, void (*handler)(int)) {
     (void)sigaction(sig, &sa, NULL);
 }
 
+// BERTH_NS_NEW for NULL, else `path` opened for setns; an "open" error line on failure.
+static int open_namespace(const char *path) {
+    if (path == NULL) return BERTH_NS_NEW;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) fail_ready("open", errno, path);
+    return fd;
+}
+
 static struct monitor_config cfg;
 static struct log_file log_file;
 static struct log_stream streams[2];
@@ -164,8 +170,11 @@ int main(int argc, char **argv) {
     //    container's umask is set by spawn.c.
     (void)umask(0);
 
+    // 3b. Pause mode (pause.c): the start-up above is the same, the rest is its own.
+    if (argc == 2 && strcmp(argv[1], "--pause") == 0) return pause_main();
+
     // 4. The config, while the relative path given still means what the agent meant.
-    if (argc != 2) fail_ready("config", EINVAL, "usage: berth-monitor CONFIG");
+    if (argc != 2) fail_ready("config", EINVAL, "usage: berth-monitor CONFIG | berth-monitor --pause");
     int err = 0;
     char detail[MONITOR_DETAIL_MAX];
     if (config_load(argv[1], &cfg, &err, detail, sizeof detail) < 0) fail_ready("config", err, detail);
@@ -187,10 +196,11 @@ int main(int argc, char **argv) {
     int out_pipe[2], err_pipe[2];
     if (pipe2(out_pipe, O_CLOEXEC) < 0 || pipe2(err_pipe, O_CLOEXEC) < 0) fail_ready("pipe", errno, "");
 
-    // 7. Spawn. The network namespace to join is opened here, so the child only uses a
-    //    descriptor. Nothing to do between the
-    //    phases yet (cgroups would go there); berth_spawn_finish returns once the command
-    //    has exec'd or failed.
+    // 7. Spawn. The namespaces to join (network, and a pod's ipc, uts and pid) are
+    //    opened here, so the child only uses descriptors (and the pid one is used by
+    //    berth_spawn_start, before the clone). Nothing to do between the phases yet
+    //    (cgroups would go there); berth_spawn_finish returns once the command has
+    //    exec'd or failed.
     int netns_fd = BERTH_NETNS_NEW;
     if (cfg.netns != NULL && strcmp(cfg.netns, "host") == 0) {
         netns_fd = BERTH_NETNS_HOST;
@@ -198,8 +208,14 @@ int main(int argc, char **argv) {
         netns_fd = open(cfg.netns, O_RDONLY | O_CLOEXEC);
         if (netns_fd < 0) fail_ready("open", errno, cfg.netns);
     }
+    int ipcns_fd = open_namespace(cfg.ipcns);
+    int utsns_fd = open_namespace(cfg.utsns);
+    int pidns_fd = open_namespace(cfg.pidns);
     struct berth_spawn_config spawn = {
         .netns_fd = netns_fd,
+        .ipcns_fd = ipcns_fd,
+        .utsns_fd = utsns_fd,
+        .pidns_fd = pidns_fd,
         .bind_sources = cfg.bind_sources,
         .bind_targets = cfg.bind_targets,
         .bind_count = cfg.bind_count,
@@ -223,6 +239,9 @@ int main(int argc, char **argv) {
     close(err_pipe[1]);
     close(null_fd);
     if (netns_fd >= 0) close(netns_fd);
+    if (ipcns_fd >= 0) close(ipcns_fd);
+    if (utsns_fd >= 0) close(utsns_fd);
+    if (pidns_fd >= 0) close(pidns_fd);
     config_release_spawn_data(&cfg);
 
     // 8. The ready line.

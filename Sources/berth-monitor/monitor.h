@@ -3,6 +3,7 @@
 // berth-monitor's private interfaces; the contract with the agent is docs/monitor.md.
 //
 //   main.c      start-up, spawn, ready line, the poll loop
+//   pause.c     --pause: the parent of a pod's pause process
 //   config.c    the CONFIG file (NUL-separated key/value pairs)
 //   log.c       CRI log records and rotation
 //   exitfile.c  the atomic exit file
@@ -26,6 +27,28 @@
 #define MONITOR_DETAIL_MAX 256
 
 // ---------------------------------------------------------------------------------------
+// main.c: the ready pipe and process helpers, shared with pause.c
+
+/// Writes the ready line to the ready pipe (fd 3) and closes it; once only, later calls
+/// do nothing.
+void ready_send(const char *line, size_t len);
+/// "error <step>\t<errno>\t<detail>\n" on the ready pipe, the same on stderr, exit 1.
+__attribute__((noreturn))
+void fail_ready(const char *step, int err, const char *detail);
+/// Field 22 of /proc/PID/stat, the start time in clock ticks after boot: with the pid it
+/// names the process for good (a pid alone may be reused). -1 with errno on failure,
+/// with the path read in `path`.
+int proc_start_time(pid_t pid, unsigned long long *out, char *path, size_t cap);
+
+// ---------------------------------------------------------------------------------------
+// pause.c
+
+/// `berth-monitor --pause`, after main's start-up (descriptors, session, signals): makes
+/// a pid namespace whose pid 1 is a pause process, writes the ready line and returns
+/// (the exit status) once that process has exited.
+int pause_main(void);
+
+// ---------------------------------------------------------------------------------------
 // config.c
 
 struct monitor_config {
@@ -45,6 +68,11 @@ struct monitor_config {
     char **envp; // NULL-terminated
     /// NULL: a network namespace of the container's own; "host"; or a namespace to join.
     const char *netns;
+    /// NULL: a namespace of the container's own; otherwise the path of one to join (a
+    /// pod's pinned IPC or UTS namespace, its pause process's pid namespace).
+    const char *ipcns;
+    const char *utsns;
+    const char *pidns;
     /// Host files bind-mounted on paths inside the container.
     const char *bind_sources[BERTH_SPAWN_MAX_BINDS];
     const char *bind_targets[BERTH_SPAWN_MAX_BINDS];

@@ -1,13 +1,16 @@
 // Tests of berth-monitor (docs/monitor.md) as the agent uses it: a CONFIG file, fd 3 the
-// ready pipe, stdout/stderr the diagnostics file. Real containers (namespaces, mounts,
-// pivot_root): they need root and /bin/busybox (Debian: busybox-static); without root
-// the suite is skipped. Every process and directory a test makes is gone when it ends,
-// pass or fail.
+// ready pipe, stdout/stderr the diagnostics file; and its pause mode, with a pod's
+// container joining the pause process's pid namespace and pinned IPC/UTS namespaces.
+// Real containers (namespaces, mounts, pivot_root): they need root and /bin/busybox
+// (Debian: busybox-static); without root the suite is skipped. Every process, pin and
+// directory a test makes is gone when it ends, pass or fail.
 #if canImport(Glibc)
 import Glibc
 #endif
 import Testing
+@testable import BerthRuntime
 import BerthSystem
+import CBerthNet
 import CBerthShim
 
 /// berth-monitor is built next to the test runner (BerthRuntimeTests depends on its target).
@@ -20,7 +23,7 @@ private let monitorPath: String = {
 
 /// A temp dir with a busybox root file system and a state dir for the log and exit file.
 private struct Fixture {
-    static let applets = ["sh", "echo", "printf", "sleep", "head", "tr"]
+    static let applets = ["sh", "echo", "printf", "sleep", "head", "tr", "hostname", "readlink", "cat"]
     let base: String
     var rootfs: String { "\(base)/rootfs" }
     var logPath: String { "\(base)/state/console.log" }
@@ -154,6 +157,23 @@ private func procStatus(_ pid: Int32, _ field: String) -> String? {
         return line.dropFirst(field.count + 1).split(whereSeparator: { $0 == " " || $0 == "\t" }).first.map(String.init)
     }
     return nil
+}
+
+/// Every value of a field of /proc/PID/status: "NSpid" has one per pid namespace the
+/// process is in, outermost first.
+private func procStatusValues(_ pid: Int32, _ field: String) -> [String] {
+    guard let text = try? Files.readString("/proc/\(pid)/status") else { return [] }
+    for line in text.split(separator: "\n") where line.hasPrefix("\(field):") {
+        return line.dropFirst(field.count + 1).split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
+    }
+    return []
+}
+
+/// How a namespace file or a pin of one shows through /proc/self/ns inside a container:
+/// "ipc:[<inode>]".
+private func nsName(_ kind: String, _ path: String) -> String? {
+    var st = stat()
+    return stat(path, &st) == 0 ? "\(kind):[\(st.st_ino)]" : nil
 }
 
 /// Field 22 of /proc/PID/stat, counted after the last ')' (the command may hold spaces).
@@ -307,6 +327,11 @@ private func unixNanos() -> Int64 {
 /// A container that waits until the test creates /go in its rootfs, then exits with `code`.
 private func waitForGo(exit code: Int) -> [String] {
     ["sh", "-c", "until [ -e /go ]; do sleep 0.05; done; exit \(code)"]
+}
+
+/// The message of a CBerthNet error, for failure messages.
+private func netErrorMessage(_ err: berth_net_err) -> String {
+    withUnsafeBytes(of: err.message) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
 }
 
 /// Polls `condition` every 10 ms for up to `timeoutMillis`; whether it became true.
@@ -545,6 +570,134 @@ struct MonitorTests {
         }
     }
 
+    @Test func pauseModeStartsPid1OfANewPidNamespace() throws {
+        try withFixture { f in
+            let pause = try Monitor(argv: [monitorPath, "--pause"], diagPath: f.diagPath)
+            defer { pause.cleanUp() }
+            let pid = pause.containerPid
+            try #require(pid > 0, "ready line \(pause.ready.debugDescription); \(f.diagnostics)")
+            // The container's format: the pause process's pid (as we see it) and start time.
+            #expect(pause.ready == "ok \(pid) \(pause.containerStart)\n")
+            #expect(startTime(pid) == pause.containerStart)
+            #expect(procStatus(pid, "PPid") == "\(pause.pid)", "the pause process's parent is not the monitor")
+            #expect(getsid(pause.pid) == pause.pid, "the monitor did not start a session of its own")
+
+            // pid 1 of a pid namespace of its own, named berth-pause; every other namespace
+            // is the monitor's (pause mode makes a pid namespace only).
+            let nspid = procStatusValues(pid, "NSpid")
+            #expect(nspid == ["\(pid)", "1"], "NSpid \(nspid)")
+            #expect((try? Files.readString("/proc/\(pid)/comm")) == "berth-pause\n")
+            #expect(readLink("/proc/\(pid)/ns/pid") != readLink("/proc/self/ns/pid"))
+            for ns in ["mnt", "net", "ipc", "uts"] {
+                #expect(readLink("/proc/\(pid)/ns/\(ns)") == readLink("/proc/\(pause.pid)/ns/\(ns)"), "\(ns)")
+            }
+            // It holds /dev/null on 0-2 and nothing else: not the ready pipe (whose EOF we
+            // have seen), not the monitor's diagnostics file.
+            let fds = ((try? Files.list("/proc/\(pid)/fd")) ?? []).sorted()
+            #expect(fds == ["0", "1", "2"], "fds \(fds)")
+            #expect(fds.allSatisfy { readLink("/proc/\(pid)/fd/\($0)") == "/dev/null" })
+
+            // Signals it has no handler for do not reach pid 1 from outside its namespace;
+            // neither those nor SIGTERM/SIGINT/SIGHUP aimed at the monitor end anything.
+            for sig in [SIGHUP, SIGUSR1, SIGPIPE] { kill(pid, sig) }
+            for sig in [SIGTERM, SIGINT, SIGHUP] { kill(pause.pid, sig) }
+            usleep(200_000)
+            #expect(isAlive(pid, start: pause.containerStart), "the pause process died of a signal")
+            #expect(procStatus(pause.pid, "State").map { !$0.hasPrefix("Z") } == true, "the monitor died of a signal")
+
+            // SIGTERM ends the pause process with 0, and then its monitor, also with 0.
+            #expect(kill(pid, SIGTERM) == 0)
+            #expect(pause.wait() == 0, "\(f.diagnostics)")
+            #expect(startTime(pid) == nil, "the pause process was not reaped")
+            #expect(f.diagnostics.contains("berth-monitor pause: pause process exited: exit_code=0"), "\(f.diagnostics)")
+        }
+    }
+
+    @Test func podContainerJoinsThePausePidNamespaceAndPinnedIpcUts() throws {
+        try withFixture { f in
+            // The pod: a pause process, started the way the agent does, and pinned IPC and
+            // UTS namespaces named "podhost".
+            let pause = try BerthRuntime.Monitor.startPause(binary: monitorPath, diagnostics: "\(f.base)/pause.log")
+            var pauseReaped = false
+            let ipc = "\(f.base)/ipc", uts = "\(f.base)/uts"
+            var container: Monitor?
+            defer {
+                // Pass or fail: the pod's pid 1 first (the kernel then kills everything in
+                // its namespace, the container too), then both monitors, then the pins.
+                if !pauseReaped {
+                    let pidfd = berth_pidfd_open(pause.pid)
+                    if pidfd >= 0 {
+                        if startTime(pause.pid) == pause.startTime { _ = berth_pidfd_send_signal(pidfd, SIGKILL) }
+                        close(pidfd)
+                    }
+                }
+                container?.cleanUp()
+                if !pauseReaped && waitExit(pause.monitorPid, timeoutMillis: 5_000) == nil {
+                    Issue.record("pause monitor \(pause.monitorPid) still running; killing it")
+                    kill(pause.monitorPid, SIGKILL)
+                    _ = waitExit(pause.monitorPid, timeoutMillis: 5_000)
+                }
+                var e = berth_net_err()
+                _ = berth_ns_release(ipc, &e)
+                _ = berth_ns_release(uts, &e)
+            }
+            #expect(pause.monitorStartTime == startTime(pause.monitorPid))
+            #expect(startTime(pause.pid) == pause.startTime)
+            #expect(procStatusValues(pause.pid, "NSpid").last == "1")
+            var err = berth_net_err()
+            try #require(berth_ns_create_ipc_uts(ipc, uts, "podhost", &err) == 0, "\(netErrorMessage(err))")
+
+            // The container: the pod's namespaces in CONFIG (written by the agent's code),
+            // its own host name "box" (not applied: a joined UTS namespace keeps its name).
+            // A background sleep outlives the container's init: orphaned inside the pod, it
+            // must be reaped by the pause process.
+            let script = """
+                hostname; readlink /proc/self/ns/ipc; readlink /proc/self/ns/uts; cat /proc/1/comm; echo $$
+                sleep 0.3 &
+                """
+            let paths = BerthRuntime.Monitor.Paths(runDir: f.base, stateDir: "\(f.base)/state")
+            let config = BerthRuntime.Monitor.config(
+                id: String(repeating: "ab", count: 32), rootfs: f.rootfs, hostname: "box", workingDir: "/", uid: 0, gid: 0,
+                args: ["sh", "-c", script], env: ["PATH=/bin"], paths: paths, logMaxBytes: 0, logMaxFiles: 1,
+                ipcns: ipc, utsns: uts, pidns: "/proc/\(pause.pid)/ns/pid")
+            try Files.writeAtomically(f.configPath, config)
+            container = try Monitor(f)
+            let initPid = container?.containerPid ?? 0
+            try #require(initPid > 0, "ready line \(container?.ready.debugDescription ?? ""); \(f.diagnostics)")
+            // Seen from here: inside the pause process's pid namespace, and not its pid 1.
+            let nspid = procStatusValues(initPid, "NSpid")
+            #expect(nspid.count == 2 && nspid.first == "\(initPid)" && nspid.last != "1", "NSpid \(nspid)")
+            #expect(readLink("/proc/\(initPid)/ns/pid") == readLink("/proc/\(pause.pid)/ns/pid"))
+            #expect(procStatus(initPid, "PPid") == "\(container?.pid ?? 0)", "the container's parent is not its monitor")
+            // This process's own children still land in its own pid namespace: the monitor
+            // went back to its own after the clone (spawn.c, berth_spawn_start step 4).
+            #expect(readLink("/proc/\(container?.pid ?? 0)/ns/pid_for_children") == readLink("/proc/self/ns/pid"))
+
+            #expect(container?.wait() == 0, "\(f.diagnostics)")
+            let lines = readLog(f.logPath).map(\.content)
+            #expect(lines.count == 5, "\(lines)")
+            if lines.count == 5 {
+                #expect(lines[0] == "podhost")
+                #expect(lines[1] == nsName("ipc", ipc), "container \(lines[1]), pin \(nsName("ipc", ipc) ?? "?")")
+                #expect(lines[2] == nsName("uts", uts), "container \(lines[2]), pin \(nsName("uts", uts) ?? "?")")
+                #expect(lines[3] == "berth-pause", "the container does not see the pod's pid 1")
+                #expect(lines[4] != "1" && Int(lines[4]) != nil, "the container's initPid is pid \(lines[4])")
+            }
+            #expect(readExitFile(f.exitPath)?.code == 0)
+            // The orphaned sleep has ended and was reaped: the pause process has no child,
+            // not even a zombie.
+            #expect(waitUntil(timeoutMillis: 5_000) {
+                ((try? Files.readString("/proc/\(pause.pid)/task/\(pause.pid)/children")) ?? "x").isEmpty
+            }, "the pause process did not reap the container's orphan")
+
+            // The end of the pod: SIGTERM to the pause process, then its monitor exits 0.
+            #expect(kill(pause.pid, SIGTERM) == 0)
+            let code = waitExit(pause.monitorPid, timeoutMillis: 10_000)
+            pauseReaped = code != nil
+            #expect(code == 0, "\((try? Files.readString("\(f.base)/pause.log")) ?? "")")
+        }
+    }
+
     @Test func commandNotFound() throws {
         try withFixture { f in
             try f.writeConfig(f.config(["nosuchcmd", "arg"]))
@@ -582,6 +735,14 @@ struct MonitorTests {
             defer { badExit.cleanUp() }
             #expect(badExit.ready == "error exit file\t2\t\(missingDir)/exit\n")
             #expect(badExit.wait() == 1)
+
+            // A namespace to join is opened by the monitor, before the clone.
+            pairs = f.config(["true"]) + [("pidns", "\(missingDir)/pid")]
+            try f.writeConfig(pairs)
+            let badPidns = try Monitor(f)
+            defer { badPidns.cleanUp() }
+            #expect(badPidns.ready == "error open\t2\t\(missingDir)/pid\n")
+            #expect(badPidns.wait() == 1)
         }
     }
 
@@ -621,7 +782,8 @@ struct MonitorTests {
 /// CONFIG files the monitor must refuse, each with the detail of its error line.
 enum BadConfig: String, CaseIterable, Sendable, CustomTestStringConvertible {
     case unknownKey, missingKey, repeatedKey, noCommand, keyWithoutValue, unterminated, uidNotANumber,
-         uidMinusOne, negativeGid, maxBytesNotDecimal, tooManyFiles, relativeLog, shortId, envWithoutEquals
+         uidMinusOne, negativeGid, maxBytesNotDecimal, tooManyFiles, relativeLog, shortId, envWithoutEquals,
+         relativeIpcns, repeatedPidns
 
     var testDescription: String { rawValue }
 
@@ -675,6 +837,12 @@ enum BadConfig: String, CaseIterable, Sendable, CustomTestStringConvertible {
         case .envWithoutEquals:
             pairs.append(("env", "PATH"))
             detail = "env \"PATH\" is not KEY=VALUE"
+        case .relativeIpcns:
+            pairs.append(("ipcns", "ipc"))
+            detail = "ipcns: \"ipc\" is not an absolute path"
+        case .repeatedPidns:
+            pairs += [("pidns", "/proc/1/ns/pid"), ("pidns", "/proc/1/ns/pid")]
+            detail = "key \"pidns\" given twice"
         }
         return (pairs.flatMap { Array($0.0.utf8) + [0] + Array($0.1.utf8) + [0] } + tail, detail)
     }

@@ -1,4 +1,5 @@
-// CBerthNet against the real kernel: pinned namespaces, bridges, veth pairs and nftables.
+// CBerthNet against the real kernel: pinned namespaces (network, and a pod's IPC, UTS and
+// pid ones), sysctls inside them, bridges, veth pairs and nftables.
 // They need root; without it the suite is skipped. Every name is unique to the run (btk…
 // bridges and tables, vtk… veth host ends, 10.250.X.0/24 subnets, pins under a fresh
 // /tmp/btk-… directory), everything created is removed in a `defer`, and traffic only
@@ -118,6 +119,19 @@ private func netMacString(_ mac: [UInt8]) -> String {
 
 /// Cleanup steps whose failure must not hide the test's own result.
 private func netRelease(_ pin: String) { var e = berth_net_err(); _ = berth_netns_release(pin, &e) }
+private func nsRelease(_ pin: String) { var e = berth_net_err(); _ = berth_ns_release(pin, &e) }
+
+/// The inode of a file (following symlinks, so /proc/self/ns/ipc names the namespace).
+private func netInode(_ path: String) -> UInt64? {
+    var st = stat()
+    return stat(path, &st) == 0 ? UInt64(st.st_ino) : nil
+}
+
+/// A file's contents, for /proc/sys values on the host; nil when unreadable.
+private func netReadFile(_ path: String) -> String? {
+    let r = netRun(["/bin/cat", path])
+    return r.status == 0 ? r.output : nil
+}
 private func netDelete(_ link: String) { var e = berth_net_err(); _ = berth_link_delete(link, &e) }
 
 @Suite("CBerthNet against the kernel (needs root)", .enabled(if: getuid() == 0, "needs root"), .timeLimit(.minutes(1)))
@@ -151,6 +165,120 @@ struct NetKernelTests {
         #expect(berth_netns_release(pin, &err) == 0, "\(netMessage(err))")
         #expect(err.code == 0 && netMessage(err).isEmpty)
         #expect(berth_netns_is_pinned(dir) == 0)
+    }
+
+    @Test func podIpcAndUtsNamespacesArePinned() throws {
+        let dir = try netKernelTempDir()
+        defer { rmdir(dir) }
+        let ipc = dir + "/ipc", uts = dir + "/uts"
+        defer { nsRelease(ipc); nsRelease(uts) }
+
+        var err = berth_net_err()
+        try #require(berth_ns_create_ipc_uts(ipc, uts, "podhost", &err) == 0, "\(netMessage(err))")
+        #expect(err.code == 0 && netMessage(err).isEmpty)
+        #expect(berth_netns_is_pinned(ipc) == 1 && berth_netns_is_pinned(uts) == 1)
+
+        // The UTS namespace has the pod's name; the host keeps its own.
+        let name = netRun(["/usr/bin/nsenter", "--uts=" + uts, "/bin/hostname"])
+        #expect(name.status == 0 && name.output == "podhost\n", "\(name.output)")
+        #expect(netRun(["/bin/hostname"]).output != "podhost\n")
+        // New namespaces, not the host's.
+        #expect(netInode(ipc) != nil && netInode(ipc) != netInode("/proc/self/ns/ipc"))
+        #expect(netInode(uts) != nil && netInode(uts) != netInode("/proc/self/ns/uts"))
+
+        // Existing pins are refused and left alone; so is a half-taken pair, and the
+        // free one of its two paths is not left behind.
+        var again = berth_net_err()
+        #expect(berth_ns_create_ipc_uts(ipc, uts, "other", &again) == EEXIST)
+        #expect(again.code == EEXIST && netMessage(again).contains(ipc), "\(netMessage(again))")
+        #expect(berth_ns_create_ipc_uts(dir + "/ipc2", uts, "other", &again) == EEXIST)
+        #expect(netMessage(again).contains(uts), "\(netMessage(again))")
+        #expect(access(dir + "/ipc2", F_OK) != 0 && errno == ENOENT, "a failed create left its ipc pin file")
+        #expect(berth_netns_is_pinned(ipc) == 1 && berth_netns_is_pinned(uts) == 1)
+        #expect(netRun(["/usr/bin/nsenter", "--uts=" + uts, "/bin/hostname"]).output == "podhost\n")
+        // A host name the kernel refuses fails before anything is made.
+        let long = String(repeating: "h", count: 65)
+        #expect(berth_ns_create_ipc_uts(dir + "/ipc3", dir + "/uts3", long, &again) == EINVAL)
+        #expect(access(dir + "/ipc3", F_OK) != 0 && access(dir + "/uts3", F_OK) != 0)
+
+        #expect(berth_ns_release(ipc, &err) == 0, "\(netMessage(err))")
+        #expect(berth_ns_release(uts, &err) == 0, "\(netMessage(err))")
+        #expect(berth_netns_is_pinned(ipc) == 0 && berth_netns_is_pinned(uts) == 0)
+        #expect(access(ipc, F_OK) != 0 && access(uts, F_OK) != 0)
+        err.code = -1
+        #expect(berth_ns_release(ipc, &err) == 0 && err.code == 0, "\(netMessage(err))")
+    }
+
+    @Test func existingNamespaceIsPinned() throws {
+        let dir = try netKernelTempDir()
+        defer { rmdir(dir) }
+        let pin = dir + "/pid"
+        defer { nsRelease(pin) }
+
+        var err = berth_net_err()
+        try #require(berth_ns_pin("/proc/self/ns/pid", pin, &err) == 0, "\(netMessage(err))")
+        #expect(err.code == 0 && netMessage(err).isEmpty)
+        #expect(berth_netns_is_pinned(pin) == 1)
+        #expect(netInode(pin) != nil && netInode(pin) == netInode("/proc/self/ns/pid"))
+        #expect(berth_ns_pin("/proc/self/ns/pid", pin, &err) == EEXIST)
+        #expect(netMessage(err).contains(pin), "\(netMessage(err))")
+
+        // A file that is not a namespace pins nothing, and no pin file is left.
+        let notNs = dir + "/notns"
+        #expect(berth_ns_pin("/proc/self/status", notNs, &err) == EINVAL, "\(netMessage(err))")
+        #expect(access(notNs, F_OK) != 0 && errno == ENOENT)
+        #expect(berth_ns_pin("/nonexistent/ns", notNs, &err) == ENOENT, "\(netMessage(err))")
+        #expect(access(notNs, F_OK) != 0)
+
+        #expect(berth_ns_release(pin, &err) == 0, "\(netMessage(err))")
+        #expect(berth_netns_is_pinned(pin) == 0 && access(pin, F_OK) != 0)
+    }
+
+    @Test func sysctlsAreWrittenInsideThePinnedNamespace() throws {
+        let dir = try netKernelTempDir()
+        defer { rmdir(dir) }
+        let net = dir + "/net", ipc = dir + "/ipc", uts = dir + "/uts"
+        defer { netRelease(net); nsRelease(ipc); nsRelease(uts) }
+        var err = berth_net_err()
+        try #require(berth_netns_create(net, &err) == 0, "\(netMessage(err))")
+        try #require(berth_ns_create_ipc_uts(ipc, uts, "", &err) == 0, "\(netMessage(err))")
+
+        // One sysctl of each kind, each to a value unlike its default; the host's stay as
+        // they were.
+        let cases: [(pin: String, nstype: Int32, flag: String, key: String, value: String)] = [
+            (net, BERTH_NS_TYPE_NET, "--net=", "net.ipv4.ip_unprivileged_port_start", "80"),
+            (ipc, BERTH_NS_TYPE_IPC, "--ipc=", "kernel.shmmni", "1000"),
+            (uts, BERTH_NS_TYPE_UTS, "--uts=", "kernel.domainname", "pod.test"),
+        ]
+        for c in cases {
+            let file = "/proc/sys/" + c.key.split(separator: ".").joined(separator: "/")
+            let hostBefore = netReadFile(file)
+            try #require(hostBefore != nil, "cannot read \(file)")
+            #expect(hostBefore != c.value + "\n", "the host's \(c.key) is already \(c.value)")
+            #expect(berth_sysctl_write_in(c.pin, c.nstype, c.key, c.value, &err) == 0, "\(netMessage(err))")
+            #expect(err.code == 0 && netMessage(err).isEmpty)
+            let inside = netRun(["/usr/bin/nsenter", c.flag + c.pin, "/bin/cat", file])
+            #expect(inside.status == 0 && inside.output == c.value + "\n", "\(c.key): \(inside.output)")
+            #expect(netReadFile(file) == hostBefore, "the host's \(c.key) changed")
+        }
+
+        // Keys that could name anything outside /proc/sys, or nothing, are refused.
+        for bad in ["net/../x", "net..ipv4", "../kernel/x", "", ".net.ipv4", "net.ipv4.", "net.ipv4/x", "Net.ipv4",
+                    "net.ipv4.ip_unprivileged_port_start\n"] {
+            #expect(berth_sysctl_write_in(net, BERTH_NS_TYPE_NET, bad, "1024", &err) == EINVAL, "\(bad.debugDescription)")
+            #expect(netMessage(err).contains("not a sysctl name"), "\(netMessage(err))")
+        }
+        // A key the namespace does not isolate (it would be the host's), a namespace type
+        // with no sysctls, and a pin of another type. None of these keys exists, so that
+        // a broken check shows as ENOENT instead of writing anything.
+        #expect(berth_sysctl_write_in(net, BERTH_NS_TYPE_NET, "kernel.berth_none", "1", &err) == EINVAL)
+        #expect(netMessage(err).contains("not isolated"), "\(netMessage(err))")
+        #expect(berth_sysctl_write_in(uts, BERTH_NS_TYPE_UTS, "kernel.berth_none", "1", &err) == EINVAL)
+        let cloneNewPid: Int32 = 0x2000_0000
+        #expect(berth_sysctl_write_in(net, cloneNewPid, "net.berth_none", "1", &err) == EINVAL)
+        #expect(berth_sysctl_write_in(net, BERTH_NS_TYPE_IPC, "kernel.shm_berth_none", "1", &err) == EINVAL)
+        #expect(netMessage(err).contains("enter namespace"), "\(netMessage(err))")
+        #expect(berth_sysctl_write_in(net, BERTH_NS_TYPE_NET, "net.ipv4.berth_none", "1", &err) == ENOENT)
     }
 
     @Test func bridgeEnsureIsIdempotent() throws {

@@ -2,14 +2,15 @@
 #define CBERTH_NET_H
 // The kernel side of Berth's bridge networks (net.c): pinned network namespaces, bridges
 // and veth pairs through libnl-route-3 (rtnetlink), and Berth's nftables table through
-// libnftables. The agent never runs ip(8), nft(8) or iptables(8).
+// libnftables; and the other namespaces a pod pins (IPC, UTS, pid) and its namespaced
+// sysctls (netns.c). The agent never runs ip(8), nft(8), iptables(8) or sysctl(8).
 //
 // Every function is synchronous and may be called from any thread: work that must
-// happen inside another network namespace runs on a short-lived thread of its own
-// (setns/unshare of CLONE_NEWNET affect only the calling thread), so the caller's thread
-// never changes namespace. Every function returns 0 on success, or an errno value (> 0)
-// with `err->message` saying what failed on which object ("create bridge berth0: File
-// exists"); libnl's NLE_* codes are translated to the nearest errno.
+// happen inside another namespace runs on a short-lived thread of its own (setns/unshare
+// of CLONE_NEWNET, CLONE_NEWIPC and CLONE_NEWUTS affect only the calling thread), so the
+// caller's thread never changes namespace. Every function returns 0 on success, or an
+// errno value (> 0) with `err->message` saying what failed on which object ("create
+// bridge berth0: File exists"); libnl's NLE_* codes are translated to the nearest errno.
 #include <stddef.h>
 
 struct berth_net_err {
@@ -28,13 +29,61 @@ struct berth_net_err {
 /// already pinned there. Nothing is left behind on failure.
 int berth_netns_create(const char *pin_path, struct berth_net_err *err);
 
-/// 1 when `pin_path` is a pinned namespace (an nsfs mount), 0 otherwise.
+/// 1 when `pin_path` is a pinned namespace of any kind (an nsfs mount), 0 otherwise.
 int berth_netns_is_pinned(const char *pin_path);
 
-/// Unpins (umount2 MNT_DETACH) and unlinks `pin_path`; a missing path is success. The
-/// kernel destroys the namespace, and with it the container end of its veth pair (and
-/// so the host end), once no process is left in it.
+/// berth_ns_release for a network namespace (the same code; its messages say "network
+/// namespace"). The kernel destroys the namespace, and with it the container end of its
+/// veth pair (and so the host end), once no process is left in it.
 int berth_netns_release(const char *pin_path, struct berth_net_err *err);
+
+// ---------------------------------------------------------------------------------------
+// A pod's other namespaces, pinned the same way (like CRI-O's pinns): IPC and UTS made
+// here, and the pid namespace of a pod's pause process (a pid namespace cannot live
+// without its pid 1, so that one is made by `berth-monitor --pause`, and only pinned here).
+
+/// Creates a new IPC namespace and a new UTS namespace whose host name is `hostname`
+/// (empty: the copied host's name is kept), on a short-lived thread (unshare of
+/// CLONE_NEWIPC | CLONE_NEWUTS), and pins them at `ipc_pin` and `uts_pin` (empty files
+/// are created there, O_EXCL; their directories must exist). EEXIST when either path
+/// exists already (saying "already pinned" when it is a pin); EINVAL for a host name the
+/// kernel refuses (longer than 64 bytes). Nothing is left behind on failure.
+int berth_ns_create_ipc_uts(const char *ipc_pin, const char *uts_pin, const char *hostname,
+                            struct berth_net_err *err);
+
+/// Pins the namespace of the nsfs file `source` ("/proc/1234/ns/pid": a pause process's
+/// pid namespace) at `pin` (created O_EXCL, as above) with a bind mount. EINVAL when
+/// `source` is not a namespace file (the mount is undone). Nothing is left on failure.
+int berth_ns_pin(const char *source, const char *pin, struct berth_net_err *err);
+
+/// Unpins (umount2 MNT_DETACH) and unlinks `pin_path`, a pin of any kind (network, IPC,
+/// UTS, pid); a missing path is success. The kernel destroys the namespace once nothing
+/// else refers to it (no process in it, no open descriptor of it).
+int berth_ns_release(const char *pin_path, struct berth_net_err *err);
+
+/// The `nstype` values of berth_sysctl_write_in: CLONE_NEWNET, CLONE_NEWIPC and
+/// CLONE_NEWUTS of <sched.h>, spelled out because Swift's Glibc module does not export
+/// those (they need _GNU_SOURCE). C callers may pass either.
+#define BERTH_NS_TYPE_NET 0x40000000
+#define BERTH_NS_TYPE_IPC 0x08000000
+#define BERTH_NS_TYPE_UTS 0x04000000
+
+/// Writes `value` to the sysctl `key` ("net.ipv4.ip_unprivileged_port_start") inside the
+/// namespace pinned at `pin`, whose type `nstype` is CLONE_NEWNET, CLONE_NEWIPC or
+/// CLONE_NEWUTS (BERTH_NS_TYPE_NET, _IPC, _UTS): on a short-lived thread that joins it
+/// (setns), as /proc/sys/net/ipv4/ip_unprivileged_port_start opened
+/// O_WRONLY|O_NOFOLLOW. ENOENT: no such sysctl (in that namespace).
+/// EINVAL for another `nstype`, a pin of another type, a key that is not components of
+/// [a-z0-9_] joined by single dots (no "/", no "..", no leading or trailing dot: it can
+/// name nothing outside /proc/sys; this also refuses keys naming an interface with "-"
+/// or "." in its name), or a key `nstype` does not isolate. That last check matters
+/// most: a sysctl that is not namespaced (vm.*, most of kernel.*) is the host's, whatever
+/// thread writes it (GHSA-w2j5-3rcx-vx7x: CRI-O's pinns set such sysctls on the host).
+/// The keys taken are the ones runc calls namespaced: for CLONE_NEWNET net.*; for
+/// CLONE_NEWIPC kernel.shm*, kernel.msg*, kernel.sem* and fs.mqueue.*; for CLONE_NEWUTS
+/// kernel.hostname and kernel.domainname. The caller validates keys too.
+int berth_sysctl_write_in(const char *pin, int nstype, const char *key, const char *value,
+                          struct berth_net_err *err);
 
 // ---------------------------------------------------------------------------------------
 // Links in the caller's (the host's) network namespace.
