@@ -386,8 +386,8 @@ enum Commands {
             while let a = args.next() {
                 let (flag, inline) = Arguments.split(a)
                 switch flag {
-                case "-f", "--force" where sub == "rm" || sub == "remove": force = true
-                case "-t", "--time" where sub == "stop":
+                case "-f" where sub == "rm" || sub == "remove", "--force" where sub == "rm" || sub == "remove": force = true
+                case "-t" where sub == "stop", "--time" where sub == "stop":
                     let v = try args.value(for: flag, inline)
                     guard let n = Int32(v), n >= 0 else { throw UsageError(message: "--time takes seconds, not \"\(v)\"", command: args.command) }
                     timeout = n

@@ -68,7 +68,7 @@ struct KernelNetwork: NetworkKernel {
     func isPinned(_ pin: String) -> Bool { berth_netns_is_pinned(pin) == 1 }
 
     func releaseNetns(_ pin: String) throws(BerthError) {
-        try check("release network namespace \(pin)") { berth_netns_release(pin, $0) }
+        try check("release namespace \(pin)") { berth_ns_release(pin, $0) }
     }
 
     func ensureBridge(_ name: String, gateway: IPv4Address, prefixLength: Int) throws(BerthError) {
@@ -109,6 +109,25 @@ struct KernelNetwork: NetworkKernel {
                 }
             }
         }
+    }
+
+    func createIPCUTS(ipcPin: String, utsPin: String, hostname: String) throws(BerthError) {
+        try check("pin IPC and UTS namespaces") { berth_ns_create_ipc_uts(ipcPin, utsPin, hostname, $0) }
+    }
+
+    func pin(source: String, pin: String) throws(BerthError) {
+        try check("pin \(source)") { berth_ns_pin(source, pin, $0) }
+    }
+
+    func writeSysctl(pin: String, namespace: PodNamespace, key: String, value: String) throws(BerthError) {
+        let type: Int32
+        switch namespace {
+        case .net: type = BERTH_NS_TYPE_NET
+        case .ipc: type = BERTH_NS_TYPE_IPC
+        case .uts: type = BERTH_NS_TYPE_UTS
+        case .pid: throw BerthError(.invalidArgument, "sysctl \(key): no sysctl lives in a pid namespace")
+        }
+        try check("sysctl \(key)") { berth_sysctl_write_in(pin, type, key, value, $0) }
     }
 
     func nft(_ commands: String) throws(BerthError) {
