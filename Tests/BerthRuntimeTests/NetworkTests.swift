@@ -416,3 +416,46 @@ extension Substring {
         return nil
     }
 }
+
+// MARK: - Pod specs
+
+@Suite struct PodSpecTests {
+    @Test func shareDefaultsAndNormalises() throws {
+        var s = PodSpec()
+        try Validate.podSpec(&s)
+        #expect(s.share == ["net", "ipc", "uts"])
+        s.share = ["pid,net", "ipc"]
+        try Validate.podSpec(&s)
+        #expect(s.share == ["net", "ipc", "pid"])
+        s.share = ["net,mnt"]
+        #expect((#expect(throws: BerthError.self) { try Validate.podSpec(&s) })?.message.contains("unknown namespace \"mnt\"") == true)
+        s.share = ["uts"]
+        #expect((#expect(throws: BerthError.self) { try Validate.podSpec(&s) })?.message.contains("always shares its network") == true)
+    }
+
+    @Test func sysctlsMustBeNamespaced() throws {
+        #expect(try Validate.sysctlNamespace("net.ipv4.ip_forward") == .net)
+        #expect(try Validate.sysctlNamespace("kernel.shmmax") == .ipc)
+        #expect(try Validate.sysctlNamespace("fs.mqueue.msg_max") == .ipc)
+        for bad in ["kernel.hostname", "vm.swappiness", "net", "net..ipv4", "net/ipv4/x", "../net.x", "Net.ipv4.x", "net.ipv4.", ""] {
+            #expect(throws: BerthError.self, "\(bad)") { try Validate.sysctlNamespace(bad) }
+        }
+        var s = PodSpec()
+        s.share = ["net"]
+        s.sysctls = ["kernel.shmmax": "1"]
+        #expect((#expect(throws: BerthError.self) { try Validate.podSpec(&s) })?.message.contains("does not share") == true)
+        s.sysctls = ["net.core.somaxconn": "1\n2"]
+        #expect(throws: BerthError.self) { try Validate.podSpec(&s) }
+    }
+
+    @Test func podNetworkRules() throws {
+        var s = PodSpec()
+        for bad in ["host", "container:x"] {
+            s.network = bad
+            #expect(throws: BerthError.self, "\(bad)") { try Validate.podSpec(&s) }
+        }
+        s.network = "none"
+        s.ports = [PortMapping(hostPort: 80, containerPort: 80)]
+        #expect(throws: BerthError.self) { try Validate.podSpec(&s) }
+    }
+}
