@@ -54,7 +54,7 @@ enum CLI {
                 summary: "Run a command in a new container and stream its output",
                 help: Commands.specHelp + "  -d, --detach           Run in the background and print the container id\n      --rm               Remove the container when it exits\n",
                 run: Commands.run),
-        Command(name: "create", usage: "berth create [--name N] [--hostname H] [-e K=V]... [-w DIR] [-u UID[:GID]] [--restart POLICY] [-l K=V]... [--network NET] [-p PORTS]... [--dns IP]... [--add-host N:IP]... [--rootfs DIR] IMAGE [CMD...]",
+        Command(name: "create", usage: "berth create [--name N] [--hostname H] [-e K=V]... [-w DIR] [-u UID[:GID]] [--restart POLICY] [-l K=V]... [--network NET] [-p PORTS]... [--dns IP]... [--add-host N:IP]... [--pod P] [--rootfs DIR] IMAGE [CMD...]",
                 summary: "Create a container without starting it", help: Commands.specHelp, run: Commands.create),
         Command(name: "start", usage: "berth start NAME|ID...", summary: "Start created containers (detached; output to their log)",
                 help: "", run: Commands.start),

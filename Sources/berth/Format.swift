@@ -197,6 +197,7 @@ extension JSON {
             "\"Image\":\(string(c.image))", "\"ImageID\":\(string(c.imageID))",
             "\"State\":\(state)", "\"RestartCount\":\(c.restartCount)", "\"Config\":\(config)",
             "\"NetworkSettings\":\(network)",
+            "\"Pod\":\(object(["\"Id\":\(string(c.podID))", "\"Name\":\(string(c.podName))"]))",
         ])
     }
 
