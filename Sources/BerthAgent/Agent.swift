@@ -25,6 +25,8 @@ public struct AgentConfig: Sendable {
     public var logMaxFiles = 3
     /// Bridge networks: names on the host, subnets, the default network.
     public var network = NetworkOptions()
+    /// Berth's cgroup (docs/cgroups.md).
+    public var cgroupParent = "berth"
     public init() {}
 
     /// `name` in the directory of the running executable.
@@ -71,6 +73,7 @@ public final class Agent: Sendable {
             options.logMaxBytes = config.logMaxBytes
             options.logMaxFiles = config.logMaxFiles
             options.network = config.network
+            options.cgroupParent = config.cgroupParent
             runtime = try ContainerRuntime(stateDir: config.stateDir, runDir: config.runDir, options: options)
             var opened: [Listener] = []
             do {
@@ -201,6 +204,8 @@ public final class Agent: Sendable {
                 try stream.send(.stopPod(runtime.stopPod(ref, timeout: timeout < 0 ? nil : timeout)), end: true)
             case .removePod(let ref, let force):
                 try stream.send(.removePod(id: runtime.removePod(ref, force: force)), end: true)
+            case .stats(let refs):
+                try stream.send(.stats(runtime.stats(refs)), end: true)
             }
         } catch {
             let e = error.berthError("call")

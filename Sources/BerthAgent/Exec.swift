@@ -77,7 +77,9 @@ extension Agent {
                                 workingDir: request.workingDir.isEmpty ? container.spec.workingDir : request.workingDir,
                                 uid: user.uid, gid: user.gid, stdin: childIn, stdout: childOut, stderr: childErr, tty: request.tty)
         let process: SpawnedProcess
-        do { process = try Execer.exec(config) } catch {
+        // The shim joins the container's cgroup before it joins the container, so the
+        // exec'd process counts against the container's limits.
+        do { process = try Execer.exec(config) { pid in try self.runtime.joinCgroup(container.id, pid: pid) } } catch {
             throw error.berthError("exec").prefixed("container \(container.name)")
         }
         // Only the process may hold its ends now, or EOF would never come.

@@ -245,6 +245,13 @@ public final class BerthClient: Sendable {
         return name
     }
 
+    /// One sample of each container's cgroup (`refs` empty: every running container).
+    public func stats(_ refs: [String] = []) async throws -> [ContainerStats] {
+        let r = try await call(.stats(refs))
+        guard case .stats(let s) = r else { throw Self.unexpected(r, "Stats") }
+        return s
+    }
+
     /// Creates a pod: its namespaces pinned, its network endpoint made.
     public func createPod(_ spec: PodSpec) async throws -> Pod {
         let r = try await call(.createPod(spec))

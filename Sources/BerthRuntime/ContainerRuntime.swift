@@ -62,6 +62,11 @@ public struct RuntimeOptions: Sendable {
     public var logMaxFiles = 3
     /// Bridge networks (docs/network.md).
     public var network = NetworkOptions()
+    /// Berth's cgroup, under which every container's and pod's cgroup is made
+    /// (docs/cgroups.md): "<parent>/<container id>", "<parent>/pod-<pod id>/<container id>".
+    public var cgroupParent = "berth"
+    /// Where the cgroup hierarchy is mounted.
+    public var cgroupRoot = "/sys/fs/cgroup"
     public init(monitorBinary: String) { self.monitorBinary = monitorBinary }
 }
 
@@ -87,6 +92,8 @@ public final class ContainerRuntime: Sendable {
     let table: ConditionLock<Table>
     /// Pods by id (Pods/Pods.swift).
     let pods = ConditionLock([String: PodEntry]())
+    /// The cgroup driver of this host's layout (Cgroups/).
+    let cgroups: any CgroupDriver
 
     struct Entry {
         var record: Container
@@ -125,6 +132,7 @@ public final class ContainerRuntime: Sendable {
         try Files.makeDirectories(runDir + "/containers", mode: 0o700)
         images = try ImageStore(directory: stateDir + "/images")
         networks = try NetworkManager(stateDir: stateDir + "/networks", runDir: runDir + "/netns", options: options.network)
+        cgroups = Cgroups.detect(root: options.cgroupRoot)
         reaper = try Reaper()
         table = ConditionLock(Table())
         try load()
@@ -181,6 +189,9 @@ public final class ContainerRuntime: Sendable {
             // container:<name> is kept as container:<id>: names can be reused.
             if case .container(let ref) = NetworkMode(spec.network) {
                 let other = try resolve(ref, in: t)
+                if let p = t.byID[other]?.record, !p.podID.isEmpty {
+                    throw BerthError(.invalidArgument, "container \(p.name) is in pod \(p.podName): join the pod with --pod \(p.podName) instead of --network container:")
+                }
                 spec.network = "container:\(other)"
             }
             record.name = spec.name
@@ -268,16 +279,29 @@ public final class ContainerRuntime: Sendable {
             if spec.rootfs.isEmpty { Rootfs.unmount(rootfs) }
             throw error
         }
+        // A fresh cgroup per run (its OOM counter then counts this run's kills only),
+        // with its limits written before the command runs: the monitor puts the init in
+        // it between the two phases of the spawn.
+        let cgroup = cgroupPath(id, record)
+        do {
+            if cgroups.exists(cgroup) { try cgroups.remove(cgroup) }
+            try cgroups.create(cgroup, limits: ResourceLimits(spec.resources))
+        } catch {
+            if spec.rootfs.isEmpty { Rootfs.unmount(rootfs) }
+            throw error
+        }
         let config = Monitor.config(id: id, rootfs: rootfs, hostname: spec.hostname, workingDir: spec.workingDir,
                                     uid: spec.user.uid, gid: spec.user.gid, args: spec.args, env: Validate.environment(spec),
                                     paths: paths, logMaxBytes: options.logMaxBytes, logMaxFiles: options.logMaxFiles,
-                                    netns: ns.net, ipcns: ns.ipc, utsns: ns.uts, pidns: ns.pid, binds: ns.binds)
+                                    netns: ns.net, ipcns: ns.ipc, utsns: ns.uts, pidns: ns.pid, binds: ns.binds,
+                                    cgroupProcs: cgroups.procsFiles(cgroup))
         let started: Monitor.Started
         do {
             try Files.writeAtomically(paths.config, config, mode: 0o600)
             started = try Monitor.start(binary: options.monitorBinary, paths: paths)
         } catch {
             if spec.rootfs.isEmpty { Rootfs.unmount(rootfs) }
+            try? cgroups.remove(cgroup)
             throw error
         }
         let monitorPidfd = openPidfd(started.monitorPid, startTime: started.monitorStartTime)
@@ -312,6 +336,61 @@ public final class ContainerRuntime: Sendable {
         var uts: String?
         var pid: String?
         var binds: [(source: String, target: String)]
+    }
+
+    /// The container's cgroup, relative to the hierarchy's root.
+    func cgroupPath(_ id: String, _ record: Container) -> String {
+        record.podID.isEmpty ? "\(options.cgroupParent)/\(id)" : "\(options.cgroupParent)/pod-\(record.podID)/\(id)"
+    }
+
+    /// Puts a process (an exec's shim, before it joins the container) into the
+    /// container's cgroup, so that exec'd processes count against its limits.
+    public func joinCgroup(_ ref: String, pid: Int32) throws {
+        let (id, record) = try table.withLock { (t) throws(BerthError) -> (String, Container) in
+            let id = try resolve(ref, in: t)
+            guard let e = t.byID[id] else { throw notFound(ref) }
+            return (id, e.record)
+        }
+        for file in cgroups.procsFiles(cgroupPath(id, record)) {
+            do {
+                let fd = try FileDescriptor.open(file, O_WRONLY | O_CLOEXEC)
+                defer { fd.close() }
+                try fd.writeAll(String(pid))
+            } catch {
+                throw error.berthError("join cgroup \(file)")
+            }
+        }
+    }
+
+    /// One sample per container (`refs` empty: every running one).
+    public func stats(_ refs: [String]) throws -> [ContainerStats] {
+        let records = try table.withLock { (t) throws(BerthError) -> [Container] in
+            if refs.isEmpty { return t.byID.values.map(\.record).filter { $0.state == .running }.sorted { $0.name < $1.name } }
+            var out: [Container] = []
+            for ref in refs {
+                let id = try resolve(ref, in: t)
+                guard let e = t.byID[id] else { throw notFound(ref) }
+                out.append(e.record)
+            }
+            return out
+        }
+        return records.map { c in
+            var s = ContainerStats()
+            s.id = c.id
+            s.name = c.name
+            if c.state == .running, let g = cgroups.stats(cgroupPath(c.id, c)) {
+                s.cpuUsageNanos = g.cpuUsageNanos
+                s.memoryUsageBytes = g.memoryUsageBytes
+                s.memoryLimitBytes = g.memoryLimitBytes
+                s.pids = g.pids
+                s.pidsLimit = g.pidsLimit
+                s.oomKills = g.oomKills
+            }
+            var ts = timespec()
+            clock_gettime(CLOCK_REALTIME, &ts)
+            s.readUnixNano = Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+            return s
+        }
     }
 
     /// The namespaces a run joins and the /etc files it gets (docs/network.md, pods.md).
@@ -395,8 +474,11 @@ public final class ContainerRuntime: Sendable {
         if exit == nil { Log.write("container \(id.prefix(12)): its monitor ended without an exit file; see \(paths.diagnostics)") }
         let status = ExitStatus(exitCode: exit?.code ?? 255, signal: exit?.signal ?? 0,
                                 finishedUnix: exit.map { $0.finishedNanos / 1_000_000_000 } ?? Host.now)
+        // The kernel's OOM killer counts its kills in the run's cgroup.
+        let oomKills = table.withLock { t in t.byID[id].map { cgroups.stats(cgroupPath(id, $0.record))?.oomKills ?? 0 } } ?? 0
         let entry = table.withLock { t -> Entry? in
             guard var e = t.byID[id], e.record.state == .running else { return nil }
+            e.record.oomKilled = oomKills > 0
             e.initPidfd?.close()
             e.monitorPidfd?.close()
             e.initPidfd = nil
@@ -414,6 +496,9 @@ public final class ContainerRuntime: Sendable {
         }
         guard let entry else { return }
         Log.write("container \(entry.record.name) (\(id.prefix(12))) exited with code \(status.exitCode)")
+        if entry.record.oomKilled {
+            Log.write("container \(entry.record.name) (\(id.prefix(12))): OOM event: the kernel's OOM killer killed \(oomKills) process\(oomKills == 1 ? "" : "es") (memory limit \(entry.record.spec.resources.memoryBytes) bytes)")
+        }
         if entry.record.spec.rootfs.isEmpty { Rootfs.unmount(mountPoint(id)) }
         try? persist(entry.record)
         if entry.restartPending {
@@ -631,6 +716,7 @@ public final class ContainerRuntime: Sendable {
         _ = waiter?.wait()
         do {
             try networks.disconnect(id)
+            if let record = table.withLock({ $0.byID[id]?.record }) { try cgroups.remove(cgroupPath(id, record)) }
             Rootfs.unmount(mountPoint(id))
             try Files.removeTree(containerRunDir(id))
             try Files.removeTree(containerDir(id))

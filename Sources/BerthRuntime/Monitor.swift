@@ -38,7 +38,7 @@ enum Monitor {
     static func config(id: String, rootfs: String, hostname: String, workingDir: String, uid: UInt32, gid: UInt32,
                        args: [String], env: [String], paths: Paths, logMaxBytes: UInt64, logMaxFiles: Int,
                        netns: String? = nil, ipcns: String? = nil, utsns: String? = nil, pidns: String? = nil,
-                       binds: [(source: String, target: String)] = []) -> [UInt8] {
+                       binds: [(source: String, target: String)] = [], cgroupProcs: [String] = []) -> [UInt8] {
         var pairs: [(String, String)] = [("id", id), ("rootfs", rootfs), ("hostname", hostname), ("cwd", workingDir),
                                          ("uid", String(uid)), ("gid", String(gid))]
         pairs += args.map { ("arg", $0) }
@@ -47,6 +47,7 @@ enum Monitor {
         if let ipcns { pairs.append(("ipcns", ipcns)) }
         if let utsns { pairs.append(("utsns", utsns)) }
         if let pidns { pairs.append(("pidns", pidns)) }
+        pairs += cgroupProcs.map { ("cgroup-procs", $0) }
         for b in binds { pairs += [("bind-source", b.source), ("bind-target", b.target)] }
         pairs += [("log", paths.log), ("log-max-bytes", String(logMaxBytes)), ("log-max-files", String(logMaxFiles)),
                   ("exit", paths.exitFile)]

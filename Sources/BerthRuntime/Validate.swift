@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import BerthErrors
 import BerthSystem
 import BerthWire
@@ -33,6 +36,44 @@ enum Validate {
             }
         }
         try network(spec)
+        try resources(spec.resources)
+    }
+
+    /// docker's rules: at least 6 MiB of memory; swap limit not below the memory limit;
+    /// CPUs more than 0 and at most the host's; shares 2-262144; a cpuset like "0-1,3".
+    static func resources(_ r: Resources) throws(BerthError) {
+        if r.memoryBytes != 0 && r.memoryBytes < 6 << 20 {
+            throw BerthError(.invalidArgument, "memory limit \(r.memoryBytes) bytes is below the minimum of 6 MiB")
+        }
+        if r.memorySwapBytes != 0 && r.memorySwapBytes != -1 {
+            if r.memoryBytes == 0 {
+                throw BerthError(.invalidArgument, "--memory-swap needs --memory")
+            }
+            if r.memorySwapBytes < Int64(r.memoryBytes) {
+                throw BerthError(.invalidArgument, "--memory-swap (\(r.memorySwapBytes)) must be at least --memory (\(r.memoryBytes)), or -1 for unlimited swap")
+            }
+        }
+        if r.memorySwapBytes < -1 { throw BerthError(.invalidArgument, "--memory-swap must be -1 (unlimited) or a size") }
+        let cpus = UInt32(max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+        if r.cpuMillis > cpus * 1000 {
+            throw BerthError(.invalidArgument, "--cpus \(Double(r.cpuMillis) / 1000) is more than the \(cpus) CPUs of this host")
+        }
+        if r.cpuShares != 0 && !(2...262_144).contains(r.cpuShares) {
+            throw BerthError(.invalidArgument, "--cpu-shares \(r.cpuShares) is outside 2-262144")
+        }
+        if r.pidsLimit < -1 { throw BerthError(.invalidArgument, "--pids-limit must be positive, or -1 for no limit") }
+        if !r.cpusetCpus.isEmpty {
+            let ok = r.cpusetCpus.split(separator: ",", omittingEmptySubsequences: false).allSatisfy { part in
+                let ends = part.split(separator: "-", omittingEmptySubsequences: false)
+                guard (1...2).contains(ends.count), let lo = UInt32(ends[0]), lo < cpus else { return false }
+                guard ends.count == 2 else { return true }
+                guard let hi = UInt32(ends[1]), hi >= lo, hi < cpus else { return false }
+                return true
+            }
+            if !ok {
+                throw BerthError(.invalidArgument, "--cpuset-cpus \"\(r.cpusetCpus)\" is not a list of CPUs of this host (0-\(cpus - 1)), such as 0-1,3")
+            }
+        }
     }
 
     /// --network, -p, --dns and --add-host.

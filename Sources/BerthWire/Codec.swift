@@ -395,6 +395,14 @@ extension ContainerSpec {
             HostEntry(name: string(h.name), ip: string(h.ip))
         }
         pod = string(c.pod)
+        if let r = c.resources?.pointee {
+            resources.memoryBytes = r.memory_bytes
+            resources.memorySwapBytes = r.memory_swap_bytes
+            resources.cpuMillis = r.cpu_millis
+            resources.cpuShares = r.cpu_shares
+            resources.pidsLimit = r.pids_limit
+            resources.cpusetCpus = string(r.cpuset_cpus)
+        }
     }
 
     fileprivate init(_ c: UnsafeMutablePointer<Berth__V1__ContainerSpec>?) {
@@ -491,6 +499,16 @@ extension Arena {
             return m
         }
         c.pointee.pod = cString(spec.pod)
+        if spec.resources != Resources() {
+            let r: UnsafeMutablePointer<Berth__V1__Resources> = message(berth__v1__resources__init)
+            r.pointee.memory_bytes = spec.resources.memoryBytes
+            r.pointee.memory_swap_bytes = spec.resources.memorySwapBytes
+            r.pointee.cpu_millis = spec.resources.cpuMillis
+            r.pointee.cpu_shares = spec.resources.cpuShares
+            r.pointee.pids_limit = spec.resources.pidsLimit
+            r.pointee.cpuset_cpus = cString(spec.resources.cpusetCpus)
+            c.pointee.resources = r
+        }
         return c
     }
 
@@ -936,6 +954,8 @@ extension Request {
         case BERTH__V1__REQUEST__CALL_REMOVE_POD:
             let m = c.remove_pod?.pointee
             self = .removePod(string(m?.pod), force: (m?.force ?? 0) != 0)
+        case BERTH__V1__REQUEST__CALL_STATS:
+            self = .stats(strings(c.stats?.pointee.n_containers ?? 0, c.stats?.pointee.containers))
         default:
             return nil
         }
@@ -1095,6 +1115,11 @@ extension Arena {
             m.pointee.force = force ? 1 : 0
             c.pointee.call_case = BERTH__V1__REQUEST__CALL_REMOVE_POD
             c.pointee.remove_pod = m
+        case .stats(let refs):
+            let m: UnsafeMutablePointer<Berth__V1__StatsRequest> = message(berth__v1__stats_request__init)
+            (m.pointee.n_containers, m.pointee.containers) = cStrings(refs)
+            c.pointee.call_case = BERTH__V1__REQUEST__CALL_STATS
+            c.pointee.stats = m
         }
         return c
     }
@@ -1183,6 +1208,21 @@ extension Response {
             self = .stopPod(Pod(c.stop_pod?.pointee.pod))
         case BERTH__V1__RESPONSE__RESULT_REMOVE_POD:
             self = .removePod(id: string(c.remove_pod?.pointee.id))
+        case BERTH__V1__RESPONSE__RESULT_STATS:
+            let list = c.stats?.pointee
+            self = .stats(messages(list?.n_stats ?? 0, list?.stats) { (m: Berth__V1__ContainerStats) in
+                var s = ContainerStats()
+                s.id = string(m.id)
+                s.name = string(m.name)
+                s.cpuUsageNanos = m.cpu_usage_nanos
+                s.memoryUsageBytes = m.memory_usage_bytes
+                s.memoryLimitBytes = m.memory_limit_bytes
+                s.pids = m.pids
+                s.pidsLimit = m.pids_limit
+                s.readUnixNano = m.read_unix_nano
+                s.oomKills = m.oom_kills
+                return s
+            })
         default:
             return nil
         }
@@ -1345,6 +1385,23 @@ extension Arena {
             m.pointee.id = cString(id)
             c.pointee.result_case = BERTH__V1__RESPONSE__RESULT_REMOVE_POD
             c.pointee.remove_pod = m
+        case .stats(let stats):
+            let m: UnsafeMutablePointer<Berth__V1__StatsResponse> = message(berth__v1__stats_response__init)
+            (m.pointee.n_stats, m.pointee.stats) = cArray(stats) { s in
+                let e: UnsafeMutablePointer<Berth__V1__ContainerStats> = message(berth__v1__container_stats__init)
+                e.pointee.id = cString(s.id)
+                e.pointee.name = cString(s.name)
+                e.pointee.cpu_usage_nanos = s.cpuUsageNanos
+                e.pointee.memory_usage_bytes = s.memoryUsageBytes
+                e.pointee.memory_limit_bytes = s.memoryLimitBytes
+                e.pointee.pids = s.pids
+                e.pointee.pids_limit = s.pidsLimit
+                e.pointee.read_unix_nano = s.readUnixNano
+                e.pointee.oom_kills = s.oomKills
+                return e
+            }
+            c.pointee.result_case = BERTH__V1__RESPONSE__RESULT_STATS
+            c.pointee.stats = m
         }
         return c
     }

@@ -156,6 +156,36 @@ public struct ContainerSpec: Sendable, Hashable {
     public var extraHosts: [HostEntry] = []
     /// The pod to join (name or id); network, ports and DNS then belong to the pod.
     public var pod = ""
+    /// Cgroup limits.
+    public var resources = Resources()
+    public init() {}
+}
+
+/// `berth.v1.Resources`: cgroup limits; 0 / empty means none.
+public struct Resources: Sendable, Hashable {
+    public var memoryBytes: UInt64 = 0
+    /// memory + swap; 0: twice `memoryBytes`; -1: unlimited.
+    public var memorySwapBytes: Int64 = 0
+    /// `--cpus 0.5` is 500.
+    public var cpuMillis: UInt32 = 0
+    public var cpuShares: UInt32 = 0
+    public var pidsLimit: Int64 = 0
+    public var cpusetCpus = ""
+    public init() {}
+}
+
+/// `berth.v1.ContainerStats`: one sample of a container's cgroup.
+public struct ContainerStats: Sendable, Hashable {
+    public var id = ""
+    public var name = ""
+    public var cpuUsageNanos: UInt64 = 0
+    public var memoryUsageBytes: UInt64 = 0
+    /// 0: no limit.
+    public var memoryLimitBytes: UInt64 = 0
+    public var pids: UInt64 = 0
+    public var pidsLimit: UInt64 = 0
+    public var readUnixNano: Int64 = 0
+    public var oomKills: UInt64 = 0
     public init() {}
 }
 
@@ -452,6 +482,8 @@ public enum Request: Sendable, Hashable {
     /// `timeout`: seconds before SIGKILL; -1 for each container's own.
     case stopPod(String, timeout: Int32)
     case removePod(String, force: Bool)
+    /// Empty: every running container.
+    case stats([String])
 }
 
 /// `berth.v1.Response`: the payload of a RESPONSE frame, a result or an error.
@@ -484,6 +516,7 @@ public enum Response: Sendable, Hashable {
     case startPod(Pod)
     case stopPod(Pod)
     case removePod(id: String)
+    case stats([ContainerStats])
 }
 
 /// `berth.v1.GoAway`: the sender closes the connection.

@@ -862,6 +862,186 @@ void   berth__v1__container_spec__free_unpacked
   assert(message->base.descriptor == &berth__v1__container_spec__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   berth__v1__resources__init
+                     (Berth__V1__Resources         *message)
+{
+  static const Berth__V1__Resources init_value = BERTH__V1__RESOURCES__INIT;
+  *message = init_value;
+}
+size_t berth__v1__resources__get_packed_size
+                     (const Berth__V1__Resources *message)
+{
+  assert(message->base.descriptor == &berth__v1__resources__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__resources__pack
+                     (const Berth__V1__Resources *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__resources__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__resources__pack_to_buffer
+                     (const Berth__V1__Resources *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__resources__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__Resources *
+       berth__v1__resources__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__Resources *)
+     protobuf_c_message_unpack (&berth__v1__resources__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__resources__free_unpacked
+                     (Berth__V1__Resources *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__resources__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   berth__v1__stats_request__init
+                     (Berth__V1__StatsRequest         *message)
+{
+  static const Berth__V1__StatsRequest init_value = BERTH__V1__STATS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t berth__v1__stats_request__get_packed_size
+                     (const Berth__V1__StatsRequest *message)
+{
+  assert(message->base.descriptor == &berth__v1__stats_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__stats_request__pack
+                     (const Berth__V1__StatsRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__stats_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__stats_request__pack_to_buffer
+                     (const Berth__V1__StatsRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__stats_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__StatsRequest *
+       berth__v1__stats_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__StatsRequest *)
+     protobuf_c_message_unpack (&berth__v1__stats_request__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__stats_request__free_unpacked
+                     (Berth__V1__StatsRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__stats_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   berth__v1__container_stats__init
+                     (Berth__V1__ContainerStats         *message)
+{
+  static const Berth__V1__ContainerStats init_value = BERTH__V1__CONTAINER_STATS__INIT;
+  *message = init_value;
+}
+size_t berth__v1__container_stats__get_packed_size
+                     (const Berth__V1__ContainerStats *message)
+{
+  assert(message->base.descriptor == &berth__v1__container_stats__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__container_stats__pack
+                     (const Berth__V1__ContainerStats *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__container_stats__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__container_stats__pack_to_buffer
+                     (const Berth__V1__ContainerStats *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__container_stats__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__ContainerStats *
+       berth__v1__container_stats__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__ContainerStats *)
+     protobuf_c_message_unpack (&berth__v1__container_stats__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__container_stats__free_unpacked
+                     (Berth__V1__ContainerStats *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__container_stats__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   berth__v1__stats_response__init
+                     (Berth__V1__StatsResponse         *message)
+{
+  static const Berth__V1__StatsResponse init_value = BERTH__V1__STATS_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t berth__v1__stats_response__get_packed_size
+                     (const Berth__V1__StatsResponse *message)
+{
+  assert(message->base.descriptor == &berth__v1__stats_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__stats_response__pack
+                     (const Berth__V1__StatsResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__stats_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__stats_response__pack_to_buffer
+                     (const Berth__V1__StatsResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__stats_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__StatsResponse *
+       berth__v1__stats_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__StatsResponse *)
+     protobuf_c_message_unpack (&berth__v1__stats_response__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__stats_response__free_unpacked
+                     (Berth__V1__StatsResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__stats_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   berth__v1__port_mapping__init
                      (Berth__V1__PortMapping         *message)
 {
@@ -4558,7 +4738,7 @@ const ProtobufCMessageDescriptor berth__v1__restart_policy__descriptor =
   (ProtobufCMessageInit) berth__v1__restart_policy__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor berth__v1__container_spec__field_descriptors[18] =
+static const ProtobufCFieldDescriptor berth__v1__container_spec__field_descriptors[19] =
 {
   {
     "name",
@@ -4776,6 +4956,18 @@ static const ProtobufCFieldDescriptor berth__v1__container_spec__field_descripto
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "resources",
+    19,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__ContainerSpec, resources),
+    &berth__v1__resources__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned berth__v1__container_spec__field_indices_by_name[] = {
   3,   /* field[3] = args */
@@ -4790,6 +4982,7 @@ static const unsigned berth__v1__container_spec__field_indices_by_name[] = {
   13,   /* field[13] = network */
   17,   /* field[17] = pod */
   14,   /* field[14] = ports */
+  18,   /* field[18] = resources */
   10,   /* field[10] = restart */
   2,   /* field[2] = rootfs */
   11,   /* field[11] = stop_signal */
@@ -4800,7 +4993,7 @@ static const unsigned berth__v1__container_spec__field_indices_by_name[] = {
 static const ProtobufCIntRange berth__v1__container_spec__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 18 }
+  { 0, 19 }
 };
 const ProtobufCMessageDescriptor berth__v1__container_spec__descriptor =
 {
@@ -4810,11 +5003,332 @@ const ProtobufCMessageDescriptor berth__v1__container_spec__descriptor =
   "Berth__V1__ContainerSpec",
   "berth.v1",
   sizeof(Berth__V1__ContainerSpec),
-  18,
+  19,
   berth__v1__container_spec__field_descriptors,
   berth__v1__container_spec__field_indices_by_name,
   1,  berth__v1__container_spec__number_ranges,
   (ProtobufCMessageInit) berth__v1__container_spec__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__resources__field_descriptors[6] =
+{
+  {
+    "memory_bytes",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__Resources, memory_bytes),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "memory_swap_bytes",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__Resources, memory_swap_bytes),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "cpu_millis",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__Resources, cpu_millis),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "cpu_shares",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__Resources, cpu_shares),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "pids_limit",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__Resources, pids_limit),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "cpuset_cpus",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__Resources, cpuset_cpus),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__resources__field_indices_by_name[] = {
+  2,   /* field[2] = cpu_millis */
+  3,   /* field[3] = cpu_shares */
+  5,   /* field[5] = cpuset_cpus */
+  0,   /* field[0] = memory_bytes */
+  1,   /* field[1] = memory_swap_bytes */
+  4,   /* field[4] = pids_limit */
+};
+static const ProtobufCIntRange berth__v1__resources__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 6 }
+};
+const ProtobufCMessageDescriptor berth__v1__resources__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.Resources",
+  "Resources",
+  "Berth__V1__Resources",
+  "berth.v1",
+  sizeof(Berth__V1__Resources),
+  6,
+  berth__v1__resources__field_descriptors,
+  berth__v1__resources__field_indices_by_name,
+  1,  berth__v1__resources__number_ranges,
+  (ProtobufCMessageInit) berth__v1__resources__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__stats_request__field_descriptors[1] =
+{
+  {
+    "containers",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Berth__V1__StatsRequest, n_containers),
+    offsetof(Berth__V1__StatsRequest, containers),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__stats_request__field_indices_by_name[] = {
+  0,   /* field[0] = containers */
+};
+static const ProtobufCIntRange berth__v1__stats_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor berth__v1__stats_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.StatsRequest",
+  "StatsRequest",
+  "Berth__V1__StatsRequest",
+  "berth.v1",
+  sizeof(Berth__V1__StatsRequest),
+  1,
+  berth__v1__stats_request__field_descriptors,
+  berth__v1__stats_request__field_indices_by_name,
+  1,  berth__v1__stats_request__number_ranges,
+  (ProtobufCMessageInit) berth__v1__stats_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__container_stats__field_descriptors[9] =
+{
+  {
+    "id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__ContainerStats, id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "name",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__ContainerStats, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "cpu_usage_nanos",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__ContainerStats, cpu_usage_nanos),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "memory_usage_bytes",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__ContainerStats, memory_usage_bytes),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "memory_limit_bytes",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__ContainerStats, memory_limit_bytes),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "pids",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__ContainerStats, pids),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "pids_limit",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__ContainerStats, pids_limit),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "read_unix_nano",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__ContainerStats, read_unix_nano),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "oom_kills",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__ContainerStats, oom_kills),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__container_stats__field_indices_by_name[] = {
+  2,   /* field[2] = cpu_usage_nanos */
+  0,   /* field[0] = id */
+  4,   /* field[4] = memory_limit_bytes */
+  3,   /* field[3] = memory_usage_bytes */
+  1,   /* field[1] = name */
+  8,   /* field[8] = oom_kills */
+  5,   /* field[5] = pids */
+  6,   /* field[6] = pids_limit */
+  7,   /* field[7] = read_unix_nano */
+};
+static const ProtobufCIntRange berth__v1__container_stats__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 9 }
+};
+const ProtobufCMessageDescriptor berth__v1__container_stats__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.ContainerStats",
+  "ContainerStats",
+  "Berth__V1__ContainerStats",
+  "berth.v1",
+  sizeof(Berth__V1__ContainerStats),
+  9,
+  berth__v1__container_stats__field_descriptors,
+  berth__v1__container_stats__field_indices_by_name,
+  1,  berth__v1__container_stats__number_ranges,
+  (ProtobufCMessageInit) berth__v1__container_stats__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__stats_response__field_descriptors[1] =
+{
+  {
+    "stats",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__StatsResponse, n_stats),
+    offsetof(Berth__V1__StatsResponse, stats),
+    &berth__v1__container_stats__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__stats_response__field_indices_by_name[] = {
+  0,   /* field[0] = stats */
+};
+static const ProtobufCIntRange berth__v1__stats_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor berth__v1__stats_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.StatsResponse",
+  "StatsResponse",
+  "Berth__V1__StatsResponse",
+  "berth.v1",
+  sizeof(Berth__V1__StatsResponse),
+  1,
+  berth__v1__stats_response__field_descriptors,
+  berth__v1__stats_response__field_indices_by_name,
+  1,  berth__v1__stats_response__number_ranges,
+  (ProtobufCMessageInit) berth__v1__stats_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor berth__v1__port_mapping__field_descriptors[4] =
@@ -8035,7 +8549,7 @@ const ProtobufCMessageDescriptor berth__v1__remove_pod_response__descriptor =
   (ProtobufCMessageInit) berth__v1__remove_pod_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor berth__v1__request__field_descriptors[26] =
+static const ProtobufCFieldDescriptor berth__v1__request__field_descriptors[27] =
 {
   {
     "hello",
@@ -8349,6 +8863,18 @@ static const ProtobufCFieldDescriptor berth__v1__request__field_descriptors[26] 
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "stats",
+    27,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__Request, call_case),
+    offsetof(Berth__V1__Request, stats),
+    &berth__v1__stats_request__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned berth__v1__request__field_indices_by_name[] = {
   4,   /* field[4] = create_container */
@@ -8374,6 +8900,7 @@ static const unsigned berth__v1__request__field_indices_by_name[] = {
   6,   /* field[6] = run */
   5,   /* field[5] = start_container */
   23,   /* field[23] = start_pod */
+  26,   /* field[26] = stats */
   10,   /* field[10] = stop_container */
   24,   /* field[24] = stop_pod */
   7,   /* field[7] = wait */
@@ -8381,7 +8908,7 @@ static const unsigned berth__v1__request__field_indices_by_name[] = {
 static const ProtobufCIntRange berth__v1__request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 26 }
+  { 0, 27 }
 };
 const ProtobufCMessageDescriptor berth__v1__request__descriptor =
 {
@@ -8391,14 +8918,14 @@ const ProtobufCMessageDescriptor berth__v1__request__descriptor =
   "Berth__V1__Request",
   "berth.v1",
   sizeof(Berth__V1__Request),
-  26,
+  27,
   berth__v1__request__field_descriptors,
   berth__v1__request__field_indices_by_name,
   1,  berth__v1__request__number_ranges,
   (ProtobufCMessageInit) berth__v1__request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor berth__v1__response__field_descriptors[27] =
+static const ProtobufCFieldDescriptor berth__v1__response__field_descriptors[28] =
 {
   {
     "error",
@@ -8724,6 +9251,18 @@ static const ProtobufCFieldDescriptor berth__v1__response__field_descriptors[27]
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "stats",
+    28,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__Response, result_case),
+    offsetof(Berth__V1__Response, stats),
+    &berth__v1__stats_response__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned berth__v1__response__field_indices_by_name[] = {
   5,   /* field[5] = create_container */
@@ -8750,6 +9289,7 @@ static const unsigned berth__v1__response__field_indices_by_name[] = {
   7,   /* field[7] = run */
   6,   /* field[6] = start_container */
   24,   /* field[24] = start_pod */
+  27,   /* field[27] = stats */
   11,   /* field[11] = stop_container */
   25,   /* field[25] = stop_pod */
   8,   /* field[8] = wait */
@@ -8757,7 +9297,7 @@ static const unsigned berth__v1__response__field_indices_by_name[] = {
 static const ProtobufCIntRange berth__v1__response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 27 }
+  { 0, 28 }
 };
 const ProtobufCMessageDescriptor berth__v1__response__descriptor =
 {
@@ -8767,7 +9307,7 @@ const ProtobufCMessageDescriptor berth__v1__response__descriptor =
   "Berth__V1__Response",
   "berth.v1",
   sizeof(Berth__V1__Response),
-  27,
+  28,
   berth__v1__response__field_descriptors,
   berth__v1__response__field_indices_by_name,
   1,  berth__v1__response__number_ranges,

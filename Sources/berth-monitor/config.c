@@ -21,7 +21,7 @@ enum key {
     KEY_NETNS = SINGLE_KEYS, KEY_IPCNS, KEY_UTSNS, KEY_PIDNS,
     OPTIONAL_END,
     // Repeated keys, kept in order.
-    KEY_ARG = OPTIONAL_END, KEY_ENV, KEY_BIND_SOURCE, KEY_BIND_TARGET,
+    KEY_ARG = OPTIONAL_END, KEY_ENV, KEY_BIND_SOURCE, KEY_BIND_TARGET, KEY_CGROUP_PROCS,
     KEY_COUNT
 };
 
@@ -29,7 +29,7 @@ static const char *const key_names[KEY_COUNT] = {
     "id", "rootfs", "hostname", "cwd", "uid", "gid",
     "log", "log-max-bytes", "log-max-files", "exit",
     "netns", "ipcns", "utsns", "pidns",
-    "arg", "env", "bind-source", "bind-target",
+    "arg", "env", "bind-source", "bind-target", "cgroup-procs",
 };
 
 // The longest host name sethostname(2) accepts (HOST_NAME_MAX).
@@ -154,6 +154,10 @@ static int parse(char *buf, size_t size, struct monitor_config *cfg, int *err, c
             const char *eq = strchr(value, '=');
             if (eq == NULL || eq == value) return fail(err, detail, cap, EINVAL, "env \"%.64s\" is not KEY=VALUE", value);
             nenv++;
+        } else if (k == KEY_CGROUP_PROCS) {
+            if (value[0] != '/') return fail(err, detail, cap, EINVAL, "%s: \"%.200s\" is not an absolute path", key, value);
+            if (cfg->cgroup_count == MONITOR_MAX_CGROUPS) return fail(err, detail, cap, EINVAL, "more than %d cgroup-procs keys", MONITOR_MAX_CGROUPS);
+            cfg->cgroup_procs[cfg->cgroup_count++] = value;
         } else if (k == KEY_BIND_SOURCE || k == KEY_BIND_TARGET) {
             if (value[0] != '/') return fail(err, detail, cap, EINVAL, "%s: \"%.200s\" is not an absolute path", key, value);
             if (k == KEY_BIND_SOURCE) nsources++; else ntargets++;
@@ -270,6 +274,7 @@ void config_release_spawn_data(struct monitor_config *cfg) {
     cfg->argv = cfg->envp = NULL;
     cfg->buffer = NULL;
     cfg->rootfs = cfg->hostname = cfg->cwd = cfg->netns = NULL;
+    cfg->cgroup_count = 0;
     cfg->ipcns = cfg->utsns = cfg->pidns = NULL;
     cfg->bind_count = 0;
 }

@@ -129,6 +129,20 @@ static int open_namespace(const char *path) {
     return fd;
 }
 
+// Writes `pid` in decimal to a cgroup.procs file (one write: the kernel takes one pid per write).
+static int write_pid(const char *path, pid_t pid) {
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    char buf[24];
+    int n = snprintf(buf, sizeof buf, "%d", (int)pid);
+    ssize_t w;
+    do { w = write(fd, buf, (size_t)n); } while (w < 0 && errno == EINTR);
+    int e = errno;
+    close(fd);
+    if (w != n) { errno = w < 0 ? e : EIO; return -1; }
+    return 0;
+}
+
 static struct monitor_config cfg;
 static struct log_file log_file;
 static struct log_stream streams[2];
@@ -198,9 +212,8 @@ int main(int argc, char **argv) {
 
     // 7. Spawn. The namespaces to join (network, and a pod's ipc, uts and pid) are
     //    opened here, so the child only uses descriptors (and the pid one is used by
-    //    berth_spawn_start, before the clone). Nothing to do between the phases yet
-    //    (cgroups would go there); berth_spawn_finish returns once the command has
-    //    exec'd or failed.
+    //    berth_spawn_start, before the clone). berth_spawn_finish returns once the
+    //    command has exec'd or failed.
     int netns_fd = BERTH_NETNS_NEW;
     if (cfg.netns != NULL && strcmp(cfg.netns, "host") == 0) {
         netns_fd = BERTH_NETNS_HOST;
@@ -232,6 +245,15 @@ int main(int argc, char **argv) {
     };
     struct berth_spawn_handle handle;
     if (berth_spawn_start(&spawn, &handle) < 0) fail_ready("clone", errno, "container process");
+    //    Between the phases: into the container's cgroups, so that its limits hold
+    //    before its command runs (and for everything it forks).
+    for (int i = 0; i < cfg.cgroup_count; i++) {
+        if (write_pid(cfg.cgroup_procs[i], handle.pid) < 0) {
+            int e = errno;
+            berth_spawn_abort(&handle);
+            fail_ready("cgroup", e, cfg.cgroup_procs[i]);
+        }
+    }
     struct berth_spawn_error spawn_err;
     if (berth_spawn_finish(&handle, &spawn_err) < 0) fail_ready(spawn_err.step, spawn_err.err, spawn_err.detail);
     //    Our copies of the write ends go, or the pipes would never reach EOF.

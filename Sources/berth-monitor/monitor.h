@@ -23,6 +23,8 @@
 /// Largest CONFIG accepted. The kernel caps argv + environment at a quarter of the
 /// stack limit (2 MiB by default), so a bigger file cannot be a working container.
 #define MONITOR_CONFIG_MAX (8u << 20)
+/// Most cgroup.procs files (one per v1 controller Berth uses).
+#define MONITOR_MAX_CGROUPS 8
 /// Longest detail of an error line (the same limit as struct berth_spawn_error).
 #define MONITOR_DETAIL_MAX 256
 
@@ -77,6 +79,9 @@ struct monitor_config {
     const char *bind_sources[BERTH_SPAWN_MAX_BINDS];
     const char *bind_targets[BERTH_SPAWN_MAX_BINDS];
     int bind_count;
+    /// cgroup.procs files the container's init is written to before it runs its command.
+    const char *cgroup_procs[MONITOR_MAX_CGROUPS];
+    int cgroup_count;
     char *buffer; // the file's bytes
 };
 

@@ -88,6 +88,9 @@ enum CLI {
                 summary: "Manage pods: containers sharing network, IPC and host name",
                 help: "  create             Create a pod (its namespaces pinned; no process runs unless pid is shared)\n  ls                 List pods\n  inspect P...       Show pods, their pinned namespaces and their containers' namespaces as JSON\n  start P...         Start the pod's containers\n  stop [-t S] P...   Stop the pod's containers\n  rm [-f] P...       Remove pods and their containers (-f: running ones too)\n  Add containers with: berth run --pod P ...\n",
                 run: Commands.pod),
+        Command(name: "stats", usage: "berth stats [--no-stream] [NAME|ID...]",
+                summary: "Show containers' CPU, memory and pids, refreshed every second",
+                help: "      --no-stream    Print one table and exit\n", run: Commands.stats),
         Command(name: "version", usage: "berth version", summary: "Show the client's and the agent's versions",
                 help: "", run: Commands.version),
     ]

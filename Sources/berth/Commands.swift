@@ -24,6 +24,12 @@ enum Commands {
           --dns IP           Nameserver for /etc/resolv.conf (repeatable; default: the host's)
           --add-host NAME:IP Add a line to /etc/hosts (repeatable)
           --pod POD          Join a pod: its network, IPC and host name (pod create)
+      -m, --memory SIZE      Memory limit (64m, 1g; at least 6m)
+          --memory-swap SIZE Memory plus swap (-1: unlimited; default twice --memory)
+          --cpus N           CPU limit (0.5: half a CPU)
+          --cpu-shares N     Relative CPU weight (2-262144; default 1024)
+          --pids-limit N     Most processes (-1: no limit)
+          --cpuset-cpus L    CPUs it may run on (0-1,3)
 
     """
 
@@ -417,6 +423,45 @@ enum Commands {
         }
     }
 
+    /// `berth stats`: CPU %, memory and pids per container, refreshed every second
+    /// (`--no-stream`: one table). CPU % is the CPU time used between two samples over
+    /// the wall time between them, as docker computes it (100% is one CPU).
+    static func stats(_ args: inout Arguments, _ g: Globals) async throws -> Int32 {
+        args.command = CLI.find("stats")
+        var stream = true
+        var refs: [String] = []
+        while let a = args.next() {
+            switch a {
+            case "--no-stream": stream = false
+            default:
+                if a.hasPrefix("-") { throw UsageError(message: "unknown option \(a)", command: args.command) }
+                refs.append(a)
+            }
+        }
+        let client = try await g.connect()
+        var previous = try await client.stats(refs)
+        repeat {
+            try await Task.sleep(nanoseconds: stream ? 1_000_000_000 : 500_000_000)
+            let current = try await client.stats(refs)
+            var rows = [["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "PIDS"]]
+            for s in current {
+                var cpu = 0.0
+                if let p = previous.first(where: { $0.id == s.id }), s.readUnixNano > p.readUnixNano, s.cpuUsageNanos >= p.cpuUsageNanos {
+                    cpu = Double(s.cpuUsageNanos - p.cpuUsageNanos) / Double(s.readUnixNano - p.readUnixNano) * 100
+                }
+                let limit = s.memoryLimitBytes
+                let mem = limit > 0 ? Double(s.memoryUsageBytes) / Double(limit) * 100 : 0
+                rows.append([String(s.id.prefix(12)), s.name, Format.percent(cpu),
+                             "\(Format.bytesIEC(s.memoryUsageBytes)) / \(limit > 0 ? Format.bytesIEC(limit) : "--")",
+                             limit > 0 ? Format.percent(mem) : "--", String(s.pids)])
+            }
+            if stream { out("\u{1b}[2J\u{1b}[H") }
+            out(Format.table(rows))
+            previous = current
+        } while stream
+        return ExitCode.ok
+    }
+
     static func version(_ args: inout Arguments, _ g: Globals) async throws -> Int32 {
         try noMoreArguments(&args, "version")
         out("Client: berth \(berthVersion) (protocol \(berthProtocolVersion))\n")
@@ -473,6 +518,29 @@ enum Commands {
                 do { spec.ports.append(try PortMapping(parsing: v)) } catch { throw UsageError(message: error.message, command: args.command) }
             case "--dns": spec.dns.append(try args.value(for: flag, inline))
             case "--pod": spec.pod = try args.value(for: flag, inline)
+            case "-m", "--memory":
+                let v = try args.value(for: flag, inline)
+                guard let n = Format.parseBytes(v) else { throw UsageError(message: "--memory takes a size such as 64m or 1g, not \"\(v)\"", command: args.command) }
+                spec.resources.memoryBytes = n
+            case "--memory-swap":
+                let v = try args.value(for: flag, inline)
+                if v == "-1" { spec.resources.memorySwapBytes = -1 } else {
+                    guard let n = Format.parseBytes(v), n <= UInt64(Int64.max) else { throw UsageError(message: "--memory-swap takes a size or -1, not \"\(v)\"", command: args.command) }
+                    spec.resources.memorySwapBytes = Int64(n)
+                }
+            case "--cpus":
+                let v = try args.value(for: flag, inline)
+                guard let n = Format.parseMillis(v), n > 0 else { throw UsageError(message: "--cpus takes a positive number such as 0.5, not \"\(v)\"", command: args.command) }
+                spec.resources.cpuMillis = n
+            case "--cpu-shares", "-c":
+                let v = try args.value(for: flag, inline)
+                guard let n = UInt32(v) else { throw UsageError(message: "--cpu-shares takes a number, not \"\(v)\"", command: args.command) }
+                spec.resources.cpuShares = n
+            case "--pids-limit":
+                let v = try args.value(for: flag, inline)
+                guard let n = Int64(v), n >= -1, n != 0 else { throw UsageError(message: "--pids-limit takes a positive number or -1, not \"\(v)\"", command: args.command) }
+                spec.resources.pidsLimit = n
+            case "--cpuset-cpus": spec.resources.cpusetCpus = try args.value(for: flag, inline)
             case "--add-host":
                 let v = try args.value(for: flag, inline)
                 do { spec.extraHosts.append(try HostEntry(parsing: v)) } catch { throw UsageError(message: error.message, command: args.command) }

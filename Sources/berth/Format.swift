@@ -61,6 +61,13 @@ enum Format {
         return "\"" + short + "\""
     }
 
+    /// "12.34%".
+    static func percent(_ v: Double) -> String {
+        let hundredths = Int((v * 100).rounded())
+        let frac = hundredths % 100
+        return "\(hundredths / 100).\(frac < 10 ? "0" : "")\(frac)%"
+    }
+
     /// "0.0.0.0:8080->80/tcp, 127.0.0.1:53->53/udp", as docker's PORTS column.
     static func ports(_ ports: [PortMapping]) -> String {
         ports.map { "\($0.hostIP.isEmpty ? "0.0.0.0" : $0.hostIP):\($0.hostPort)->\($0.containerPort)/\($0.proto.rawValue)" }

@@ -27,6 +27,7 @@ Options:
   --default-subnet CIDR  Subnet of the default network "bridge" (default 10.217.0.0/16)
   --subnet-pool CIDR   User networks without --subnet get a /24 from here
                        (default 10.218.0.0/16)
+  --cgroup-parent NAME Berth's cgroup: containers get NAME/<id> (default berth)
   --default-network N  Network of containers run without --network: bridge, none,
                        host or a user network (default bridge)
   --exit-on-stdin-eof  Shut down cleanly when standard input reaches end of file
@@ -73,6 +74,12 @@ while let arg = args.popFirst() {
     case "--default-subnet": config.network.defaultSubnet = value()
     case "--subnet-pool": config.network.subnetPool = value()
     case "--default-network": config.network.defaultNetwork = value()
+    case "--cgroup-parent":
+        let v = value()
+        guard !v.isEmpty, !v.hasPrefix("/"), !v.split(separator: "/", omittingEmptySubsequences: false).contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }) else {
+            fail("--cgroup-parent needs a relative cgroup path such as berth, not \"\(v)\"", code: 64)
+        }
+        config.cgroupParent = v
     case "--keepalive":
         let v = value()
         guard let n = UInt32(v), n > 0 else { fail("--keepalive needs a positive number of seconds, not \"\(v)\"", code: 64) }

@@ -118,7 +118,7 @@ final class TestAgent: Sendable {
         var argv = [binDir + "/berthd", "--socket", socket, "--state-dir", dir.path + "/state",
                     "--run-dir", dir.path + "/run", "--node-name", "test-node", "--exit-on-stdin-eof",
                     "--network-prefix", netPrefix, "--default-subnet", defaultSubnet, "--subnet-pool", "10.232.0.0/16",
-                    "--default-network", "none"] + extraArgs
+                    "--default-network", "none", "--cgroup-parent", "berth-test-\(netPrefix)"] + extraArgs
         if let tcpPort { argv += ["--listen", "tcp://127.0.0.1:\(tcpPort)"] }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -195,6 +195,7 @@ final class TestAgent: Sendable {
             }
         }
         removeNetworkLeftovers()
+        removeCgroupLeftovers()
         dir.remove()
         return waited ? (status >> 8) & 0xff : -1
     }
@@ -214,6 +215,35 @@ final class TestAgent: Sendable {
 
     var nftTableExists: Bool {
         ((try? runProgram(["/usr/sbin/nft", "list", "tables"]))?.stdout ?? "").contains("table ip \(netPrefix)\n")
+    }
+
+    /// This agent's cgroup parent in every hierarchy of the host (v1 controllers and the
+    /// unified mount): "/sys/fs/cgroup/<controller>/berth-test-<prefix>".
+    var cgroupDirs: [String] {
+        let parent = "berth-test-\(netPrefix)"
+        var out: [String] = []
+        if Files.exists("/sys/fs/cgroup/\(parent)") { out.append("/sys/fs/cgroup/\(parent)") }
+        for ctrl in (try? Files.list("/sys/fs/cgroup")) ?? [] where Files.exists("/sys/fs/cgroup/\(ctrl)/\(parent)") {
+            out.append("/sys/fs/cgroup/\(ctrl)/\(parent)")
+        }
+        return Array(Set(out)).sorted()
+    }
+
+    /// The cgroups left under this agent's parent (none after every container and pod
+    /// is removed).
+    var cgroupsLeft: [String] {
+        cgroupDirs.flatMap { dir in
+            ((try? Files.list(dir)) ?? []).filter { Files.isDirectory(dir + "/" + $0) }.map { dir + "/" + $0 }
+        }
+    }
+
+    /// rmdir, deepest first, of everything under this agent's cgroup parent, and the parent.
+    func removeCgroupLeftovers() {
+        func rmdirTree(_ path: String) {
+            for child in (try? Files.list(path)) ?? [] where Files.isDirectory(path + "/" + child) { rmdirTree(path + "/" + child) }
+            rmdir(path)
+        }
+        for dir in cgroupDirs { rmdirTree(dir) }
     }
 
     func removeNetworkLeftovers() {

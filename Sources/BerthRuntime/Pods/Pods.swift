@@ -24,9 +24,7 @@ extension ContainerRuntime {
     func podDir(_ id: String) -> String { "\(stateDir)/pods/\(id)" }
     func podRunDir(_ id: String) -> String { "\(runDir)/pods/\(id)" }
     func podRecordPath(_ id: String) -> String { "\(podDir(id))/pod.pb" }
-    func podPin(_ id: String, _ ns: PodNamespace) -> String {
-        ns == .net ? "\(podRunDir(id))/net" : "\(podRunDir(id))/\(ns.rawValue)"
-    }
+    func podPin(_ id: String, _ ns: PodNamespace) -> String { "\(podRunDir(id))/\(ns.rawValue)" }
 
     private func shares(_ pod: Pod, _ ns: PodNamespace) -> Bool { pod.spec.share.contains(ns.rawValue) }
 
@@ -98,6 +96,11 @@ extension ContainerRuntime {
             let ns = try Validate.sysctlNamespace(key)
             try networks.kernel.writeSysctl(pin: ns == .net ? pod.network.netns : ipcPin, namespace: ns, key: key, value: value)
         }
+        // The pod's cgroup, with the pod-level limits; its containers' cgroups nest in it.
+        var limits = ResourceLimits()
+        limits.memoryBytes = pod.spec.memoryBytes
+        limits.cpuMillis = pod.spec.cpuMillis
+        try cgroups.create(podCgroup(pod.id), limits: limits)
         if shares(pod, .pid) { pod = try startPause(pod) }
         pod.namespaces = pinnedNamespaces(pod)
         return pod
@@ -141,6 +144,7 @@ extension ContainerRuntime {
             throw BerthError(.notFound, "pod \(podID.prefix(12)) no longer exists")
         }
         guard shares(pod, .pid), !pauseAlive(pod) else { return pod }
+        try Files.makeDirectories(podRunDir(podID), mode: 0o700)  // gone after a reboot
         let restarted = try startPause(pod)
         var updated = restarted
         updated.namespaces = pinnedNamespaces(updated)
@@ -153,14 +157,21 @@ extension ContainerRuntime {
         guard pauseAlive(pod), let fd = openPodPidfd(pod.pausePid, pod.pauseStartTime) else { return }
         _ = berth_pidfd_send_signal(fd.rawValue, SIGKILL)
         fd.close()
-        for _ in 0..<100 where ProcessInfo.startTime(pod.pauseMonitorPid) == pod.pauseMonitorStartTime && pod.pauseMonitorPid > 0 {
+        var waited = 0
+        while waited < 100 && pod.pauseMonitorPid > 0 && ProcessInfo.startTime(pod.pauseMonitorPid) == pod.pauseMonitorStartTime {
             usleep(10_000)
+            waited += 1
         }
     }
 
     /// Undoes everything `plumbPod` may have made; safe on a half-made pod.
+    func podCgroup(_ id: String) -> String { "\(options.cgroupParent)/pod-\(id)" }
+
     private func teardownPod(_ pod: Pod) {
         stopPause(pod)
+        if cgroups.exists(podCgroup(pod.id)) && (try? cgroups.remove(podCgroup(pod.id))) == nil {
+            Log.write("pod \(pod.name): its cgroup \(podCgroup(pod.id)) could not be removed")
+        }
         for ns in [PodNamespace.pid, .ipc, .uts, .net] { try? networks.kernel.releaseNetns(podPin(pod.id, ns)) }
         try? networks.disconnect(pod.id)
         try? Files.removeTree(podRunDir(pod.id))

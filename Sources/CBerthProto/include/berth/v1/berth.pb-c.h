@@ -34,6 +34,10 @@ typedef struct Berth__V1__User Berth__V1__User;
 typedef struct Berth__V1__Label Berth__V1__Label;
 typedef struct Berth__V1__RestartPolicy Berth__V1__RestartPolicy;
 typedef struct Berth__V1__ContainerSpec Berth__V1__ContainerSpec;
+typedef struct Berth__V1__Resources Berth__V1__Resources;
+typedef struct Berth__V1__StatsRequest Berth__V1__StatsRequest;
+typedef struct Berth__V1__ContainerStats Berth__V1__ContainerStats;
+typedef struct Berth__V1__StatsResponse Berth__V1__StatsResponse;
 typedef struct Berth__V1__PortMapping Berth__V1__PortMapping;
 typedef struct Berth__V1__HostEntry Berth__V1__HostEntry;
 typedef struct Berth__V1__NetworkAttachment Berth__V1__NetworkAttachment;
@@ -461,10 +465,99 @@ struct  Berth__V1__ContainerSpec
    * the pod to join (name or id); network and ports then belong to the pod
    */
   char *pod;
+  /*
+   * cgroup limits
+   */
+  Berth__V1__Resources *resources;
 };
 #define BERTH__V1__CONTAINER_SPEC__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&berth__v1__container_spec__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, (char *)protobuf_c_empty_string, NULL, (char *)protobuf_c_empty_string, 0, 0,NULL, NULL, 0, 0, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0,NULL, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, (char *)protobuf_c_empty_string, NULL, (char *)protobuf_c_empty_string, 0, 0,NULL, NULL, 0, 0, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0,NULL, (char *)protobuf_c_empty_string, NULL }
+
+
+/*
+ * Cgroup limits of a container or a pod; 0 / empty: no limit.
+ */
+struct  Berth__V1__Resources
+{
+  ProtobufCMessage base;
+  /*
+   * --memory
+   */
+  uint64_t memory_bytes;
+  /*
+   * --memory-swap: memory + swap; 0: twice memory; -1: unlimited
+   */
+  int64_t memory_swap_bytes;
+  /*
+   * --cpus 0.5 = 500
+   */
+  uint32_t cpu_millis;
+  /*
+   * --cpu-shares (2-262144)
+   */
+  uint32_t cpu_shares;
+  /*
+   * --pids-limit
+   */
+  int64_t pids_limit;
+  /*
+   * --cpuset-cpus "0-1"
+   */
+  char *cpuset_cpus;
+};
+#define BERTH__V1__RESOURCES__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__resources__descriptor) \
+    , 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string }
+
+
+struct  Berth__V1__StatsRequest
+{
+  ProtobufCMessage base;
+  /*
+   * empty: every running container
+   */
+  size_t n_containers;
+  char **containers;
+};
+#define BERTH__V1__STATS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__stats_request__descriptor) \
+    , 0,NULL }
+
+
+/*
+ * One sample; a client computes CPU % from two samples' cpu_usage_nanos and read_unix_nano.
+ */
+struct  Berth__V1__ContainerStats
+{
+  ProtobufCMessage base;
+  char *id;
+  char *name;
+  uint64_t cpu_usage_nanos;
+  uint64_t memory_usage_bytes;
+  /*
+   * 0: no limit (the host's memory applies)
+   */
+  uint64_t memory_limit_bytes;
+  uint64_t pids;
+  uint64_t pids_limit;
+  int64_t read_unix_nano;
+  uint64_t oom_kills;
+};
+#define BERTH__V1__CONTAINER_STATS__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__container_stats__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0, 0 }
+
+
+struct  Berth__V1__StatsResponse
+{
+  ProtobufCMessage base;
+  size_t n_stats;
+  Berth__V1__ContainerStats **stats;
+};
+#define BERTH__V1__STATS_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__stats_response__descriptor) \
+    , 0,NULL }
 
 
 /*
@@ -1121,7 +1214,7 @@ struct  Berth__V1__PodSpec
   size_t n_labels;
   Berth__V1__Label **labels;
   /*
-   * pod-level limits (recorded; enforced with cgroups)
+   * pod-level limits: the pod's cgroup, its containers' cgroups nest in it
    */
   uint64_t memory_bytes;
   /*
@@ -1371,7 +1464,8 @@ typedef enum {
   BERTH__V1__REQUEST__CALL_INSPECT_POD = 23,
   BERTH__V1__REQUEST__CALL_START_POD = 24,
   BERTH__V1__REQUEST__CALL_STOP_POD = 25,
-  BERTH__V1__REQUEST__CALL_REMOVE_POD = 26
+  BERTH__V1__REQUEST__CALL_REMOVE_POD = 26,
+  BERTH__V1__REQUEST__CALL_STATS = 27
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(BERTH__V1__REQUEST__CALL__CASE)
 } Berth__V1__Request__CallCase;
 
@@ -1409,6 +1503,7 @@ struct  Berth__V1__Request
     Berth__V1__StartPodRequest *start_pod;
     Berth__V1__StopPodRequest *stop_pod;
     Berth__V1__RemovePodRequest *remove_pod;
+    Berth__V1__StatsRequest *stats;
   };
 };
 #define BERTH__V1__REQUEST__INIT \
@@ -1444,7 +1539,8 @@ typedef enum {
   BERTH__V1__RESPONSE__RESULT_INSPECT_POD = 24,
   BERTH__V1__RESPONSE__RESULT_START_POD = 25,
   BERTH__V1__RESPONSE__RESULT_STOP_POD = 26,
-  BERTH__V1__RESPONSE__RESULT_REMOVE_POD = 27
+  BERTH__V1__RESPONSE__RESULT_REMOVE_POD = 27,
+  BERTH__V1__RESPONSE__RESULT_STATS = 28
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(BERTH__V1__RESPONSE__RESULT__CASE)
 } Berth__V1__Response__ResultCase;
 
@@ -1483,6 +1579,7 @@ struct  Berth__V1__Response
     Berth__V1__StartPodResponse *start_pod;
     Berth__V1__StopPodResponse *stop_pod;
     Berth__V1__RemovePodResponse *remove_pod;
+    Berth__V1__StatsResponse *stats;
   };
 };
 #define BERTH__V1__RESPONSE__INIT \
@@ -1850,6 +1947,82 @@ Berth__V1__ContainerSpec *
                       const uint8_t       *data);
 void   berth__v1__container_spec__free_unpacked
                      (Berth__V1__ContainerSpec *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__Resources methods */
+void   berth__v1__resources__init
+                     (Berth__V1__Resources         *message);
+size_t berth__v1__resources__get_packed_size
+                     (const Berth__V1__Resources   *message);
+size_t berth__v1__resources__pack
+                     (const Berth__V1__Resources   *message,
+                      uint8_t             *out);
+size_t berth__v1__resources__pack_to_buffer
+                     (const Berth__V1__Resources   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__Resources *
+       berth__v1__resources__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__resources__free_unpacked
+                     (Berth__V1__Resources *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__StatsRequest methods */
+void   berth__v1__stats_request__init
+                     (Berth__V1__StatsRequest         *message);
+size_t berth__v1__stats_request__get_packed_size
+                     (const Berth__V1__StatsRequest   *message);
+size_t berth__v1__stats_request__pack
+                     (const Berth__V1__StatsRequest   *message,
+                      uint8_t             *out);
+size_t berth__v1__stats_request__pack_to_buffer
+                     (const Berth__V1__StatsRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__StatsRequest *
+       berth__v1__stats_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__stats_request__free_unpacked
+                     (Berth__V1__StatsRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__ContainerStats methods */
+void   berth__v1__container_stats__init
+                     (Berth__V1__ContainerStats         *message);
+size_t berth__v1__container_stats__get_packed_size
+                     (const Berth__V1__ContainerStats   *message);
+size_t berth__v1__container_stats__pack
+                     (const Berth__V1__ContainerStats   *message,
+                      uint8_t             *out);
+size_t berth__v1__container_stats__pack_to_buffer
+                     (const Berth__V1__ContainerStats   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__ContainerStats *
+       berth__v1__container_stats__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__container_stats__free_unpacked
+                     (Berth__V1__ContainerStats *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__StatsResponse methods */
+void   berth__v1__stats_response__init
+                     (Berth__V1__StatsResponse         *message);
+size_t berth__v1__stats_response__get_packed_size
+                     (const Berth__V1__StatsResponse   *message);
+size_t berth__v1__stats_response__pack
+                     (const Berth__V1__StatsResponse   *message,
+                      uint8_t             *out);
+size_t berth__v1__stats_response__pack_to_buffer
+                     (const Berth__V1__StatsResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__StatsResponse *
+       berth__v1__stats_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__stats_response__free_unpacked
+                     (Berth__V1__StatsResponse *message,
                       ProtobufCAllocator *allocator);
 /* Berth__V1__PortMapping methods */
 void   berth__v1__port_mapping__init
@@ -3012,6 +3185,18 @@ typedef void (*Berth__V1__RestartPolicy_Closure)
 typedef void (*Berth__V1__ContainerSpec_Closure)
                  (const Berth__V1__ContainerSpec *message,
                   void *closure_data);
+typedef void (*Berth__V1__Resources_Closure)
+                 (const Berth__V1__Resources *message,
+                  void *closure_data);
+typedef void (*Berth__V1__StatsRequest_Closure)
+                 (const Berth__V1__StatsRequest *message,
+                  void *closure_data);
+typedef void (*Berth__V1__ContainerStats_Closure)
+                 (const Berth__V1__ContainerStats *message,
+                  void *closure_data);
+typedef void (*Berth__V1__StatsResponse_Closure)
+                 (const Berth__V1__StatsResponse *message,
+                  void *closure_data);
 typedef void (*Berth__V1__PortMapping_Closure)
                  (const Berth__V1__PortMapping *message,
                   void *closure_data);
@@ -3214,6 +3399,10 @@ extern const ProtobufCMessageDescriptor berth__v1__user__descriptor;
 extern const ProtobufCMessageDescriptor berth__v1__label__descriptor;
 extern const ProtobufCMessageDescriptor berth__v1__restart_policy__descriptor;
 extern const ProtobufCMessageDescriptor berth__v1__container_spec__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__resources__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__stats_request__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__container_stats__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__stats_response__descriptor;
 extern const ProtobufCMessageDescriptor berth__v1__port_mapping__descriptor;
 extern const ProtobufCMessageDescriptor berth__v1__host_entry__descriptor;
 extern const ProtobufCMessageDescriptor berth__v1__network_attachment__descriptor;
