@@ -39,13 +39,9 @@ struct CgroupIntegrationTests {
     func pidsAndCPU() async throws {
         try await withAgent { agent in
             let client = try await agent.clientWithImage()
-            let pids = try agent.cli(["run", "--rm", "--pids-limit", "5", "busybox", "sh", "-c",
-                                      "for i in 1 2 3 4 5 6 7 8; do sleep 5 & done 2>/dev/null; wait; echo done"])
-            #expect(pids.stderr.contains("can't fork") || pids.stderr.contains("Resource temporarily unavailable") || pids.stdout.contains("done"),
-                    "\(pids.stdout) \(pids.stderr)")
             let limited = try agent.cli(["run", "-d", "--name", "limited", "--pids-limit", "5", "busybox", "sleep", "1000"])
             #expect(limited.status == 0, "\(limited.stderr)")
-            let fork = try agent.cli(["exec", "limited", "sh", "-c", "for i in 1 2 3 4 5 6; do sleep 100 & done; echo spawned"])
+            let fork = try agent.cli(["exec", "limited", "sh", "-c", "for i in 1 2 3 4 5 6 7; do sleep 30 >/dev/null 2>&1 & done; echo spawned"])
             #expect(fork.stderr.contains("can't fork") || fork.stderr.contains("Resource temporarily unavailable"), "\(fork.stdout) \(fork.stderr)")
 
             let busy = try agent.cli(["run", "-d", "--name", "busy", "--cpus", "0.5", "--cpu-shares", "512", "busybox", "sh", "-c", "while true; do :; done"])
