@@ -282,7 +282,8 @@ public final class ContainerRuntime: Sendable {
         // A fresh cgroup per run (its OOM counter then counts this run's kills only),
         // with its limits written before the command runs: the monitor puts the init in
         // it between the two phases of the spawn.
-        let cgroup = cgroupPath(id, record)
+        if !record.cgroup.isEmpty && record.cgroup != newCgroupPath(id, record) { try? cgroups.remove(record.cgroup) }
+        let cgroup = newCgroupPath(id, record)
         do {
             if cgroups.exists(cgroup) { try cgroups.remove(cgroup) }
             try cgroups.create(cgroup, limits: ResourceLimits(spec.resources))
@@ -312,6 +313,7 @@ public final class ContainerRuntime: Sendable {
             e.initPidfd = initPidfd
             e.monitorPidfd = monitorPidfd
             e.record.state = .running
+            e.record.cgroup = cgroup
             e.record.pid = started.pid
             e.record.pidStartTime = started.startTime
             e.record.monitorPid = started.monitorPid
@@ -339,7 +341,14 @@ public final class ContainerRuntime: Sendable {
     }
 
     /// The container's cgroup, relative to the hierarchy's root.
+    /// The cgroup recorded at its last start wins: an agent restarted with another
+    /// --cgroup-parent still finds the cgroups of the containers it adopts.
     func cgroupPath(_ id: String, _ record: Container) -> String {
+        if !record.cgroup.isEmpty { return record.cgroup }
+        return newCgroupPath(id, record)
+    }
+
+    func newCgroupPath(_ id: String, _ record: Container) -> String {
         record.podID.isEmpty ? "\(options.cgroupParent)/\(id)" : "\(options.cgroupParent)/pod-\(record.podID)/\(id)"
     }
 

@@ -442,6 +442,7 @@ extension Container {
         network = NetworkAttachment(c.network)
         podID = string(c.pod_id)
         podName = string(c.pod_name)
+        cgroup = string(c.cgroup)
     }
 
     fileprivate init(_ c: UnsafeMutablePointer<Berth__V1__Container>?) {
@@ -541,6 +542,7 @@ extension Arena {
         if container.network != NetworkAttachment() { c.pointee.network = networkAttachment(container.network) }
         c.pointee.pod_id = cString(container.podID)
         c.pointee.pod_name = cString(container.podName)
+        c.pointee.cgroup = cString(container.cgroup)
         return c
     }
 }

@@ -404,6 +404,8 @@ public struct Container: Sendable, Hashable {
     /// The pod this container belongs to, if any.
     public var podID = ""
     public var podName = ""
+    /// The cgroup of the current or last run, relative to the hierarchy's root.
+    public var cgroup = ""
     public init() {}
 }
 

@@ -5858,7 +5858,7 @@ const ProtobufCMessageDescriptor berth__v1__exit_status__descriptor =
   (ProtobufCMessageInit) berth__v1__exit_status__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor berth__v1__container__field_descriptors[19] =
+static const ProtobufCFieldDescriptor berth__v1__container__field_descriptors[20] =
 {
   {
     "id",
@@ -6088,8 +6088,21 @@ static const ProtobufCFieldDescriptor berth__v1__container__field_descriptors[19
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "cgroup",
+    20,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__Container, cgroup),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned berth__v1__container__field_indices_by_name[] = {
+  19,   /* field[19] = cgroup */
   6,   /* field[6] = created_unix */
   8,   /* field[8] = exit */
   0,   /* field[0] = id */
@@ -6113,7 +6126,7 @@ static const unsigned berth__v1__container__field_indices_by_name[] = {
 static const ProtobufCIntRange berth__v1__container__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 19 }
+  { 0, 20 }
 };
 const ProtobufCMessageDescriptor berth__v1__container__descriptor =
 {
@@ -6123,7 +6136,7 @@ const ProtobufCMessageDescriptor berth__v1__container__descriptor =
   "Berth__V1__Container",
   "berth.v1",
   sizeof(Berth__V1__Container),
-  19,
+  20,
   berth__v1__container__field_descriptors,
   berth__v1__container__field_indices_by_name,
   1,  berth__v1__container__number_ranges,

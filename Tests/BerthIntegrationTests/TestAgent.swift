@@ -111,8 +111,12 @@ final class TestAgent: Sendable {
         socket = dir.path + "/berth.sock"
         address = "unix://" + socket
         self.tcpPort = tcpPort
-        netPrefix = previous?.netPrefix ?? "bt" + Host.randomHex(bytes: 2)
-        defaultSubnet = previous?.defaultSubnet ?? "10.231.\(Int(Host.randomHex(bytes: 1), radix: 16) ?? 0).0/24"
+        // An agent on the dirs of an earlier one keeps its names (and so finds its
+        // bridges, table and cgroups): they are kept in the dir.
+        let saved = ((try? Files.readString(dir.path + "/netprefix")) ?? "").split(separator: " ").map(String.init)
+        netPrefix = previous?.netPrefix ?? (saved.count == 2 ? saved[0] : "bt" + Host.randomHex(bytes: 2))
+        defaultSubnet = previous?.defaultSubnet ?? (saved.count == 2 ? saved[1] : "10.231.\(Int(Host.randomHex(bytes: 1), radix: 16) ?? 0).0/24")
+        try? Files.writeAtomically(dir.path + "/netprefix", Array("\(netPrefix) \(defaultSubnet)".utf8))
         // Tests that do not ask for networking run containers with --network none (the
         // network tests pass --default-network bridge).
         var argv = [binDir + "/berthd", "--socket", socket, "--state-dir", dir.path + "/state",

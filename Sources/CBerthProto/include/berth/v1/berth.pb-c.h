@@ -750,10 +750,14 @@ struct  Berth__V1__Container
    */
   char *pod_id;
   char *pod_name;
+  /*
+   * the cgroup of the current or last run, relative to the hierarchy root
+   */
+  char *cgroup;
 };
 #define BERTH__V1__CONTAINER__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&berth__v1__container__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, BERTH__V1__CONTAINER_STATE__CONTAINER_STATE_UNKNOWN, 0, 0, 0, NULL, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0, NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, BERTH__V1__CONTAINER_STATE__CONTAINER_STATE_UNKNOWN, 0, 0, 0, NULL, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0, NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
 struct  Berth__V1__CreateContainerRequest
