@@ -274,31 +274,13 @@ enum Commands {
             }
             return ExitCode.ok
         case "inspect":
-            let refs = args.consumeAll()
-            if refs.isEmpty { throw UsageError(message: "network inspect needs a network name", command: args.command) }
-            let client = try await g.connect()
-            var items: [String] = []
-            var code = ExitCode.ok
-            for ref in refs {
-                do { items.append(JSON.network(try await client.inspectNetwork(ref))) } catch {
-                    err("Error: \(error.berthError("network inspect").message)\n")
-                    code = ExitCode.failure
-                }
+            return try await inspectAll(&args, g, "network inspect", noun: "network name") { client, ref in
+                JSON.network(try await client.inspectNetwork(ref))
             }
-            out("[" + items.joined(separator: ",\n") + "]\n")
-            return code
         case "rm", "remove":
-            let refs = args.consumeAll()
-            if refs.isEmpty { throw UsageError(message: "network rm needs a network name", command: args.command) }
-            let client = try await g.connect()
-            var code = ExitCode.ok
-            for ref in refs {
-                do { out(try await client.removeNetwork(ref) + "\n") } catch {
-                    err("Error: \(error.berthError("network rm").message)\n")
-                    code = ExitCode.failure
-                }
+            return try await eachRef(&args, g, "network rm", noun: "network name") { client, ref in
+                out(try await client.removeNetwork(ref) + "\n")
             }
-            return code
         default:
             throw UsageError(message: "unknown network subcommand \"\(sub)\"", command: args.command)
         }
@@ -372,19 +354,9 @@ enum Commands {
             }
             return ExitCode.ok
         case "inspect":
-            let refs = args.consumeAll()
-            if refs.isEmpty { throw UsageError(message: "pod inspect needs a pod name or id", command: args.command) }
-            let client = try await g.connect()
-            var items: [String] = []
-            var code = ExitCode.ok
-            for ref in refs {
-                do { items.append(JSON.pod(try await client.inspectPod(ref))) } catch {
-                    err("Error: \(error.berthError("pod inspect").message)\n")
-                    code = ExitCode.failure
-                }
+            return try await inspectAll(&args, g, "pod inspect", noun: "pod name or id") { client, ref in
+                JSON.pod(try await client.inspectPod(ref))
             }
-            out("[" + items.joined(separator: ",\n") + "]\n")
-            return code
         case "start", "stop", "rm", "remove":
             var force = false
             var timeout: Int32?
@@ -402,22 +374,15 @@ enum Commands {
                     refs.append(a)
                 }
             }
-            if refs.isEmpty { throw UsageError(message: "pod \(sub) needs a pod name or id", command: args.command) }
-            let client = try await g.connect()
-            var code = ExitCode.ok
-            for ref in refs {
-                do {
-                    switch sub {
-                    case "start": out((try await client.startPod(ref)).name + "\n")
-                    case "stop": out((try await client.stopPod(ref, timeout: timeout)).name + "\n")
-                    default: out(String((try await client.removePod(ref, force: force)).prefix(12)) + "\n")
-                    }
-                } catch {
-                    err("Error: \(error.berthError("pod \(sub)").message)\n")
-                    code = ExitCode.failure
+            var rest = Arguments(refs)
+            rest.command = args.command
+            return try await eachRef(&rest, g, "pod \(sub)", noun: "pod name or id") { client, ref in
+                switch sub {
+                case "start": out((try await client.startPod(ref)).name + "\n")
+                case "stop": out((try await client.stopPod(ref, timeout: timeout)).name + "\n")
+                default: out(String((try await client.removePod(ref, force: force)).prefix(12)) + "\n")
                 }
             }
-            return code
         default:
             throw UsageError(message: "unknown pod subcommand \"\(sub)\"", command: args.command)
         }
@@ -579,11 +544,11 @@ enum Commands {
     }
 
     /// Runs `body` for every NAME|ID argument; reports each failure and goes on, like docker.
-    static func eachRef(_ args: inout Arguments, _ g: Globals, _ name: String,
+    static func eachRef(_ args: inout Arguments, _ g: Globals, _ name: String, noun: String = "container name or id",
                         _ body: (BerthClient, String) async throws -> Void) async throws -> Int32 {
         args.command = args.command ?? CLI.find(name)
         let refs = args.consumeAll()
-        if refs.isEmpty { throw UsageError(message: "\(name) needs at least one container name or id", command: args.command) }
+        if refs.isEmpty { throw UsageError(message: "\(name) needs at least one \(noun)", command: args.command) }
         let client = try await g.connect()
         var code = ExitCode.ok
         for ref in refs {
@@ -592,6 +557,16 @@ enum Commands {
                 code = ExitCode.failure
             }
         }
+        return code
+    }
+
+    /// `… inspect NAME…`: a JSON array of what `render` makes of each; failures are
+    /// reported and skipped, like docker.
+    static func inspectAll(_ args: inout Arguments, _ g: Globals, _ name: String, noun: String,
+                           _ render: (BerthClient, String) async throws -> String) async throws -> Int32 {
+        var items: [String] = []
+        let code = try await eachRef(&args, g, name, noun: noun) { client, ref in items.append(try await render(client, ref)) }
+        out("[\n" + items.joined(separator: ",\n") + "\n]\n")
         return code
     }
 

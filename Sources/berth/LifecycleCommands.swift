@@ -44,12 +44,9 @@ extension Commands {
 
     static func inspect(_ args: inout Arguments, _ g: Globals) async throws -> Int32 {
         args.command = CLI.find("inspect")
-        var objects: [String] = []
-        let code = try await eachRef(&args, g, "inspect") { client, ref in
-            objects.append(JSON.inspect(try await client.inspectContainer(ref)))
+        return try await inspectAll(&args, g, "inspect", noun: "container name or id") { client, ref in
+            JSON.inspect(try await client.inspectContainer(ref))
         }
-        out("[\n" + objects.joined(separator: ",\n") + "\n]\n")
-        return code
     }
 
     static func logs(_ args: inout Arguments, _ g: Globals) async throws -> Int32 {
