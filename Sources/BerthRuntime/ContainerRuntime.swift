@@ -291,11 +291,19 @@ public final class ContainerRuntime: Sendable {
             if spec.rootfs.isEmpty { Rootfs.unmount(rootfs) }
             throw error
         }
+        let security: MonitorSecurity
+        do {
+            security = try ContainerSecurity.settings(spec, bpfPath: containerRunDir(id) + "/seccomp.bpf")
+        } catch {
+            if spec.rootfs.isEmpty { Rootfs.unmount(rootfs) }
+            try? cgroups.remove(cgroup)
+            throw error
+        }
         let config = Monitor.config(id: id, rootfs: rootfs, hostname: spec.hostname, workingDir: spec.workingDir,
                                     uid: spec.user.uid, gid: spec.user.gid, args: spec.args, env: Validate.environment(spec),
                                     paths: paths, logMaxBytes: options.logMaxBytes, logMaxFiles: options.logMaxFiles,
                                     netns: ns.net, ipcns: ns.ipc, utsns: ns.uts, pidns: ns.pid, binds: ns.binds,
-                                    cgroupProcs: cgroups.procsFiles(cgroup))
+                                    cgroupProcs: cgroups.procsFiles(cgroup), security: security)
         let started: Monitor.Started
         do {
             try Files.writeAtomically(paths.config, config, mode: 0o600)

@@ -37,6 +37,7 @@ enum Validate {
         }
         try network(spec)
         try resources(spec.resources)
+        try ContainerSecurity.validate(spec)
     }
 
     /// docker's rules: at least 6 MiB of memory; swap limit not below the memory limit;

@@ -403,6 +403,16 @@ extension ContainerSpec {
             resources.pidsLimit = r.pids_limit
             resources.cpusetCpus = string(r.cpuset_cpus)
         }
+        capAdd = strings(c.n_cap_add, c.cap_add)
+        capDrop = strings(c.n_cap_drop, c.cap_drop)
+        privileged = c.privileged != 0
+        seccomp = string(c.seccomp)
+        allowNewPrivileges = c.allow_new_privileges != 0
+        readOnly = c.read_only != 0
+        mounts = messages(c.n_mounts, c.mounts) { (m: Berth__V1__Mount) in
+            Mount(kind: Mount.Kind(rawValue: string(m.type)) ?? .bind, source: string(m.source), target: string(m.target),
+                  readOnly: m.read_only != 0, options: string(m.options))
+        }
     }
 
     fileprivate init(_ c: UnsafeMutablePointer<Berth__V1__ContainerSpec>?) {
@@ -509,6 +519,21 @@ extension Arena {
             r.pointee.pids_limit = spec.resources.pidsLimit
             r.pointee.cpuset_cpus = cString(spec.resources.cpusetCpus)
             c.pointee.resources = r
+        }
+        (c.pointee.n_cap_add, c.pointee.cap_add) = cStrings(spec.capAdd)
+        (c.pointee.n_cap_drop, c.pointee.cap_drop) = cStrings(spec.capDrop)
+        c.pointee.privileged = spec.privileged ? 1 : 0
+        c.pointee.seccomp = cString(spec.seccomp)
+        c.pointee.allow_new_privileges = spec.allowNewPrivileges ? 1 : 0
+        c.pointee.read_only = spec.readOnly ? 1 : 0
+        (c.pointee.n_mounts, c.pointee.mounts) = cArray(spec.mounts) { mount in
+            let m: UnsafeMutablePointer<Berth__V1__Mount> = message(berth__v1__mount__init)
+            m.pointee.type = cString(mount.kind.rawValue)
+            m.pointee.source = cString(mount.source)
+            m.pointee.target = cString(mount.target)
+            m.pointee.read_only = mount.readOnly ? 1 : 0
+            m.pointee.options = cString(mount.options)
+            return m
         }
         return c
     }

@@ -158,7 +158,56 @@ public struct ContainerSpec: Sendable, Hashable {
     public var pod = ""
     /// Cgroup limits.
     public var resources = Resources()
+    /// Capabilities on top of / off docker's default set ("ALL" works in both).
+    public var capAdd: [String] = []
+    public var capDrop: [String] = []
+    /// Every capability, no seccomp filter, no masked paths.
+    public var privileged = false
+    /// "": the default profile; "unconfined"; or a profile in docker's JSON format.
+    public var seccomp = ""
+    /// no_new_privs is on unless this is set.
+    public var allowNewPrivileges = false
+    /// The root file system read-only (`--read-only`).
+    public var readOnly = false
+    /// `-v` and `--tmpfs`.
+    public var mounts: [Mount] = []
     public init() {}
+}
+
+/// `berth.v1.Mount`: `-v SOURCE:TARGET[:ro]` or `--tmpfs TARGET[:OPTIONS]`.
+public struct Mount: Sendable, Hashable {
+    public enum Kind: String, Sendable, Hashable { case bind, tmpfs }
+    public var kind: Kind
+    public var source: String
+    public var target: String
+    public var readOnly: Bool
+    public var options: String
+    public init(kind: Kind, source: String = "", target: String, readOnly: Bool = false, options: String = "") {
+        self.kind = kind; self.source = source; self.target = target; self.readOnly = readOnly; self.options = options
+    }
+
+    /// `-v /host:/ctr[:ro|:rw]`.
+    public init(volume text: String) throws(BerthError) {
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+        guard parts.count == 2 || parts.count == 3, !parts[0].isEmpty, !parts[1].isEmpty else {
+            throw BerthError(.invalidArgument, "invalid -v \"\(text)\": expected /HOST/PATH:/CONTAINER/PATH[:ro]")
+        }
+        var readOnly = false
+        if parts.count == 3 {
+            guard parts[2] == "ro" || parts[2] == "rw" else {
+                throw BerthError(.invalidArgument, "invalid -v \"\(text)\": the mode must be ro or rw")
+            }
+            readOnly = parts[2] == "ro"
+        }
+        self.init(kind: .bind, source: parts[0], target: parts[1], readOnly: readOnly)
+    }
+
+    /// `--tmpfs /path[:size=64m,mode=1777]`.
+    public init(tmpfs text: String) throws(BerthError) {
+        let parts = text.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+        guard !parts[0].isEmpty else { throw BerthError(.invalidArgument, "invalid --tmpfs \"\(text)\": expected /PATH[:OPTIONS]") }
+        self.init(kind: .tmpfs, target: parts[0], options: parts.count == 2 ? parts[1] : "")
+    }
 }
 
 /// `berth.v1.Resources`: cgroup limits; 0 / empty means none.

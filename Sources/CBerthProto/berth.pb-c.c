@@ -862,6 +862,51 @@ void   berth__v1__container_spec__free_unpacked
   assert(message->base.descriptor == &berth__v1__container_spec__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   berth__v1__mount__init
+                     (Berth__V1__Mount         *message)
+{
+  static const Berth__V1__Mount init_value = BERTH__V1__MOUNT__INIT;
+  *message = init_value;
+}
+size_t berth__v1__mount__get_packed_size
+                     (const Berth__V1__Mount *message)
+{
+  assert(message->base.descriptor == &berth__v1__mount__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__mount__pack
+                     (const Berth__V1__Mount *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__mount__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__mount__pack_to_buffer
+                     (const Berth__V1__Mount *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__mount__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__Mount *
+       berth__v1__mount__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__Mount *)
+     protobuf_c_message_unpack (&berth__v1__mount__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__mount__free_unpacked
+                     (Berth__V1__Mount *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__mount__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   berth__v1__resources__init
                      (Berth__V1__Resources         *message)
 {
@@ -4738,7 +4783,7 @@ const ProtobufCMessageDescriptor berth__v1__restart_policy__descriptor =
   (ProtobufCMessageInit) berth__v1__restart_policy__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor berth__v1__container_spec__field_descriptors[19] =
+static const ProtobufCFieldDescriptor berth__v1__container_spec__field_descriptors[26] =
 {
   {
     "name",
@@ -4968,23 +5013,114 @@ static const ProtobufCFieldDescriptor berth__v1__container_spec__field_descripto
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "cap_add",
+    20,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Berth__V1__ContainerSpec, n_cap_add),
+    offsetof(Berth__V1__ContainerSpec, cap_add),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "cap_drop",
+    21,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Berth__V1__ContainerSpec, n_cap_drop),
+    offsetof(Berth__V1__ContainerSpec, cap_drop),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "privileged",
+    22,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__ContainerSpec, privileged),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "seccomp",
+    23,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__ContainerSpec, seccomp),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "allow_new_privileges",
+    24,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__ContainerSpec, allow_new_privileges),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "read_only",
+    25,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__ContainerSpec, read_only),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "mounts",
+    26,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__ContainerSpec, n_mounts),
+    offsetof(Berth__V1__ContainerSpec, mounts),
+    &berth__v1__mount__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned berth__v1__container_spec__field_indices_by_name[] = {
+  23,   /* field[23] = allow_new_privileges */
   3,   /* field[3] = args */
   8,   /* field[8] = auto_remove */
+  19,   /* field[19] = cap_add */
+  20,   /* field[20] = cap_drop */
   15,   /* field[15] = dns */
   4,   /* field[4] = env */
   16,   /* field[16] = extra_hosts */
   7,   /* field[7] = hostname */
   1,   /* field[1] = image */
   9,   /* field[9] = labels */
+  25,   /* field[25] = mounts */
   0,   /* field[0] = name */
   13,   /* field[13] = network */
   17,   /* field[17] = pod */
   14,   /* field[14] = ports */
+  21,   /* field[21] = privileged */
+  24,   /* field[24] = read_only */
   18,   /* field[18] = resources */
   10,   /* field[10] = restart */
   2,   /* field[2] = rootfs */
+  22,   /* field[22] = seccomp */
   11,   /* field[11] = stop_signal */
   12,   /* field[12] = stop_timeout */
   6,   /* field[6] = user */
@@ -4993,7 +5129,7 @@ static const unsigned berth__v1__container_spec__field_indices_by_name[] = {
 static const ProtobufCIntRange berth__v1__container_spec__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 19 }
+  { 0, 26 }
 };
 const ProtobufCMessageDescriptor berth__v1__container_spec__descriptor =
 {
@@ -5003,11 +5139,101 @@ const ProtobufCMessageDescriptor berth__v1__container_spec__descriptor =
   "Berth__V1__ContainerSpec",
   "berth.v1",
   sizeof(Berth__V1__ContainerSpec),
-  19,
+  26,
   berth__v1__container_spec__field_descriptors,
   berth__v1__container_spec__field_indices_by_name,
   1,  berth__v1__container_spec__number_ranges,
   (ProtobufCMessageInit) berth__v1__container_spec__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__mount__field_descriptors[5] =
+{
+  {
+    "type",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__Mount, type),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "source",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__Mount, source),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "target",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__Mount, target),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "read_only",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__Mount, read_only),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "options",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__Mount, options),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__mount__field_indices_by_name[] = {
+  4,   /* field[4] = options */
+  3,   /* field[3] = read_only */
+  1,   /* field[1] = source */
+  2,   /* field[2] = target */
+  0,   /* field[0] = type */
+};
+static const ProtobufCIntRange berth__v1__mount__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 5 }
+};
+const ProtobufCMessageDescriptor berth__v1__mount__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.Mount",
+  "Mount",
+  "Berth__V1__Mount",
+  "berth.v1",
+  sizeof(Berth__V1__Mount),
+  5,
+  berth__v1__mount__field_descriptors,
+  berth__v1__mount__field_indices_by_name,
+  1,  berth__v1__mount__number_ranges,
+  (ProtobufCMessageInit) berth__v1__mount__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor berth__v1__resources__field_descriptors[6] =

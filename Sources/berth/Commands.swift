@@ -30,6 +30,13 @@ enum Commands {
           --cpu-shares N     Relative CPU weight (2-262144; default 1024)
           --pids-limit N     Most processes (-1: no limit)
           --cpuset-cpus L    CPUs it may run on (0-1,3)
+      -v, --volume H:C[:ro]  Bind-mount a host path (repeatable)
+          --tmpfs C[:OPTS]   Mount a tmpfs (size=64m,mode=1777) (repeatable)
+          --read-only        Mount the root file system read-only
+          --cap-add CAP      Add a capability to docker's default set (ALL: every one)
+          --cap-drop CAP     Drop a capability (ALL: every one)
+          --privileged       Every capability, no seccomp filter, no masked paths
+          --security-opt O   seccomp=unconfined | seccomp=PROFILE.json | no-new-privileges=false
 
     """
 
@@ -506,6 +513,39 @@ enum Commands {
                 guard let n = Int64(v), n >= -1, n != 0 else { throw UsageError(message: "--pids-limit takes a positive number or -1, not \"\(v)\"", command: args.command) }
                 spec.resources.pidsLimit = n
             case "--cpuset-cpus": spec.resources.cpusetCpus = try args.value(for: flag, inline)
+            case "-v", "--volume":
+                let v = try args.value(for: flag, inline)
+                do {
+                    var mount = try Mount(volume: v)
+                    // docker resolves a relative host path against the caller's directory.
+                    if !mount.source.hasPrefix("/") { mount.source = currentDirectory() + "/" + mount.source }
+                    spec.mounts.append(mount)
+                } catch { throw UsageError(message: error.message, command: args.command) }
+            case "--tmpfs":
+                let v = try args.value(for: flag, inline)
+                do { spec.mounts.append(try Mount(tmpfs: v)) } catch { throw UsageError(message: error.message, command: args.command) }
+            case "--read-only": spec.readOnly = true
+            case "--cap-add": spec.capAdd.append(try args.value(for: flag, inline))
+            case "--cap-drop": spec.capDrop.append(try args.value(for: flag, inline))
+            case "--privileged": spec.privileged = true
+            case "--security-opt":
+                let v = try args.value(for: flag, inline)
+                if v == "seccomp=unconfined" || v == "seccomp:unconfined" {
+                    spec.seccomp = "unconfined"
+                } else if v.hasPrefix("seccomp=") || v.hasPrefix("seccomp:") {
+                    // Like docker, the client reads the profile and sends its text.
+                    let path = String(v.dropFirst("seccomp=".count))
+                    guard let text = try? Files.readString(path) else {
+                        throw UsageError(message: "cannot read the seccomp profile \(path)", command: args.command)
+                    }
+                    spec.seccomp = text
+                } else if v == "no-new-privileges" || v == "no-new-privileges=true" || v == "no-new-privileges:true" {
+                    spec.allowNewPrivileges = false
+                } else if v == "no-new-privileges=false" || v == "no-new-privileges:false" {
+                    spec.allowNewPrivileges = true
+                } else {
+                    throw UsageError(message: "unknown --security-opt \"\(v)\": use seccomp=unconfined, seccomp=PROFILE or no-new-privileges=false", command: args.command)
+                }
             case "--add-host":
                 let v = try args.value(for: flag, inline)
                 do { spec.extraHosts.append(try HostEntry(parsing: v)) } catch { throw UsageError(message: error.message, command: args.command) }

@@ -34,6 +34,7 @@ typedef struct Berth__V1__User Berth__V1__User;
 typedef struct Berth__V1__Label Berth__V1__Label;
 typedef struct Berth__V1__RestartPolicy Berth__V1__RestartPolicy;
 typedef struct Berth__V1__ContainerSpec Berth__V1__ContainerSpec;
+typedef struct Berth__V1__Mount Berth__V1__Mount;
 typedef struct Berth__V1__Resources Berth__V1__Resources;
 typedef struct Berth__V1__StatsRequest Berth__V1__StatsRequest;
 typedef struct Berth__V1__ContainerStats Berth__V1__ContainerStats;
@@ -469,10 +470,67 @@ struct  Berth__V1__ContainerSpec
    * cgroup limits
    */
   Berth__V1__Resources *resources;
+  /*
+   * "NET_ADMIN", "CAP_SYS_TIME", "ALL"
+   */
+  size_t n_cap_add;
+  char **cap_add;
+  size_t n_cap_drop;
+  char **cap_drop;
+  /*
+   * every capability, no seccomp, no masked paths (docker --privileged)
+   */
+  protobuf_c_boolean privileged;
+  /*
+   * "": the default profile; "unconfined"; or a profile in docker's JSON format
+   */
+  char *seccomp;
+  /*
+   * no_new_privs is on unless this is set
+   */
+  protobuf_c_boolean allow_new_privileges;
+  /*
+   * the root file system is mounted read-only
+   */
+  protobuf_c_boolean read_only;
+  /*
+   * -v and --tmpfs
+   */
+  size_t n_mounts;
+  Berth__V1__Mount **mounts;
 };
 #define BERTH__V1__CONTAINER_SPEC__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&berth__v1__container_spec__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, (char *)protobuf_c_empty_string, NULL, (char *)protobuf_c_empty_string, 0, 0,NULL, NULL, 0, 0, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0,NULL, (char *)protobuf_c_empty_string, NULL }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, (char *)protobuf_c_empty_string, NULL, (char *)protobuf_c_empty_string, 0, 0,NULL, NULL, 0, 0, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0,NULL, (char *)protobuf_c_empty_string, NULL, 0,NULL, 0,NULL, 0, (char *)protobuf_c_empty_string, 0, 0, 0,NULL }
+
+
+/*
+ * -v SOURCE:TARGET[:ro] and --tmpfs TARGET[:OPTIONS].
+ */
+struct  Berth__V1__Mount
+{
+  ProtobufCMessage base;
+  /*
+   * "bind" or "tmpfs"
+   */
+  char *type;
+  /*
+   * bind: an absolute host path
+   */
+  char *source;
+  /*
+   * an absolute path inside the container
+   */
+  char *target;
+  protobuf_c_boolean read_only;
+  /*
+   * tmpfs: "size=64m,mode=1777"
+   */
+  char *options;
+};
+#define BERTH__V1__MOUNT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__mount__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string }
 
 
 /*
@@ -1952,6 +2010,25 @@ Berth__V1__ContainerSpec *
 void   berth__v1__container_spec__free_unpacked
                      (Berth__V1__ContainerSpec *message,
                       ProtobufCAllocator *allocator);
+/* Berth__V1__Mount methods */
+void   berth__v1__mount__init
+                     (Berth__V1__Mount         *message);
+size_t berth__v1__mount__get_packed_size
+                     (const Berth__V1__Mount   *message);
+size_t berth__v1__mount__pack
+                     (const Berth__V1__Mount   *message,
+                      uint8_t             *out);
+size_t berth__v1__mount__pack_to_buffer
+                     (const Berth__V1__Mount   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__Mount *
+       berth__v1__mount__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__mount__free_unpacked
+                     (Berth__V1__Mount *message,
+                      ProtobufCAllocator *allocator);
 /* Berth__V1__Resources methods */
 void   berth__v1__resources__init
                      (Berth__V1__Resources         *message);
@@ -3189,6 +3266,9 @@ typedef void (*Berth__V1__RestartPolicy_Closure)
 typedef void (*Berth__V1__ContainerSpec_Closure)
                  (const Berth__V1__ContainerSpec *message,
                   void *closure_data);
+typedef void (*Berth__V1__Mount_Closure)
+                 (const Berth__V1__Mount *message,
+                  void *closure_data);
 typedef void (*Berth__V1__Resources_Closure)
                  (const Berth__V1__Resources *message,
                   void *closure_data);
@@ -3403,6 +3483,7 @@ extern const ProtobufCMessageDescriptor berth__v1__user__descriptor;
 extern const ProtobufCMessageDescriptor berth__v1__label__descriptor;
 extern const ProtobufCMessageDescriptor berth__v1__restart_policy__descriptor;
 extern const ProtobufCMessageDescriptor berth__v1__container_spec__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__mount__descriptor;
 extern const ProtobufCMessageDescriptor berth__v1__resources__descriptor;
 extern const ProtobufCMessageDescriptor berth__v1__stats_request__descriptor;
 extern const ProtobufCMessageDescriptor berth__v1__container_stats__descriptor;
