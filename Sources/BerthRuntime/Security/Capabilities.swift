@@ -25,6 +25,8 @@ enum Capabilities {
     static let sysBoot = 22
     static let sysNice = 23
     static let sysTime = 25
+    static let perfmon = 38
+    static let bpf = 39
 
     /// The number of a capability: "CAP_NET_ADMIN", "NET_ADMIN" and "net_admin" are all 12.
     static func number(_ name: String) throws(BerthError) -> Int {

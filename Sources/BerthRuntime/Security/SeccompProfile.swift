@@ -10,29 +10,31 @@ import CSeccomp
 /// or a user profile in docker's JSON format. The capability set decides, as in docker,
 /// which capability-gated syscalls are allowed.
 enum SeccompProfile {
-    /// Syscalls the default profile answers with EPERM unless the container holds
-    /// `cap` (nil: always). Names libseccomp does not know are skipped.
-    static let defaultDenied: [(cap: Int?, names: [String])] = [
-        (nil, ["add_key", "keyctl", "request_key",
+    /// Syscalls the default profile answers with EPERM unless the container holds one of
+    /// `caps` (none: always). Names libseccomp does not know are skipped.
+    static let defaultDenied: [(caps: [Int], names: [String])] = [
+        ([], ["add_key", "keyctl", "request_key",
                "create_module", "get_kernel_syms", "query_module",
                "kexec_file_load", "kexec_load", "nfsservctl", "move_pages",
                "swapon", "swapoff", "sysfs", "_sysctl", "uselib", "userfaultfd", "ustat",
                "vm86", "vm86old"]),
-        (Capabilities.sysAdmin, ["mount", "umount", "umount2", "unshare", "setns", "pivot_root",
-                                 "bpf", "perf_event_open", "lookup_dcookie", "quotactl", "quotactl_fd",
+        ([Capabilities.sysAdmin], ["mount", "umount", "umount2", "unshare", "setns", "pivot_root",
+                                 "lookup_dcookie", "quotactl", "quotactl_fd",
                                  "name_to_handle_at",
                                  // The new mount API reaches what mount(2) does.
                                  "fsopen", "fsconfig", "fsmount", "fspick", "move_mount", "open_tree",
                                  "mount_setattr"]),
-        (Capabilities.dacReadSearch, ["open_by_handle_at"]),
-        (Capabilities.sysPtrace, ["ptrace", "process_vm_readv", "process_vm_writev", "kcmp"]),
-        (Capabilities.sysBoot, ["reboot"]),
-        (Capabilities.sysModule, ["init_module", "finit_module", "delete_module"]),
-        (Capabilities.sysTime, ["clock_settime", "clock_settime64", "settimeofday", "stime", "clock_adjtime",
+        ([Capabilities.sysAdmin, Capabilities.bpf], ["bpf"]),
+        ([Capabilities.sysAdmin, Capabilities.perfmon], ["perf_event_open"]),
+        ([Capabilities.dacReadSearch], ["open_by_handle_at"]),
+        ([Capabilities.sysPtrace], ["ptrace", "process_vm_readv", "process_vm_writev", "kcmp"]),
+        ([Capabilities.sysBoot], ["reboot"]),
+        ([Capabilities.sysModule], ["init_module", "finit_module", "delete_module"]),
+        ([Capabilities.sysTime], ["clock_settime", "clock_settime64", "settimeofday", "stime", "clock_adjtime",
                                 "clock_adjtime64"]),
-        (Capabilities.sysRawio, ["iopl", "ioperm"]),
-        (Capabilities.sysPacct, ["acct"]),
-        (Capabilities.sysNice, ["get_mempolicy", "set_mempolicy", "mbind"]),
+        ([Capabilities.sysRawio], ["iopl", "ioperm"]),
+        ([Capabilities.sysPacct], ["acct"]),
+        ([Capabilities.sysNice], ["get_mempolicy", "set_mempolicy", "mbind"]),
     ]
 
     /// clone(2) flags that make new namespaces (CLONE_NEWNS, NEWCGROUP, NEWUTS, NEWIPC,
@@ -57,7 +59,7 @@ enum SeccompProfile {
         let eperm = berth_scmp_act_errno(UInt16(EPERM))
         func has(_ cap: Int) -> Bool { capMask & (UInt64(1) << UInt64(cap)) != 0 }
         for group in defaultDenied {
-            if let cap = group.cap, has(cap) { continue }
+            if group.caps.contains(where: has) { continue }
             for name in group.names {
                 guard let nr = SeccompFilter.resolve(name) else { continue }
                 try filter.add(eperm, nr, name: name)
@@ -243,6 +245,26 @@ enum SeccompProfile {
                 var n = name.lowercased()
                 if n.hasPrefix("scmp_arch_") { n.removeFirst(10) }
                 arches.append(n)
+            }
+        }
+        // archMap (docker's newer form): the entry for the native arch names its sub-arches.
+        if let m = doc["archMap"] {
+            if case .null = m.value {} else {
+                guard case .array(let entries) = m.value else { throw fail(m.line, "\"archMap\" must be an array, not \(m.kind)") }
+                for entry in entries {
+                    guard case .object = entry.value else { throw fail(entry.line, "each of \"archMap\" must be an object, not \(entry.kind)") }
+                    guard let a = entry["architecture"] else { continue }
+                    var n = try string(a, "architecture").lowercased()
+                    if n.hasPrefix("scmp_arch_") { n.removeFirst(10) }
+                    guard seccomp_arch_resolve_name(n) == seccomp_arch_native() else { continue }
+                    if let subs = entry["subArchitectures"] {
+                        for sub in try strings(subs, "subArchitectures") {
+                            var n = sub.lowercased()
+                            if n.hasPrefix("scmp_arch_") { n.removeFirst(10) }
+                            arches.append(n)
+                        }
+                    }
+                }
             }
         }
         let filter = try SeccompFilter(defaultAction: defaultAction, extraArches: arches)
