@@ -10,6 +10,8 @@ packages=(
   libssl-dev              # libcrypto: SHA-256 image ids
   libnl-route-3-dev       # rtnetlink: bridges, veth pairs, addresses, routes
   libnftables-dev         # Berth's nftables table (NAT, published ports, isolation)
+  libcap-dev              # capability names and numbers (cap_from_name) for --cap-add/--cap-drop
+  libseccomp-dev          # compiles seccomp profiles (default and docker JSON) to BPF
   nftables                # tests inspect the table with nft(8)
   busybox-static          # the test image (deploy/make-test-image.sh)
   iproute2                # tests inspect namespaces with ip(8)
