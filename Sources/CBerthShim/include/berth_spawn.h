@@ -146,7 +146,7 @@ struct berth_spawn_config {
     /// prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER): right before execve when
     /// `no_new_privs` is set; otherwise (loading then needs CAP_SYS_ADMIN) before the
     /// capabilities are dropped and the uid switched, as runc does, and the filter must
-    /// then allow setgroups, setresgid, setresuid, capset, chdir, getcwd and execve. It
+    /// then allow setgroups, setresgid, setresuid, capget, capset and execve. It
     /// must allow execve in any case (the caller's job). Step "seccomp".
     const void *seccomp_bpf;
     unsigned int seccomp_len;
