@@ -5,6 +5,48 @@ import BerthErrors
 import BerthSystem
 import CBerthShim
 
+/// A container's hardening, as the monitor's CONFIG keys (docs/monitor.md, "Hardening";
+/// `struct berth_spawn_config` in berth_spawn.h says what each does in the child).
+struct MonitorSecurity: Sendable {
+    /// `harden`: nothing below applies without it (and the monitor refuses the keys).
+    var harden = false
+    /// `cap-mask`: capabilities kept, bit n = capability n.
+    var capMask: UInt64 = 0
+    /// `no-new-privs`.
+    var noNewPrivs = false
+    /// `seccomp`: absolute path of a file holding a compiled `struct sock_filter` array.
+    var seccompFile: String? = nil
+    /// `masked-path`, `readonly-path`: absolute paths inside the container (≤ 16 each).
+    var maskedPaths: [String] = []
+    var readonlyPaths: [String] = []
+    /// `readonly-rootfs`.
+    var readonlyRootfs = false
+    /// `mount-type`, `mount-source`, `mount-target`, `mount-options` (≤ 16 groups).
+    var mounts: [Mount] = []
+
+    /// One extra mount. `type` "bind" (`source` a host path, `options` "ro" or "rw") or
+    /// "tmpfs" (`source` "tmpfs", `options` tmpfs data such as "size=64m", optionally
+    /// prefixed "ro,").
+    struct Mount: Sendable { var type: String; var source: String; var target: String; var options: String }
+
+    /// The CONFIG pairs, in the order the monitor expects (a mount's four keys together).
+    var pairs: [(String, String)] {
+        var pairs: [(String, String)] = []
+        if harden { pairs.append(("harden", "1")) }
+        if capMask != 0 { pairs.append(("cap-mask", String(capMask))) }
+        if noNewPrivs { pairs.append(("no-new-privs", "1")) }
+        if readonlyRootfs { pairs.append(("readonly-rootfs", "1")) }
+        if let seccompFile { pairs.append(("seccomp", seccompFile)) }
+        pairs += maskedPaths.map { ("masked-path", $0) }
+        pairs += readonlyPaths.map { ("readonly-path", $0) }
+        for m in mounts {
+            pairs += [("mount-type", m.type), ("mount-source", m.source), ("mount-target", m.target),
+                      ("mount-options", m.options)]
+        }
+        return pairs
+    }
+}
+
 /// The agent's side of berth-monitor (docs/monitor.md): writing its CONFIG, starting
 /// it, reading its ready line and its exit file.
 enum Monitor {
@@ -34,11 +76,14 @@ enum Monitor {
     /// one to join. `ipcns`, `utsns`, `pidns`: nil for a namespace of the container's own,
     /// or the path of a pod's to join (a joined UTS namespace keeps its host name, so
     /// `hostname` is then not applied; a pid namespace is `/proc/<pause pid>/ns/pid` or a
-    /// pin of it). `binds`: (host file, path inside the container).
+    /// pin of it). `binds`: (host file, path inside the container). `security`: the
+    /// hardening keys (docs/monitor.md, "Hardening"); written only when set, and the
+    /// monitor refuses any of them without `harden`.
     static func config(id: String, rootfs: String, hostname: String, workingDir: String, uid: UInt32, gid: UInt32,
                        args: [String], env: [String], paths: Paths, logMaxBytes: UInt64, logMaxFiles: Int,
                        netns: String? = nil, ipcns: String? = nil, utsns: String? = nil, pidns: String? = nil,
-                       binds: [(source: String, target: String)] = [], cgroupProcs: [String] = []) -> [UInt8] {
+                       binds: [(source: String, target: String)] = [], cgroupProcs: [String] = [],
+                       security: MonitorSecurity = MonitorSecurity()) -> [UInt8] {
         var pairs: [(String, String)] = [("id", id), ("rootfs", rootfs), ("hostname", hostname), ("cwd", workingDir),
                                          ("uid", String(uid)), ("gid", String(gid))]
         pairs += args.map { ("arg", $0) }
@@ -51,6 +96,7 @@ enum Monitor {
         for b in binds { pairs += [("bind-source", b.source), ("bind-target", b.target)] }
         pairs += [("log", paths.log), ("log-max-bytes", String(logMaxBytes)), ("log-max-files", String(logMaxFiles)),
                   ("exit", paths.exitFile)]
+        pairs += security.pairs
         var out: [UInt8] = []
         for (k, v) in pairs {
             out += Array(k.utf8) + [0] + Array(v.utf8) + [0]

@@ -98,6 +98,9 @@ public enum Spawner {
         cfg.ipcns_fd = BERTH_NS_NEW
         cfg.utsns_fd = BERTH_NS_NEW
         cfg.pidns_fd = BERTH_NS_NEW
+        // No hardening on this path: the zeroed masked/readonly paths, mounts, cap mask and
+        // seccomp filter are then ignored by the child (berth_spawn.h).
+        cfg.harden = 0
 
         var handle = berth_spawn_handle()
         let started = argv.pointers.withUnsafeBufferPointer { args in

@@ -94,4 +94,39 @@ BERTH_HIDDEN void berth_abort_child(int *pidfd, int *sync_read, int *sync_write,
 /// been reaped and reused already); ECHILD (a P_ALL reaper got there first) is fine.
 BERTH_HIDDEN void berth_kill_and_reap(int pidfd);
 
+// ---------------------------------------------------------------------------------------
+// harden.c: mounts inside the root file system and the hardening steps of spawn.c. Each
+// runs in the child, reports its own step on failure and never returns an error.
+
+/// Mounts `m` on `m->target` inside the root file system (the working directory, not yet
+/// pivoted into): the target is resolved with RESOLVE_IN_ROOT and created when missing
+/// (directories with mkdirat relative to their resolved parent, an empty file with
+/// openat2(RESOLVE_IN_ROOT, O_CREAT|O_EXCL)), so no symlink of the image can point the
+/// mount at the host; the mount goes onto /proc/self/fd/N of the opened target. A
+/// directory source needs a directory target (ENOTDIR), a file source a regular file
+/// (EISDIR for a directory, EINVAL otherwise). Failures are reported as `step`, detail the
+/// source (missing: ENOENT) or `shown_target`.
+BERTH_HIDDEN void berth_mount_in_root(int error_fd, const char *step, const struct berth_mount *m,
+                                      const char *shown_target);
+/// OCI readonlyPaths: `path` bound onto itself and remounted read-only. Step "readonly".
+BERTH_HIDDEN void berth_readonly_path(int error_fd, const char *path);
+/// OCI maskedPaths: an empty read-only tmpfs over a directory, /dev/null over a file.
+/// Step "mask".
+BERTH_HIDDEN void berth_mask_path(int error_fd, const char *path);
+/// "/" remounted read-only (after pivot_root), keeping nosuid/nodev/noexec. Step
+/// "readonly rootfs".
+BERTH_HIDDEN void berth_readonly_root(int error_fd);
+/// Every capability not in `mask` dropped from the bounding set, the ambient set cleared.
+/// Needs CAP_SETPCAP: before the uid switch. Step "capabilities".
+BERTH_HIDDEN void berth_drop_bounding_caps(int error_fd, uint64_t mask);
+/// After the uid switch: effective and permitted = `mask` (as far as still permitted)
+/// for uid 0, empty for another uid; inheritable empty. Step "capabilities".
+BERTH_HIDDEN void berth_set_caps(int error_fd, uint64_t mask, uid_t uid);
+/// prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER) of `len` sock_filter instructions. Step
+/// "seccomp".
+BERTH_HIDDEN void berth_load_seccomp(int error_fd, const void *bpf, unsigned int len);
+/// The CVE-2024-21626 check after chdir: getcwd(2) must succeed and name a path inside
+/// our root (not "(unreachable)/..."); step "chdir workdir", EACCES, otherwise.
+BERTH_HIDDEN void berth_check_cwd_inside(int error_fd, const char *workdir);
+
 #endif

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -72,48 +73,6 @@ static void make_dirs(int error_fd, const char *path, const char *step) {
             if (saved == '\0') break;
         }
     }
-}
-
-// Bind-mounts the host file `source` on `target` inside the root file system (our
-// working directory, not yet pivoted into). The target is resolved with
-// RESOLVE_IN_ROOT, so every symlink on the way stays inside the container's tree; the
-// mount then goes onto the opened file through its /proc/self/fd magic link. The host's
-// /proc still serves "self" here: we are visible in its pid namespace.
-static void bind_file(int error_fd, const char *source, const char *target) {
-    while (*target == '/') target++;
-    int target_fd = berth_openat2(AT_FDCWD, target, O_PATH | O_CLOEXEC, 0, BERTH_RESOLVE_IN_ROOT);
-    if (target_fd < 0 && errno == ENOENT) {
-        // Missing: create its directory (one level, "etc") and the empty file.
-        const char *slash = strchr(target, '/');
-        if (slash != NULL) {
-            char dir[256];
-            if ((size_t)(slash - target) >= sizeof dir) berth_child_fail(error_fd, "bind", ENAMETOOLONG, target);
-            dir[0] = '\0';
-            berth_str_append_n(dir, sizeof dir, target, (size_t)(slash - target));
-            int d = berth_openat2(AT_FDCWD, dir, O_PATH | O_DIRECTORY | O_CLOEXEC, 0, BERTH_RESOLVE_IN_ROOT);
-            if (d < 0 && errno == ENOENT) {
-                CHECK(mkdirat(AT_FDCWD, dir, 0755), "bind", dir);
-            } else if (d < 0) {
-                berth_child_fail(error_fd, "bind", errno, dir);
-            } else {
-                close(d);
-            }
-        }
-        int f = berth_openat2(AT_FDCWD, target, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY, 0644, BERTH_RESOLVE_IN_ROOT);
-        CHECK(f, "bind", target);
-        close(f);
-        target_fd = berth_openat2(AT_FDCWD, target, O_PATH | O_CLOEXEC, 0, BERTH_RESOLVE_IN_ROOT);
-    }
-    CHECK(target_fd, "bind", target);
-    struct stat st;
-    CHECK(fstat(target_fd, &st), "bind", target);
-    if (!S_ISREG(st.st_mode)) berth_child_fail(error_fd, "bind", S_ISDIR(st.st_mode) ? EISDIR : EINVAL, target);
-    char path[64];
-    path[0] = '\0';
-    berth_str_append(path, sizeof path, "/proc/self/fd/");
-    berth_str_append_uint(path, sizeof path, (unsigned int)target_fd);
-    CHECK(mount(source, path, NULL, MS_BIND, NULL), "bind", target);
-    close(target_fd);
 }
 
 // The child, from clone3 to execve. Every step says why it is where it is.
@@ -240,11 +199,30 @@ static void child_main(const struct berth_spawn_config *cfg, int sync_read, int 
     //    The umask the command starts with: 0022, the OCI/runc default.
     (void)umask(022);
 
-    // 9b. Bind mounts of host files (/etc/hosts, ...), while the host's paths are still
-    //     reachable in our copy of its mount namespace (a mount from another namespace,
-    //     or from a detached one, cannot be bound: EINVAL). Targets resolve inside the
-    //     root file system and can never reach the host.
-    for (int i = 0; i < cfg->bind_count; i++) bind_file(error_fd, cfg->bind_sources[i], cfg->bind_targets[i]);
+    // 9b. Bind mounts of host files (/etc/hosts, ...), then (hardened) the extra mounts,
+    //     while the host's paths are still reachable in our copy of its mount namespace
+    //     (a mount from another namespace, or from a detached one, cannot be bound:
+    //     EINVAL). Targets resolve inside the root file system and can never reach the
+    //     host (harden.c, berth_mount_in_root: one implementation for both). The /etc
+    //     binds report step "bind" with the target without its "/", as always.
+    for (int i = 0; i < cfg->bind_count; i++) {
+        const char *shown = cfg->bind_targets[i];
+        while (*shown == '/') shown++;
+        struct berth_mount m = { .source = cfg->bind_sources[i], .target = cfg->bind_targets[i],
+                                 .type = BERTH_MOUNT_BIND };
+        berth_mount_in_root(error_fd, "bind", &m, shown);
+    }
+    if (cfg->harden) {
+        for (int i = 0; i < cfg->mount_count; i++) {
+            berth_mount_in_root(error_fd, "mount", &cfg->mounts[i], cfg->mounts[i].target);
+        }
+        // 9c. OCI readonlyPaths, then maskedPaths, in runc's order: after every mount (a
+        //     later mount could cover them) and after /proc and /sys exist (they are
+        //     mostly under those), checked to be on procfs/sysfs; before pivot_root,
+        //     while the host's /dev/null is at hand for masking files.
+        for (int i = 0; i < cfg->readonly_count; i++) berth_readonly_path(error_fd, cfg->readonly_paths[i]);
+        for (int i = 0; i < cfg->masked_count; i++) berth_mask_path(error_fd, cfg->masked_paths[i]);
+    }
 
     // 10. pivot_root without a put_old directory: pivot_root(".", ".") stacks the old root
     //     on top of the new one at "."; detaching "." then drops the old root (and with it
@@ -269,7 +247,25 @@ static void child_main(const struct berth_spawn_config *cfg, int sync_read, int 
     // 13. Working directory: created when missing (as root, before the uid switch, so an
     //     unprivileged user gets it too), then entered.
     make_dirs(error_fd, cfg->workdir, "mkdir workdir");
+    //     (Hardened) a read-only "/" (docker's --read-only) now: the working directory
+    //     above was the last thing written to it, every mount is in place (a remount of
+    //     "/" touches only that mount: /dev, /proc, the binds keep their modes).
+    if (cfg->harden && cfg->readonly_rootfs) berth_readonly_root(error_fd);
     CHECK(chdir(cfg->workdir), "chdir workdir", cfg->workdir);
+    //     (Hardened) and make sure we really are inside our root (CVE-2024-21626 class).
+    if (cfg->harden) berth_check_cwd_inside(error_fd, cfg->workdir);
+
+    // 13b. (Hardened) capabilities, first half: the bounding set and the ambient set,
+    //      while we are still root with CAP_SETPCAP (needed to drop from the bounding set).
+    //      Then, without no_new_privs, seccomp: loading it needs CAP_SYS_ADMIN, which the
+    //      mask may not keep and a non-root uid loses, so it goes in before either (runc's
+    //      order; the filter must allow the few syscalls left until execve).
+    if (cfg->harden) {
+        berth_drop_bounding_caps(error_fd, cfg->cap_mask);
+        if (!cfg->no_new_privs && cfg->seccomp_bpf != NULL) {
+            berth_load_seccomp(error_fd, cfg->seccomp_bpf, cfg->seccomp_len);
+        }
+    }
 
     // 14. Credentials, in this order: supplementary groups and the gid need privilege to
     //     change, so they go first; setuid goes last, after it we could no longer setgid.
@@ -278,12 +274,41 @@ static void child_main(const struct berth_spawn_config *cfg, int sync_read, int 
     CHECK(syscall(SYS_setresgid, cfg->gid, cfg->gid, cfg->gid), "setgid", "");
     CHECK(syscall(SYS_setresuid, cfg->uid, cfg->uid, cfg->uid), "setuid", "");
 
+    // 14b. (Hardened) capabilities, second half: effective and permitted become the mask
+    //      (empty for a non-root uid, as docker), after the uid switch, which would clear
+    //      them anyway for a non-root uid. Then no_new_privs and, last of all before
+    //      execve (nothing of ours runs under it), seccomp: no_new_privs lets an
+    //      unprivileged process load it.
+    if (cfg->harden) {
+        berth_set_caps(error_fd, cfg->cap_mask, cfg->uid);
+        if (cfg->no_new_privs) {
+            CHECK(prctl(PR_SET_NO_NEW_PRIVS, 1UL, 0UL, 0UL, 0UL), "no_new_privs", "");
+            if (cfg->seccomp_bpf != NULL) berth_load_seccomp(error_fd, cfg->seccomp_bpf, cfg->seccomp_len);
+        }
+    }
+
     // 15. execve, searching the container's PATH. Reports "exec" on failure.
     berth_child_exec(error_fd, cfg->argv, cfg->envp);
 }
 
 // ---------------------------------------------------------------------------------------
 // Parent side.
+
+// The hardening fields' counts, pointers and mount types (see berth_spawn_start).
+static int harden_config_valid(const struct berth_spawn_config *cfg) {
+    if (cfg->masked_count < 0 || cfg->masked_count > BERTH_SPAWN_MAX_PATHS) return 0;
+    if (cfg->readonly_count < 0 || cfg->readonly_count > BERTH_SPAWN_MAX_PATHS) return 0;
+    if (cfg->mount_count < 0 || cfg->mount_count > BERTH_SPAWN_MAX_MOUNTS) return 0;
+    if ((cfg->masked_count > 0 && cfg->masked_paths == NULL) || (cfg->readonly_count > 0 && cfg->readonly_paths == NULL)
+        || (cfg->mount_count > 0 && cfg->mounts == NULL)) return 0;
+    for (int i = 0; i < cfg->mount_count; i++) {
+        const struct berth_mount *m = &cfg->mounts[i];
+        if (m->type != BERTH_MOUNT_BIND && m->type != BERTH_MOUNT_TMPFS) return 0;
+        if (m->target == NULL || (m->type == BERTH_MOUNT_BIND && m->source == NULL)) return 0;
+    }
+    if ((cfg->seccomp_bpf == NULL) != (cfg->seccomp_len == 0) || cfg->seccomp_len > BERTH_SPAWN_MAX_SECCOMP) return 0;
+    return 1;
+}
 
 static void spawn_body(const void *cfg, int sync_read, int sync_write, int error_fd) {
     child_main((const struct berth_spawn_config *)cfg, sync_read, sync_write, error_fd);
@@ -294,6 +319,10 @@ int berth_spawn_start(const struct berth_spawn_config *cfg, struct berth_spawn_h
     out->pidfd = -1;
     out->sync_read = out->sync_write = out->error_read = -1;
     if (cfg->bind_count < 0 || cfg->bind_count > BERTH_SPAWN_MAX_BINDS) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (cfg->harden && !harden_config_valid(cfg)) {
         errno = EINVAL;
         return -1;
     }

@@ -19,9 +19,13 @@ enum key {
     SINGLE_KEYS,
     // Keys that may appear once.
     KEY_NETNS = SINGLE_KEYS, KEY_IPCNS, KEY_UTSNS, KEY_PIDNS,
+    KEY_HARDEN, KEY_CAP_MASK, KEY_NO_NEW_PRIVS, KEY_READONLY_ROOTFS, KEY_SECCOMP,
     OPTIONAL_END,
     // Repeated keys, kept in order.
     KEY_ARG = OPTIONAL_END, KEY_ENV, KEY_BIND_SOURCE, KEY_BIND_TARGET, KEY_CGROUP_PROCS,
+    KEY_MASKED_PATH, KEY_READONLY_PATH,
+    // A mount: a group of these four, in this order.
+    KEY_MOUNT_TYPE, KEY_MOUNT_SOURCE, KEY_MOUNT_TARGET, KEY_MOUNT_OPTIONS,
     KEY_COUNT
 };
 
@@ -29,7 +33,10 @@ static const char *const key_names[KEY_COUNT] = {
     "id", "rootfs", "hostname", "cwd", "uid", "gid",
     "log", "log-max-bytes", "log-max-files", "exit",
     "netns", "ipcns", "utsns", "pidns",
+    "harden", "cap-mask", "no-new-privs", "readonly-rootfs", "seccomp",
     "arg", "env", "bind-source", "bind-target", "cgroup-procs",
+    "masked-path", "readonly-path",
+    "mount-type", "mount-source", "mount-target", "mount-options",
 };
 
 // The longest host name sethostname(2) accepts (HOST_NAME_MAX).
@@ -131,6 +138,108 @@ static int take_path(const char *value, const char *key, char *out, size_t cap,
     return 0;
 }
 
+// One key of a mount group (mount-type, -source, -target, -options, in this order) into
+// cfg->mounts[cfg->mount_count]; the group is counted once its options arrive.
+static int take_mount_key(enum key k, const char *value, struct monitor_config *cfg, enum key *expected,
+                          int *err, char *detail, size_t cap) {
+    if (k != *expected) {
+        return fail(err, detail, cap, EINVAL, "%s where %s was expected (mounts are groups of mount-type, "
+                    "mount-source, mount-target, mount-options)", key_names[k], key_names[*expected]);
+    }
+    if (k == KEY_MOUNT_TYPE && cfg->mount_count == BERTH_SPAWN_MAX_MOUNTS) {
+        return fail(err, detail, cap, EINVAL, "more than %d mounts", BERTH_SPAWN_MAX_MOUNTS);
+    }
+    struct berth_mount *m = &cfg->mounts[cfg->mount_count];
+    switch (k) {
+    case KEY_MOUNT_TYPE:
+        if (strcmp(value, "bind") == 0) m->type = BERTH_MOUNT_BIND;
+        else if (strcmp(value, "tmpfs") == 0) m->type = BERTH_MOUNT_TMPFS;
+        else return fail(err, detail, cap, EINVAL, "mount-type \"%.32s\" is neither \"bind\" nor \"tmpfs\"", value);
+        *expected = KEY_MOUNT_SOURCE;
+        break;
+    case KEY_MOUNT_SOURCE:
+        if (m->type == BERTH_MOUNT_BIND && value[0] != '/') {
+            return fail(err, detail, cap, EINVAL, "mount-source: \"%.200s\" is not an absolute path", value);
+        }
+        if (m->type == BERTH_MOUNT_TMPFS && strcmp(value, "tmpfs") != 0) {
+            return fail(err, detail, cap, EINVAL, "mount-source of a tmpfs: \"%.200s\" is not \"tmpfs\"", value);
+        }
+        m->source = value;
+        *expected = KEY_MOUNT_TARGET;
+        break;
+    case KEY_MOUNT_TARGET:
+        if (value[0] != '/') return fail(err, detail, cap, EINVAL, "mount-target: \"%.200s\" is not an absolute path", value);
+        m->target = value;
+        *expected = KEY_MOUNT_OPTIONS;
+        break;
+    default: // KEY_MOUNT_OPTIONS
+        if (m->type == BERTH_MOUNT_BIND) {
+            if (strcmp(value, "ro") != 0 && strcmp(value, "rw") != 0) {
+                return fail(err, detail, cap, EINVAL, "mount-options of a bind: \"%.64s\" is neither \"ro\" nor \"rw\"", value);
+            }
+            m->readonly = value[1] == 'o';
+            m->data = NULL;
+        } else if (strcmp(value, "ro") == 0) {
+            m->readonly = 1;
+            m->data = NULL;
+        } else if (strncmp(value, "ro,", 3) == 0) {
+            m->readonly = 1;
+            m->data = value + 3;
+        } else {
+            m->data = value;
+        }
+        cfg->mount_count++;
+        *expected = KEY_MOUNT_TYPE;
+        break;
+    }
+    return 0;
+}
+
+// Reads the `seccomp` file: a raw array of struct sock_filter (8 bytes each), 1 to
+// BERTH_SPAWN_MAX_SECCOMP of them. Read before the spawn, so the child gets it in memory.
+static int read_seccomp(const char *path, struct monitor_config *cfg, int *err, char *detail, size_t cap) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return fail(err, detail, cap, errno, "seccomp: open %.200s", path);
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        int e = errno;
+        close(fd);
+        return fail(err, detail, cap, e, "seccomp: stat %.200s", path);
+    }
+    if (!S_ISREG(st.st_mode) || st.st_size == 0 || st.st_size % 8 != 0
+        || st.st_size > (off_t)BERTH_SPAWN_MAX_SECCOMP * 8) {
+        close(fd);
+        return fail(err, detail, cap, EINVAL, "seccomp: %.200s is not a filter of 1 to %d instructions of 8 bytes "
+                    "(%lld bytes)", path, BERTH_SPAWN_MAX_SECCOMP, (long long)st.st_size);
+    }
+    size_t want = (size_t)st.st_size;
+    cfg->seccomp_bpf = malloc(want);
+    if (cfg->seccomp_bpf == NULL) {
+        close(fd);
+        return fail(err, detail, cap, ENOMEM, "seccomp: read %.200s", path);
+    }
+    size_t got = 0;
+    int read_errno = 0;
+    while (got < want) {
+        ssize_t n = read(fd, (char *)cfg->seccomp_bpf + got, want - got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) read_errno = errno;
+        if (n <= 0) break;
+        got += (size_t)n;
+    }
+    close(fd);
+    if (got != want) return fail(err, detail, cap, read_errno != 0 ? read_errno : EIO, "seccomp: read %.200s", path);
+    cfg->seccomp_len = (unsigned int)(want / 8);
+    return 0;
+}
+
+// "1" for the boolean keys; anything else is a mistake.
+static int take_flag(const char *value, enum key k, int *out, int *err, char *detail, size_t cap) {
+    if (strcmp(value, "1") != 0) return fail(err, detail, cap, EINVAL, "%s \"%.32s\" is not \"1\"", key_names[k], value);
+    *out = 1;
+    return 0;
+}
+
 // Checks the pairs in `buf` and fills `cfg`; everything it allocates hangs off `cfg`.
 static int parse(char *buf, size_t size, struct monitor_config *cfg, int *err, char *detail, size_t cap) {
     if (size > 0 && buf[size - 1] != '\0') return fail(err, detail, cap, EINVAL, "the last string is not NUL-terminated");
@@ -138,6 +247,8 @@ static int parse(char *buf, size_t size, struct monitor_config *cfg, int *err, c
     // Pass 1: check every key, remember the single ones, count the repeated ones.
     const char *single[OPTIONAL_END] = { NULL };
     size_t nargs = 0, nenv = 0, nsources = 0, ntargets = 0;
+    enum key mount_expected = KEY_MOUNT_TYPE;
+    const char *hardening_key = NULL; // the first key that needs "harden 1"
     const char *end = buf + size;
     for (const char *p = buf; p < end;) {
         const char *key = p;
@@ -148,7 +259,10 @@ static int parse(char *buf, size_t size, struct monitor_config *cfg, int *err, c
         enum key k = lookup(key);
         if (k == KEY_COUNT) {
             return fail(err, detail, cap, EINVAL, "unknown key \"%.64s\"", key);
-        } else if (k == KEY_ARG) {
+        }
+        if (k >= KEY_CAP_MASK && k <= KEY_SECCOMP && hardening_key == NULL) hardening_key = key_names[k];
+        if (k >= KEY_MASKED_PATH && hardening_key == NULL) hardening_key = key_names[k];
+        if (k == KEY_ARG) {
             nargs++;
         } else if (k == KEY_ENV) {
             const char *eq = strchr(value, '=');
@@ -161,6 +275,14 @@ static int parse(char *buf, size_t size, struct monitor_config *cfg, int *err, c
         } else if (k == KEY_BIND_SOURCE || k == KEY_BIND_TARGET) {
             if (value[0] != '/') return fail(err, detail, cap, EINVAL, "%s: \"%.200s\" is not an absolute path", key, value);
             if (k == KEY_BIND_SOURCE) nsources++; else ntargets++;
+        } else if (k == KEY_MASKED_PATH || k == KEY_READONLY_PATH) {
+            if (value[0] != '/') return fail(err, detail, cap, EINVAL, "%s: \"%.200s\" is not an absolute path", key, value);
+            const char **list = k == KEY_MASKED_PATH ? cfg->masked_paths : cfg->readonly_paths;
+            int *count = k == KEY_MASKED_PATH ? &cfg->masked_count : &cfg->readonly_count;
+            if (*count == BERTH_SPAWN_MAX_PATHS) return fail(err, detail, cap, EINVAL, "more than %d %s keys", BERTH_SPAWN_MAX_PATHS, key);
+            list[(*count)++] = value;
+        } else if (k >= KEY_MOUNT_TYPE) {
+            if (take_mount_key(k, value, cfg, &mount_expected, err, detail, cap) < 0) return -1;
         } else if (single[k] != NULL) {
             return fail(err, detail, cap, EINVAL, "key \"%s\" given twice", key_names[k]);
         } else {
@@ -171,6 +293,29 @@ static int parse(char *buf, size_t size, struct monitor_config *cfg, int *err, c
         if (single[k] == NULL) return fail(err, detail, cap, EINVAL, "missing key \"%s\"", key_names[k]);
     }
     if (nargs == 0) return fail(err, detail, cap, EINVAL, "missing key \"arg\" (the command)");
+    if (mount_expected != KEY_MOUNT_TYPE) {
+        return fail(err, detail, cap, EINVAL, "the last mount has no %s (mounts are groups of mount-type, "
+                    "mount-source, mount-target, mount-options)", key_names[mount_expected]);
+    }
+    // Hardening: every other hardening key needs "harden 1" (none of it would apply
+    // without, and a security setting silently ignored is worse than a refused one).
+    if (single[KEY_HARDEN] != NULL && take_flag(single[KEY_HARDEN], KEY_HARDEN, &cfg->harden, err, detail, cap) < 0) return -1;
+    if (hardening_key != NULL && !cfg->harden) {
+        return fail(err, detail, cap, EINVAL, "key \"%s\" needs \"harden\" 1", hardening_key);
+    }
+    if (single[KEY_CAP_MASK] != NULL && parse_decimal(single[KEY_CAP_MASK], UINT64_MAX, &cfg->cap_mask) < 0) {
+        return fail(err, detail, cap, EINVAL, "cap-mask \"%.32s\" is not a decimal number", single[KEY_CAP_MASK]);
+    }
+    if (single[KEY_NO_NEW_PRIVS] != NULL
+        && take_flag(single[KEY_NO_NEW_PRIVS], KEY_NO_NEW_PRIVS, &cfg->no_new_privs, err, detail, cap) < 0) return -1;
+    if (single[KEY_READONLY_ROOTFS] != NULL
+        && take_flag(single[KEY_READONLY_ROOTFS], KEY_READONLY_ROOTFS, &cfg->readonly_rootfs, err, detail, cap) < 0) return -1;
+    if (single[KEY_SECCOMP] != NULL) {
+        if (single[KEY_SECCOMP][0] != '/') {
+            return fail(err, detail, cap, EINVAL, "seccomp: \"%.200s\" is not an absolute path", single[KEY_SECCOMP]);
+        }
+        if (read_seccomp(single[KEY_SECCOMP], cfg, err, detail, cap) < 0) return -1;
+    }
     if (nsources != ntargets) return fail(err, detail, cap, EINVAL, "%zu bind-source but %zu bind-target keys", nsources, ntargets);
     if (nsources > BERTH_SPAWN_MAX_BINDS) return fail(err, detail, cap, EINVAL, "more than %d binds", BERTH_SPAWN_MAX_BINDS);
     cfg->bind_count = (int)nsources;
@@ -268,6 +413,10 @@ int config_load(const char *path, struct monitor_config *cfg, int *err, char *de
 }
 
 void config_release_spawn_data(struct monitor_config *cfg) {
+    free(cfg->seccomp_bpf);
+    cfg->seccomp_bpf = NULL;
+    cfg->seccomp_len = 0;
+    cfg->masked_count = cfg->readonly_count = cfg->mount_count = 0;
     free(cfg->argv);
     free(cfg->envp);
     free(cfg->buffer);

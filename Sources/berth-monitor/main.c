@@ -242,6 +242,18 @@ int main(int argc, char **argv) {
         .stdin_fd = null_fd,
         .stdout_fd = out_pipe[1],
         .stderr_fd = err_pipe[1],
+        .harden = cfg.harden,
+        .masked_paths = cfg.masked_paths,
+        .masked_count = cfg.masked_count,
+        .readonly_paths = cfg.readonly_paths,
+        .readonly_count = cfg.readonly_count,
+        .readonly_rootfs = cfg.readonly_rootfs,
+        .mounts = cfg.mounts,
+        .mount_count = cfg.mount_count,
+        .cap_mask = cfg.cap_mask,
+        .no_new_privs = cfg.no_new_privs,
+        .seccomp_bpf = cfg.seccomp_bpf,
+        .seccomp_len = cfg.seccomp_len,
     };
     struct berth_spawn_handle handle;
     if (berth_spawn_start(&spawn, &handle) < 0) fail_ready("clone", errno, "container process");

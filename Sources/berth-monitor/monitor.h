@@ -82,6 +82,21 @@ struct monitor_config {
     /// cgroup.procs files the container's init is written to before it runs its command.
     const char *cgroup_procs[MONITOR_MAX_CGROUPS];
     int cgroup_count;
+    /// Hardening (docs/monitor.md, "Hardening"); all zero without `harden 1`. The paths
+    /// and the mounts' strings point into `buffer`.
+    int harden;
+    uint64_t cap_mask;
+    int no_new_privs;
+    int readonly_rootfs;
+    const char *masked_paths[BERTH_SPAWN_MAX_PATHS];
+    int masked_count;
+    const char *readonly_paths[BERTH_SPAWN_MAX_PATHS];
+    int readonly_count;
+    struct berth_mount mounts[BERTH_SPAWN_MAX_MOUNTS];
+    int mount_count;
+    /// The `seccomp` file's sock_filter array (malloc'd), and its instruction count.
+    void *seccomp_bpf;
+    unsigned int seccomp_len;
     char *buffer; // the file's bytes
 };
 
@@ -89,7 +104,7 @@ struct monitor_config {
 /// an errno value (EINVAL for content errors) and a message in `detail`.
 int config_load(const char *path, struct monitor_config *cfg, int *err, char *detail, size_t cap);
 
-/// Frees what only the spawn needed (the file's bytes, argv and envp): the container's
+/// Frees what only the spawn needed (the file's bytes, argv, envp, the seccomp filter): the container's
 /// child has its own copy once berth_spawn_start returns, and the monitor lives as long
 /// as the container, so its memory should not.
 void config_release_spawn_data(struct monitor_config *cfg);

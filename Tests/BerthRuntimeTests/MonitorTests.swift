@@ -23,7 +23,8 @@ private let monitorPath: String = {
 
 /// A temp dir with a busybox root file system and a state dir for the log and exit file.
 private struct Fixture {
-    static let applets = ["sh", "echo", "printf", "sleep", "head", "tr", "hostname", "readlink", "cat"]
+    static let applets = ["sh", "echo", "printf", "sleep", "head", "tr", "hostname", "readlink", "cat", "wc", "grep",
+                          "ls", "touch", "mkdir", "pwd"]
     let base: String
     var rootfs: String { "\(base)/rootfs" }
     var logPath: String { "\(base)/state/console.log" }
@@ -779,11 +780,213 @@ struct MonitorTests {
     }
 }
 
+// MARK: - Hardening
+
+/// OCI's default masked and read-only paths (what docker and podman use).
+private let ociMaskedPaths = ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                              "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware"]
+private let ociReadonlyPaths = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+/// docker's default capabilities: CHOWN 0, DAC_OVERRIDE 1, FOWNER 3, FSETID 4, KILL 5,
+/// SETGID 6, SETUID 7, SETPCAP 8, NET_BIND_SERVICE 10, NET_RAW 13, SYS_CHROOT 18, MKNOD 27,
+/// AUDIT_WRITE 29, SETFCAP 31.
+private let dockerCapMask: UInt64 = [0, 1, 3, 4, 5, 6, 7, 8, 10, 13, 18, 27, 29, 31].reduce(0) { $0 | (1 << $1) }
+
+/// A container's run: its ready line, the monitor's exit code, and its stdout and stderr
+/// lines (from the log).
+private struct Run {
+    var ready: String
+    var code: Int32?
+    var stdout: [String]
+    var stderr: [String]
+}
+
+/// Runs `sh -c script` as `uid` under `security` and waits for it.
+private func run(_ f: Fixture, _ script: String, uid: UInt32 = 0, _ security: MonitorSecurity) throws -> Run {
+    let pairs = f.config(["sh", "-c", script]).map { $0.0 == "uid" || $0.0 == "gid" ? ($0.0, String(uid)) : $0 }
+    try f.writeConfig(pairs + security.pairs)
+    // A fixture may run several containers: each one's log starts empty.
+    if Files.exists(f.logPath) { try sys("unlink") { unlink(f.logPath) } }
+    let monitor = try Monitor(f)
+    defer { monitor.cleanUp() }
+    let code = monitor.wait()
+    let records = readLog(f.logPath)
+    return Run(ready: monitor.ready, code: code, stdout: records.filter { $0.stream == "stdout" }.map(\.content),
+               stderr: records.filter { $0.stream == "stderr" }.map(\.content))
+}
+
+/// A hardened container with every capability of docker's default set.
+private func hardened(_ change: (inout MonitorSecurity) -> Void = { _ in }) -> MonitorSecurity {
+    var s = MonitorSecurity()
+    s.harden = true
+    s.capMask = dockerCapMask
+    change(&s)
+    return s
+}
+
+@Suite("berth-monitor hardening (needs root)", .enabled(if: getuid() == 0, "needs root"), .timeLimit(.minutes(2)))
+struct MonitorHardeningTests {
+    @Test func maskedAndReadonlyPaths() throws {
+        try withFixture { f in
+            let security = hardened { $0.maskedPaths = ociMaskedPaths; $0.readonlyPaths = ociReadonlyPaths }
+            let r = try run(f, """
+                cat /proc/kcore | wc -c
+                if echo 1 > /proc/sys/kernel/printk; then echo printk-written; else echo printk-refused; fi
+                ls -A /sys/firmware | wc -l
+                """, security)
+            #expect(r.ready.hasPrefix("ok "), "\(r.ready) \(f.diagnostics)")
+            #expect(r.stdout == ["0", "printk-refused", "0"], "\(r.stdout) \(r.stderr)")
+            #expect(r.stderr.contains { $0.contains("Read-only file system") }, "\(r.stderr)")
+        }
+    }
+
+    @Test func maskedPathMustBeOnProcfs() throws {
+        try withFixture { f in
+            // "/proc/../bin" resolves (inside the root) to the image's /bin, which is not
+            // procfs: refused rather than masked (the runc CVE-2019-16884 class).
+            let r = try run(f, "true", hardened { $0.maskedPaths = ["/proc/../bin"] })
+            #expect(r.ready == "error mask\t\(EXDEV)\t/proc/../bin\n", "\(f.diagnostics)")
+            let ro = try run(f, "true", hardened { $0.readonlyPaths = ["/sys/../bin"] })
+            #expect(ro.ready == "error readonly\t\(EXDEV)\t/sys/../bin\n", "\(f.diagnostics)")
+        }
+    }
+
+    @Test func readonlyRootfs() throws {
+        try withFixture { f in
+            try Files.makeDirectories("\(f.rootfs)/tmp")
+            let r = try run(f, """
+                touch /x 2>/dev/null && echo x-written || echo x-refused
+                touch /tmp/y 2>/dev/null && echo tmp-written || echo tmp-refused
+                touch /dev/shm/z && echo shm-written
+                """, hardened { $0.readonlyRootfs = true })
+            #expect(r.ready.hasPrefix("ok "), "\(r.ready) \(f.diagnostics)")
+            #expect(r.stdout == ["x-refused", "tmp-refused", "shm-written"], "\(r.stdout) \(r.stderr)")
+            #expect(!Files.exists("\(f.rootfs)/x") && !Files.exists("\(f.rootfs)/tmp/y"))
+        }
+    }
+
+    @Test func extraMounts() throws {
+        try withFixture { f in
+            let host = "\(f.base)/hostdata"
+            try Files.makeDirectories(host)
+            // Symlinks of the image that point out of it: the targets must land inside it.
+            let probe = "berth-escape-\(getpid())-\(Host.monotonicNanos)"
+            try Files.makeDirectories("\(f.rootfs)/tmp")
+            try Files.makeDirectories("\(f.rootfs)/etc")
+            try sys("symlink") { symlink("/../../../tmp", "\(f.rootfs)/link") }
+            try sys("symlink") { symlink("/etc", "\(f.rootfs)/etclink") }
+            let security = hardened {
+                $0.mounts = [
+                    .init(type: "bind", source: host, target: "/data", options: "rw"),
+                    .init(type: "bind", source: host, target: "/ro", options: "ro"),
+                    .init(type: "tmpfs", source: "tmpfs", target: "/scratch", options: "size=1m"),
+                    .init(type: "tmpfs", source: "tmpfs", target: "/link/\(probe)", options: "size=64k"),
+                    .init(type: "tmpfs", source: "tmpfs", target: "/etclink/\(probe)", options: "ro,size=64k"),
+                ]
+            }
+            let r = try run(f, """
+                echo hi > /data/f && echo data-written
+                (echo no > /ro/g) 2>/dev/null && echo ro-written || echo ro-refused
+                grep ' /scratch ' /proc/mounts
+                echo s > /link/\(probe)/f && echo link-written
+                grep -c " /etc/\(probe) tmpfs ro," /proc/mounts
+                """, security)
+            #expect(r.ready.hasPrefix("ok "), "\(r.ready) \(f.diagnostics)")
+            try #require(r.stdout.count == 5, "\(r.stdout) \(r.stderr)")
+            #expect(r.stdout[0] == "data-written" && r.stdout[1] == "ro-refused")
+            #expect(r.stdout[2].hasPrefix("tmpfs /scratch tmpfs rw,") && r.stdout[2].contains("size=1024k"), "\(r.stdout[2])")
+            #expect(r.stdout[3] == "link-written" && r.stdout[4] == "1")
+            #expect((try? Files.readString("\(host)/f")) == "hi\n")
+            #expect(!Files.exists("\(host)/g"))
+            #expect(!Files.exists("/tmp/\(probe)") && !Files.exists("/etc/\(probe)"), "a mount target escaped the root")
+            #expect(Files.exists("\(f.rootfs)/tmp/\(probe)") && Files.exists("\(f.rootfs)/etc/\(probe)"))
+
+            // A source that does not exist: step "mount", ENOENT, the source.
+            let missing = try run(f, "true", hardened {
+                $0.mounts = [.init(type: "bind", source: "\(f.base)/nope", target: "/nope", options: "rw")]
+            })
+            #expect(missing.ready == "error mount\t\(ENOENT)\t\(f.base)/nope\n", "\(f.diagnostics)")
+        }
+    }
+
+    @Test func capabilities() throws {
+        try withFixture { f in
+            let root = try run(f, "grep Cap /proc/self/status", hardened())
+            #expect(root.ready.hasPrefix("ok "), "\(root.ready) \(f.diagnostics)")
+            let mask = "00000000a80425fb"
+            #expect(dockerCapMask == 0xa80425fb)
+            for name in ["CapBnd", "CapEff", "CapPrm"] {
+                #expect(root.stdout.contains("\(name):\t\(mask)"), "\(root.stdout)")
+            }
+            #expect(root.stdout.contains("CapInh:\t0000000000000000"), "\(root.stdout)")
+            #expect(root.stdout.contains("CapAmb:\t0000000000000000"), "\(root.stdout)")
+
+            let user = try run(f, "grep Cap /proc/self/status", uid: 1000, hardened())
+            #expect(user.stdout.contains("CapBnd:\t\(mask)"), "\(user.stdout)")
+            #expect(user.stdout.contains("CapEff:\t0000000000000000"), "\(user.stdout)")
+            #expect(user.stdout.contains("CapPrm:\t0000000000000000"), "\(user.stdout)")
+        }
+    }
+
+    @Test func noNewPrivs() throws {
+        try withFixture { f in
+            let on = try run(f, "grep NoNewPrivs /proc/self/status", hardened { $0.noNewPrivs = true })
+            #expect(on.stdout == ["NoNewPrivs:\t1"], "\(on.ready) \(f.diagnostics)")
+            let off = try run(f, "grep NoNewPrivs /proc/self/status", hardened())
+            #expect(off.stdout == ["NoNewPrivs:\t0"], "\(off.ready) \(f.diagnostics)")
+        }
+    }
+
+    #if arch(x86_64)
+    /// mkdir (83) and mkdirat (258) fail with EPERM on x86_64; everything else is allowed.
+    private static let denyMkdir: [UInt8] = {
+        func insn(_ code: UInt16, _ jt: UInt8, _ jf: UInt8, _ k: UInt32) -> [UInt8] {
+            [UInt8(code & 0xff), UInt8(code >> 8), jt, jf] + (0..<4).map { UInt8((k >> (8 * $0)) & 0xff) }
+        }
+        let ldAbs: UInt16 = 0x20, jeq: UInt16 = 0x15, ret: UInt16 = 0x06
+        return insn(ldAbs, 0, 0, 4)                 // 0: A = arch
+            + insn(jeq, 0, 3, 0xc000_003e)         // 1: AUDIT_ARCH_X86_64, else allow
+            + insn(ldAbs, 0, 0, 0)                 // 2: A = nr
+            + insn(jeq, 2, 0, 83)                  // 3: mkdir → EPERM
+            + insn(jeq, 1, 0, 258)                 // 4: mkdirat → EPERM
+            + insn(ret, 0, 0, 0x7fff_0000)         // 5: SECCOMP_RET_ALLOW
+            + insn(ret, 0, 0, 0x0005_0000 | 1)     // 6: SECCOMP_RET_ERRNO | EPERM
+    }()
+
+    @Test(arguments: [false, true])
+    func seccomp(noNewPrivs: Bool) throws {
+        try withFixture { f in
+            let filter = "\(f.base)/seccomp.bpf"
+            try Files.writeAtomically(filter, Self.denyMkdir)
+            let r = try run(f, "mkdir /x; grep Seccomp: /proc/self/status", hardened {
+                $0.seccompFile = filter
+                $0.noNewPrivs = noNewPrivs
+            })
+            #expect(r.ready.hasPrefix("ok "), "\(r.ready) \(f.diagnostics)")
+            #expect(r.stdout == ["Seccomp:\t2"], "\(r.stdout)")
+            #expect(r.stderr.contains { $0.contains("Operation not permitted") }, "\(r.stderr)")
+            #expect(!Files.exists("\(f.rootfs)/x"))
+        }
+    }
+    #endif
+
+    @Test func plainWorkdirPassesTheCheck() throws {
+        try withFixture { f in
+            let pairs = f.config(["sh", "-c", "pwd"]).map { $0.0 == "cwd" ? ($0.0, "/work/dir") : $0 }
+            try f.writeConfig(pairs + hardened().pairs)
+            let monitor = try Monitor(f)
+            defer { monitor.cleanUp() }
+            #expect(monitor.wait() == 0, "\(monitor.ready) \(f.diagnostics)")
+            #expect(readLog(f.logPath).map(\.content) == ["/work/dir"])
+        }
+    }
+}
+
 /// CONFIG files the monitor must refuse, each with the detail of its error line.
 enum BadConfig: String, CaseIterable, Sendable, CustomTestStringConvertible {
     case unknownKey, missingKey, repeatedKey, noCommand, keyWithoutValue, unterminated, uidNotANumber,
          uidMinusOne, negativeGid, maxBytesNotDecimal, tooManyFiles, relativeLog, shortId, envWithoutEquals,
-         relativeIpcns, repeatedPidns
+         relativeIpcns, repeatedPidns, seccompOddSize, mountWithoutOptions, mountOutOfOrder, hardeningWithoutHarden,
+         unknownMountType, bindOptions
 
     var testDescription: String { rawValue }
 
@@ -843,6 +1046,27 @@ enum BadConfig: String, CaseIterable, Sendable, CustomTestStringConvertible {
         case .repeatedPidns:
             pairs += [("pidns", "/proc/1/ns/pid"), ("pidns", "/proc/1/ns/pid")]
             detail = "key \"pidns\" given twice"
+        case .seccompOddSize:
+            let path = "\(f.base)/seccomp.bpf"
+            try? Files.writeAtomically(path, [UInt8](repeating: 0, count: 7))
+            pairs += [("harden", "1"), ("seccomp", path)]
+            detail = "seccomp: \(path) is not a filter of 1 to 4096 instructions of 8 bytes (7 bytes)"
+        case .mountWithoutOptions:
+            pairs += [("harden", "1"), ("mount-type", "bind"), ("mount-source", "/tmp"), ("mount-target", "/t")]
+            detail = "the last mount has no mount-options (mounts are groups of mount-type, mount-source, mount-target, mount-options)"
+        case .mountOutOfOrder:
+            pairs += [("harden", "1"), ("mount-type", "bind"), ("mount-target", "/t")]
+            detail = "mount-target where mount-source was expected (mounts are groups of mount-type, mount-source, mount-target, mount-options)"
+        case .hardeningWithoutHarden:
+            pairs.append(("cap-mask", "1"))
+            detail = "key \"cap-mask\" needs \"harden\" 1"
+        case .unknownMountType:
+            pairs += [("harden", "1"), ("mount-type", "volume")]
+            detail = "mount-type \"volume\" is neither \"bind\" nor \"tmpfs\""
+        case .bindOptions:
+            pairs += [("harden", "1"), ("mount-type", "bind"), ("mount-source", "/tmp"), ("mount-target", "/t"),
+                      ("mount-options", "size=1m")]
+            detail = "mount-options of a bind: \"size=1m\" is neither \"ro\" nor \"rw\""
         }
         return (pairs.flatMap { Array($0.0.utf8) + [0] + Array($0.1.utf8) + [0] } + tail, detail)
     }

@@ -287,3 +287,31 @@ struct SpawnTests {
         }
     }
 }
+
+/// berth_spawn_start refuses a hardened config it could not apply, before any clone.
+@Suite("berth_spawn_start hardening checks")
+struct SpawnHardeningConfigTests {
+    private func start(_ change: (inout berth_spawn_config) -> Void) -> (rc: Int32, errno: Int32) {
+        var cfg = berth_spawn_config()
+        cfg.netns_fd = BERTH_NETNS_NEW
+        cfg.ipcns_fd = BERTH_NS_NEW
+        cfg.utsns_fd = BERTH_NS_NEW
+        cfg.pidns_fd = BERTH_NS_NEW
+        cfg.harden = 1
+        change(&cfg)
+        var handle = berth_spawn_handle()
+        let rc = berth_spawn_start(&cfg, &handle)
+        let e = errno
+        if rc == 0 { berth_spawn_abort(&handle) }
+        return (rc, e)
+    }
+
+    @Test func countsAndFilterAreChecked() {
+        #expect(start { $0.masked_count = Int32(BERTH_SPAWN_MAX_PATHS) + 1 } == (-1, EINVAL))
+        #expect(start { $0.readonly_count = -1 } == (-1, EINVAL))
+        #expect(start { $0.mount_count = 1 } == (-1, EINVAL), "mounts NULL with a count")
+        #expect(start { $0.seccomp_len = 1 } == (-1, EINVAL), "a length without a filter")
+        #expect(start { $0.seccomp_len = UInt32(BERTH_SPAWN_MAX_SECCOMP) + 1; $0.seccomp_bpf = UnsafeRawPointer(bitPattern: 8) }
+                == (-1, EINVAL))
+    }
+}

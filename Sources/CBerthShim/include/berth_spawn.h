@@ -14,7 +14,33 @@
 //
 // Everything the child needs is prepared by the caller before berth_spawn_start: the child
 // never allocates and calls nothing but plain syscalls and fixed-buffer string formatting.
+#include <stdint.h>
 #include <sys/types.h>
+
+/// An extra mount of `struct berth_spawn_config` (docker's `-v`, `--mount`, `--tmpfs`).
+struct berth_mount {
+    /// BERTH_MOUNT_BIND: a host path (file or directory) that must exist.
+    /// BERTH_MOUNT_TMPFS: the name the mount shows in mountinfo ("tmpfs").
+    const char *source;
+    /// Absolute path inside the container, resolved with RESOLVE_IN_ROOT (an image's
+    /// symlinks stay inside the root file system: the runc CVE-2021-30465 class); created
+    /// when missing (mkdir -p for a directory source or a tmpfs, an empty file for a file
+    /// source), never through a symlink out of the root.
+    const char *target;
+    /// BERTH_MOUNT_TMPFS: the tmpfs options ("size=65536k,mode=1777"; NULL or "" for none).
+    /// Ignored for a bind.
+    const char *data;
+    /// BERTH_MOUNT_BIND or BERTH_MOUNT_TMPFS.
+    int type;
+    /// Non-zero: read-only (a bind is remounted MS_BIND|MS_REMOUNT|MS_RDONLY, a tmpfs is
+    /// mounted MS_RDONLY).
+    int readonly;
+};
+
+/// Bind mount of a host file or directory (MS_BIND|MS_REC).
+#define BERTH_MOUNT_BIND 1
+/// A new tmpfs (nosuid, nodev, noexec, as docker's --tmpfs).
+#define BERTH_MOUNT_TMPFS 2
 
 /// What a container's child process needs. The child reads it in its own copy of the
 /// address space (clone3 without CLONE_VM), so it must be complete and valid when
@@ -69,6 +95,61 @@ struct berth_spawn_config {
     const char *const *bind_sources;
     const char *const *bind_targets;
     int bind_count;
+
+    // Hardening (harden.c). All of it is read only when `harden` is 1; with 0 every field
+    // below is ignored and the spawn is exactly what it was without them (the Spawner
+    // and the tests of the plain path pass 0). The child applies them in runc's order:
+    //   before pivot_root:  extra `mounts` (with the /etc binds) → `readonly_paths` →
+    //                       `masked_paths`
+    //   after it:           working dir created → `readonly_rootfs` → chdir + getcwd check
+    //                       → bounding set and ambient caps → seccomp when
+    //                       !no_new_privs → uid/gid → capset → no_new_privs → seccomp
+    //                       when no_new_privs → execve
+
+    /// 0: none of the fields below apply; 1: all of them do.
+    int harden;
+    /// Paths (absolute inside the container, e.g. "/proc/kcore") hidden from it, as OCI's
+    /// maskedPaths: a directory gets an empty read-only tmpfs over it, a file /dev/null
+    /// bound over it; a missing path is skipped. Resolved with RESOLVE_IN_ROOT; one
+    /// under /proc (or /sys) must really be on procfs (sysfs), checked with fstatfs on the
+    /// opened target (the runc CVE-2019-16884 class: an image cannot make us mount over
+    /// something else). Step "mask". At most BERTH_SPAWN_MAX_PATHS.
+    const char *const *masked_paths;
+    int masked_count;
+    /// Paths made read-only, as OCI's readonlyPaths: resolved and checked as masked paths,
+    /// bound onto themselves and remounted MS_RDONLY (keeping nosuid, nodev and noexec);
+    /// a missing path is skipped. Step "readonly". At most BERTH_SPAWN_MAX_PATHS.
+    const char *const *readonly_paths;
+    int readonly_count;
+    /// Non-zero: "/" is remounted read-only after pivot_root and every mount (docker's
+    /// --read-only); /dev, /dev/shm, /proc, /sys, the /etc binds and the extra mounts are
+    /// mounts of their own and keep their modes. The working directory is created before.
+    /// Step "readonly rootfs".
+    int readonly_rootfs;
+    /// Extra mounts, in order, before pivot_root (see struct berth_mount). Step "mount",
+    /// detail the source (a missing one: ENOENT) or the target. At most
+    /// BERTH_SPAWN_MAX_MOUNTS.
+    const struct berth_mount *mounts;
+    int mount_count;
+    /// Capabilities the container keeps (bit n = capability n, as in capability.h):
+    /// every other one is dropped from the bounding set, the ambient set is cleared, and
+    /// after the uid/gid switch the effective and permitted sets become the mask for uid
+    /// 0 and empty for another uid (as docker; the bounding set stays the mask, so a
+    /// setuid-root program in the image can regain them). The inheritable set is emptied
+    /// (the runc/moby fix for CVE-2022-24769). Step "capabilities".
+    uint64_t cap_mask;
+    /// Non-zero: prctl(PR_SET_NO_NEW_PRIVS) right before seccomp, the last step before
+    /// execve. Step "no_new_privs".
+    int no_new_privs;
+    /// A compiled seccomp filter: an array of `seccomp_len` `struct sock_filter`
+    /// (1..BERTH_SPAWN_MAX_SECCOMP; NULL and 0 = unconfined). Loaded with
+    /// prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER): right before execve when
+    /// `no_new_privs` is set; otherwise (loading then needs CAP_SYS_ADMIN) before the
+    /// capabilities are dropped and the uid switched, as runc does, and the filter must
+    /// then allow setgroups, setresgid, setresuid, capget, capset and execve. It
+    /// must allow execve in any case (the caller's job). Step "seccomp".
+    const void *seccomp_bpf;
+    unsigned int seccomp_len;
 };
 
 /// For ipcns_fd, utsns_fd and pidns_fd: a new namespace of the container's own.
@@ -77,6 +158,12 @@ struct berth_spawn_config {
 #define BERTH_NETNS_HOST (-2)
 /// Most bind mounts a spawn takes.
 #define BERTH_SPAWN_MAX_BINDS 8
+/// Most masked paths, and most read-only paths, a spawn takes.
+#define BERTH_SPAWN_MAX_PATHS 16
+/// Most extra mounts a spawn takes.
+#define BERTH_SPAWN_MAX_MOUNTS 16
+/// Most seccomp instructions (the kernel's BPF_MAXINSNS).
+#define BERTH_SPAWN_MAX_SECCOMP 4096
 
 /// A started child, between berth_spawn_start and berth_spawn_finish / berth_spawn_abort.
 struct berth_spawn_handle {
@@ -117,7 +204,9 @@ struct berth_spawn_error {
 /// back fail (it cannot in practice: the thread was just there), the child is killed
 /// and reaped and the call fails with that errno; the thread's later children would
 /// then land in the pod's namespace.
-/// EINVAL when `bind_count` exceeds BERTH_SPAWN_MAX_BINDS; ENOMEM from clone3 when the
+/// EINVAL when `bind_count` exceeds BERTH_SPAWN_MAX_BINDS, or (with `harden`) a count
+/// exceeds its maximum, a mount has an unknown type, or `seccomp_bpf` and `seccomp_len`
+/// disagree (one NULL/0, the other not); ENOMEM from clone3 when the
 /// joined pid namespace's init has died. Returns 0 and fills `out`, or -1 with errno set
 /// and nothing left behind.
 int berth_spawn_start(const struct berth_spawn_config *cfg, struct berth_spawn_handle *out);
