@@ -76,7 +76,7 @@ enum ContainerSecurity {
         s.capMask = try Capabilities.mask(add: spec.capAdd, drop: spec.capDrop, privileged: spec.privileged)
         s.readonlyRootfs = spec.readOnly
         s.mounts = spec.mounts.map { m in
-            MonitorSecurity.Mount(type: m.kind.rawValue, source: m.source, target: m.target,
+            MonitorSecurity.Mount(type: m.kind.rawValue, source: m.kind == .tmpfs ? "tmpfs" : m.source, target: m.target,
                                   options: m.kind == .bind ? (m.readOnly ? "ro" : "rw") : (m.readOnly ? "ro," : "") + m.options)
         }
         if spec.privileged { return s }  // docker --privileged: no seccomp, no masks, new privileges allowed
