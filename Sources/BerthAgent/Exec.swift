@@ -73,9 +73,10 @@ extension Agent {
         }
         if request.tty && !env.contains(where: { $0.hasPrefix("TERM=") }) { env.append("TERM=xterm") }
         let user = request.user ?? container.spec.user
-        let config = ExecConfig(pidfd: initPidfd, args: request.args, env: env,
+        var config = ExecConfig(pidfd: initPidfd, args: request.args, env: env,
                                 workingDir: request.workingDir.isEmpty ? container.spec.workingDir : request.workingDir,
                                 uid: user.uid, gid: user.gid, stdin: childIn, stdout: childOut, stderr: childErr, tty: request.tty)
+        config.security = try runtime.execSecurity(container)
         let process: SpawnedProcess
         // The shim joins the container's cgroup before it joins the container, so the
         // exec'd process counts against the container's limits.

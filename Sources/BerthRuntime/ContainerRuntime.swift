@@ -360,6 +360,11 @@ public final class ContainerRuntime: Sendable {
         record.podID.isEmpty ? "\(options.cgroupParent)/\(id)" : "\(options.cgroupParent)/pod-\(record.podID)/\(id)"
     }
 
+    /// The confinement an exec into the container gets: the container's own.
+    public func execSecurity(_ container: Container) throws -> ExecSecurity {
+        try ContainerSecurity.exec(container.spec, bpfPath: containerRunDir(container.id) + "/seccomp.bpf")
+    }
+
     /// Puts a process (an exec's shim, before it joins the container) into the
     /// container's cgroup, so that exec'd processes count against its limits.
     public func joinCgroup(_ ref: String, pid: Int32) throws {

@@ -89,4 +89,13 @@ enum ContainerSecurity {
         }
         return s
     }
+
+    /// The same confinement for a process exec'd into a running container: its
+    /// capabilities, no_new_privs and the filter its run uses (the file written at start).
+    static func exec(_ spec: ContainerSpec, bpfPath: String) throws -> ExecSecurity {
+        let mask = try Capabilities.mask(add: spec.capAdd, drop: spec.capDrop, privileged: spec.privileged)
+        if spec.privileged { return ExecSecurity(capMask: mask, noNewPrivs: false, seccompBPF: []) }
+        let bpf = spec.seccomp == "unconfined" ? [] : try Files.read(bpfPath)
+        return ExecSecurity(capMask: mask, noNewPrivs: !spec.allowNewPrivileges, seccompBPF: bpf)
+    }
 }

@@ -8,6 +8,17 @@ import BerthSystem
 import CBerthShim
 
 /// Everything needed to run a new process inside a running container (`docker exec`).
+/// The confinement of an exec'd process: the container's (ContainerSecurity).
+public struct ExecSecurity: Sendable {
+    public var capMask: UInt64
+    public var noNewPrivs: Bool
+    /// A sock_filter array; empty: no filter.
+    public var seccompBPF: [UInt8]
+    public init(capMask: UInt64, noNewPrivs: Bool, seccompBPF: [UInt8]) {
+        self.capMask = capMask; self.noNewPrivs = noNewPrivs; self.seccompBPF = seccompBPF
+    }
+}
+
 public struct ExecConfig: Sendable {
     /// A pidfd of the container's init (`SpawnedProcess.pidfd`): the process joins its
     /// IPC, UTS, network, PID and mount namespaces. The caller keeps (and closes) it.
@@ -31,6 +42,9 @@ public struct ExecConfig: Sendable {
     /// Makes the first of stdin/stdout/stderr that is a terminal (normally all three are
     /// the slave of a `Pty`) the process's controlling terminal, in a session of its own.
     public var tty: Bool
+    /// The container's confinement, applied to this process too (nil: none, as in tests
+    /// of the bare exec path).
+    public var security: ExecSecurity?
 
     /// A configuration; see the properties.
     public init(pidfd: FileDescriptor, args: [String], env: [String] = [], workingDir: String = "/",
@@ -90,13 +104,25 @@ public enum Execer {
         cfg.stdout_fd = config.stdout.rawValue
         cfg.stderr_fd = config.stderr.rawValue
         cfg.tty = config.tty ? 1 : 0
+        // The filter's bytes must stay put until berth_exec_start returns (the shim
+        // reads them in its own copy of our memory).
+        let bpf = config.security?.seccompBPF ?? []
+        if let security = config.security {
+            cfg.harden = 1
+            cfg.cap_mask = security.capMask
+            cfg.no_new_privs = security.noNewPrivs ? 1 : 0
+            cfg.seccomp_len = UInt32(bpf.count / 8)
+        }
 
         var handle = berth_exec_handle()
         let started = argv.pointers.withUnsafeBufferPointer { args in
             envp.pointers.withUnsafeBufferPointer { env in
                 cfg.argv = UnsafePointer(args.baseAddress)
                 cfg.envp = UnsafePointer(env.baseAddress)
-                return berth_exec_start(&cfg, &handle)
+                return bpf.withUnsafeBytes { raw in
+                    cfg.seccomp_bpf = bpf.isEmpty ? nil : raw.baseAddress
+                    return berth_exec_start(&cfg, &handle)
+                }
             }
         }
         if started != 0 { throw Errno.current.error("clone exec process") }

@@ -91,6 +91,14 @@ static void real_main(const struct berth_exec_config *cfg, int error_fd, int lif
         chdir_again = 1;
     }
 
+    // 7b. (Hardened, as the container's first process, spawn.c step 13b) the bounding set
+    //     shrinks to the container's capabilities while we are still root; without
+    //     no_new_privs, seccomp goes in now, while we still hold CAP_SYS_ADMIN.
+    if (cfg->harden) {
+        berth_drop_bounding_caps(error_fd, cfg->cap_mask);
+        if (!cfg->no_new_privs && cfg->seccomp_bpf != NULL) berth_load_seccomp(error_fd, cfg->seccomp_bpf, cfg->seccomp_len);
+    }
+
     // 8. Credentials: groups and gid while we still may, the uid last. Raw syscalls.
     CHECK(syscall(SYS_setgroups, 0, NULL), "setgroups", "");
     CHECK(syscall(SYS_setresgid, cfg->gid, cfg->gid, cfg->gid), "setgid", "");
@@ -106,6 +114,16 @@ static void real_main(const struct berth_exec_config *cfg, int error_fd, int lif
     CHECK(prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0), "prctl", "PR_SET_PDEATHSIG");
     struct pollfd life = { .fd = lifeline, .events = POLLIN, .revents = 0 };
     if (poll(&life, 1, 0) > 0 && (life.revents & (POLLHUP | POLLERR)) != 0) _exit(127);
+
+    // 9b. (Hardened) effective and permitted capabilities after the uid switch; then
+    //     no_new_privs and, last before execve, seccomp (spawn.c step 14b).
+    if (cfg->harden) {
+        berth_set_caps(error_fd, cfg->cap_mask, cfg->uid);
+        if (cfg->no_new_privs) {
+            CHECK(prctl(PR_SET_NO_NEW_PRIVS, 1UL, 0UL, 0UL, 0UL), "no_new_privs", "");
+            if (cfg->seccomp_bpf != NULL) berth_load_seccomp(error_fd, cfg->seccomp_bpf, cfg->seccomp_len);
+        }
+    }
 
     // 10. execve, searching the PATH of the exec's environment. Reports "exec" on failure.
     berth_child_exec(error_fd, cfg->argv, cfg->envp);

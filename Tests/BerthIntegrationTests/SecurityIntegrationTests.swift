@@ -50,6 +50,14 @@ struct SecurityIntegrationTests {
             #expect(field(privileged, "NoNewPrivs") == "0")
             let nnp = try sh(agent, ["--security-opt", "no-new-privileges=false"], "cat /proc/self/status").stdout
             #expect(field(nnp, "NoNewPrivs") == "0")
+            // An exec'd process gets the container's confinement, not the agent's.
+            #expect(try agent.cli(["run", "-d", "--name", "confined", "--cap-add", "NET_ADMIN", "busybox", "sleep", "1000"]).status == 0)
+            let exec = try agent.cli(["exec", "confined", "cat", "/proc/self/status"]).stdout
+            #expect(field(exec, "CapEff") == "00000000a80435fb", "\(exec)")
+            #expect(field(exec, "CapBnd") == "00000000a80435fb")
+            #expect(field(exec, "Seccomp") == "2")
+            #expect(field(exec, "NoNewPrivs") == "1")
+            #expect(try agent.cli(["rm", "-f", "confined"]).status == 0)
             // Without CAP_NET_ADMIN, no interface can be changed; with it, it can.
             #expect(try sh(agent, [], "ip link set lo down").status != 0)
             #expect(try sh(agent, ["--cap-add", "NET_ADMIN"], "ip link set lo down").status == 0)

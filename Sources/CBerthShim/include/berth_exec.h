@@ -23,6 +23,7 @@
 // Like spawn, everything is prepared before berth_exec_start: neither the shim nor the
 // real process allocates.
 #include "berth_spawn.h"
+#include <stdint.h>
 #include <sys/types.h>
 
 /// What an exec needs. Read by the shim in its own copy of the address space, so it must
@@ -49,6 +50,16 @@ struct berth_exec_config {
     /// controlling terminal (TIOCSCTTY in its new session), so that ^C typed on it
     /// reaches the command as SIGINT. Step "tty" fails when none is a terminal.
     int tty;
+    /// Non-zero: the same confinement as the container's own processes (docker applies
+    /// the container's capabilities and seccomp profile to exec'd processes too):
+    /// bounding/effective/permitted capabilities from `cap_mask` (none effective for a
+    /// non-root uid), no_new_privs when `no_new_privs`, and the seccomp filter
+    /// `seccomp_bpf` (`seccomp_len` sock_filter instructions; NULL: none).
+    int harden;
+    uint64_t cap_mask;
+    int no_new_privs;
+    const void *seccomp_bpf;
+    unsigned int seccomp_len;
 };
 
 /// A started shim, between berth_exec_start and berth_exec_finish / berth_exec_abort.
