@@ -92,7 +92,7 @@ struct LifecycleTests {
         try await withAgent { agent in
             let client = try await agent.clientWithImage()
             _ = try agent.cli(["run", "-d", "--name", "talker", "busybox", "sh", "-c",
-                               "for i in 1 2 3 4 5; do echo out-$i; echo err-$i >&2; done; sleep 2; echo late; exit 0"])
+                               "for i in 1 2 3 4 5; do echo out-$i; echo err-$i >&2; done; sleep 6; echo late; exit 0"])
             try await waitForLog(client, "talker", contains: "out-5")
             let all = try agent.cli(["logs", "talker"])
             #expect(all.stdout.hasPrefix("out-1\nout-2\nout-3\nout-4\nout-5\n"))
