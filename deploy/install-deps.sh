@@ -13,6 +13,7 @@ packages=(
   libcap-dev              # capability names and numbers (cap_from_name) for --cap-add/--cap-drop
   libseccomp-dev          # compiles seccomp profiles (default and docker JSON) to BPF
   nftables                # tests inspect the table with nft(8)
+  openssl                 # deploy/make-certs.sh (lab CA and certificates for mutual TLS)
   busybox-static          # the test image (deploy/make-test-image.sh)
   iproute2                # tests inspect namespaces with ip(8)
   util-linux              # nsenter/unshare/mount used by tests
