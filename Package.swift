@@ -22,6 +22,8 @@ let package = Package(
                        providers: [.apt(["libarchive-dev"])]),
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto",
                        providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "libssl",
+                       providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CNetlinkRoute", pkgConfig: "libnl-route-3.0",
                        providers: [.apt(["libnl-route-3-dev"])]),
         .systemLibrary(name: "CNftables", pkgConfig: "libnftables",
@@ -42,10 +44,14 @@ let package = Package(
         // nftables table (libnftables).
         .target(name: "CBerthNet", dependencies: ["CNetlinkRoute", "CNftables"]),
 
+        // Mutual TLS (libssl) and the pump that bridges a TLS socket to a plain one.
+        .target(name: "CBerthTLS", dependencies: ["COpenSSL"]),
         // One error type whose codes map to the wire's error codes.
         .target(name: "BerthErrors"),
         // Thin syscall layer: file descriptors, errno, atomic writes, threads and locks.
         .target(name: "BerthSystem", dependencies: ["BerthErrors", "CBerthShim"]),
+        // TLS contexts and wrapping a connected socket (agent and client).
+        .target(name: "BerthTLS", dependencies: ["BerthErrors", "BerthSystem", "CBerthTLS"]),
         // Frames, Swift message types, the protobuf-c mapping and multiplexed connections.
         .target(name: "BerthWire", dependencies: ["BerthErrors", "BerthSystem", "CBerthProto", "CProtobufC"]),
         // Images, root filesystems, containers and their on-disk state.
@@ -73,7 +79,7 @@ let package = Package(
         .executableTarget(name: "berth-shm-probe", path: "Tests/Fixtures/shm-probe",
                           linkerSettings: [.unsafeFlags(["-static-executable"])]),
 
-        .testTarget(name: "BerthWireTests", dependencies: ["BerthWire", "BerthSystem"]),
+        .testTarget(name: "BerthWireTests", dependencies: ["BerthWire", "BerthSystem", "BerthTLS"]),
         .testTarget(name: "BerthRuntimeTests", dependencies: ["BerthRuntime", "BerthSystem", "BerthErrors", "CBerthShim", "CBerthNet", "berth-monitor"]),
         // Starts real berthd processes (root) and drives them with BerthClient and the berth binary.
         // berth-shm-probe is built for them (it is copied into containers' root file systems).
