@@ -45,7 +45,7 @@ let package = Package(
         .target(name: "CBerthNet", dependencies: ["CNetlinkRoute", "CNftables"]),
 
         // Mutual TLS (libssl) and the pump that bridges a TLS socket to a plain one.
-        .target(name: "CBerthTLS", dependencies: ["COpenSSL"]),
+        .target(name: "CBerthTLS", dependencies: ["COpenSSL", "CCrypto"]),
         // One error type whose codes map to the wire's error codes.
         .target(name: "BerthErrors"),
         // Thin syscall layer: file descriptors, errno, atomic writes, threads and locks.
@@ -57,9 +57,9 @@ let package = Package(
         // Images, root filesystems, containers and their on-disk state.
         .target(name: "BerthRuntime", dependencies: ["BerthErrors", "BerthSystem", "BerthWire", "CBerthShim", "CBerthNet", "CArchive", "CCrypto", "CCap", "CSeccomp"]),
         // The agent: listeners, handshake, call dispatch.
-        .target(name: "BerthAgent", dependencies: ["BerthErrors", "BerthSystem", "BerthWire", "BerthRuntime", "CBerthShim"]),
+        .target(name: "BerthAgent", dependencies: ["BerthErrors", "BerthSystem", "BerthWire", "BerthRuntime", "BerthTLS", "CBerthShim"]),
         // The client library; never imports agent internals.
-        .target(name: "BerthClient", dependencies: ["BerthErrors", "BerthSystem", "BerthWire"]),
+        .target(name: "BerthClient", dependencies: ["BerthErrors", "BerthSystem", "BerthWire", "BerthTLS"]),
 
         // The per-container monitor (C, ≈1 MiB RSS): parent and reaper of a container's init,
         // writer of its log and exit status; it outlives the agent.

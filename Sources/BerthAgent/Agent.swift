@@ -4,6 +4,7 @@ import Glibc
 import BerthErrors
 import BerthRuntime
 import BerthSystem
+import BerthTLS
 import BerthWire
 import Synchronization
 
@@ -27,6 +28,11 @@ public struct AgentConfig: Sendable {
     public var network = NetworkOptions()
     /// Berth's cgroup (docs/cgroups.md).
     public var cgroupParent = "berth"
+    /// Mutual TLS on the TCP listeners (`--tls-cert/--tls-key/--tls-ca`); with it a
+    /// listener may take any address, not only loopback (docs/security.md).
+    public var tlsCertificate = ""
+    public var tlsKey = ""
+    public var tlsCA = ""
     public init() {}
 
     /// `name` in the directory of the running executable.
@@ -44,6 +50,8 @@ public struct AgentConfig: Sendable {
 public final class Agent: Sendable {
     public let config: AgentConfig
     let runtime: ContainerRuntime
+    /// The TCP listeners' mutual TLS; nil: plain (loopback only).
+    let tls: TLSContext?
     let lockFD: FileDescriptor
     let listeners: Mutex<[Listener]> = Mutex([])
     let connections: Mutex<[ObjectIdentifier: Connection]> = Mutex([:])
@@ -69,6 +77,11 @@ public final class Agent: Sendable {
             guard access(config.monitorBinary, X_OK) == 0 else {
                 throw BerthError(.notFound, "berth-monitor not found at \(config.monitorBinary); install it next to berthd or pass --monitor PATH")
             }
+            if !config.tlsCertificate.isEmpty || !config.tlsKey.isEmpty || !config.tlsCA.isEmpty {
+                tls = try TLSContext(server: true, certificate: config.tlsCertificate, key: config.tlsKey, ca: config.tlsCA)
+            } else {
+                tls = nil
+            }
             var options = RuntimeOptions(monitorBinary: config.monitorBinary)
             options.logMaxBytes = config.logMaxBytes
             options.logMaxFiles = config.logMaxFiles
@@ -78,9 +91,10 @@ public final class Agent: Sendable {
             var opened: [Listener] = []
             do {
                 opened.append(try Listener.open(.unix(path: config.socketPath)))
-                // Listener.open refuses TCP on anything but loopback.
+                // Listener.open refuses plain TCP on anything but loopback; with mutual
+                // TLS any address will do.
                 for address in config.listen {
-                    opened.append(try Listener.open(try SocketAddress.parse(address)))
+                    opened.append(try Listener.open(try SocketAddress.parse(address), anyHost: tls != nil))
                 }
             } catch {
                 for l in opened { l.close() }
@@ -121,15 +135,43 @@ public final class Agent: Sendable {
 
     final class Session: Sendable {
         let greeted = Atomic<Bool>(false)
+        let role: Role
+        let peer: String
+        init(role: Role, peer: String) { self.role = role; self.peer = peer }
     }
 
+    /// A TCP connection on a TLS agent: the handshake (the client's certificate must be
+    /// the CA's; refused before any request is read) on a thread of its own, then the
+    /// connection as usual, with the role its certificate gives.
+    private func acceptTLS(_ fd: FileDescriptor, _ label: String, _ context: TLSContext) {
+        startThread("berth-tls-accept") { [self] in
+            do {
+                let (plain, peer) = try TLS.wrap(fd, context: context, timeoutMillis: 10_000)
+                let role = Role(peer)
+                serve(plain, "\(label) \(peer.commonName) (\(role.rawValue))", role: role)
+            } catch {
+                Log.write("TLS connection \(label) refused: \(error.berthError("tls").message)")
+            }
+        }
+    }
+
+    /// A new connection from a listener: TCP on a TLS agent goes through the handshake
+    /// first; the Unix socket (and plain loopback TCP) is an admin's.
     private func accept(_ fd: FileDescriptor, _ label: String) {
+        if let context = tls, label.hasPrefix("tcp") {
+            acceptTLS(fd, label, context)
+        } else {
+            serve(fd, label, role: .admin)
+        }
+    }
+
+    private func serve(_ fd: FileDescriptor, _ label: String, role: Role) {
         if stopping.load(ordering: .acquiring) { fd.close(); return }
         var options = ConnectionOptions()
         options.keepaliveSeconds = config.keepaliveSeconds
         let connection = Connection(fd: fd, role: .server, label: label, options: options)
         let key = ObjectIdentifier(connection)
-        let session = Session()
+        let session = Session(role: role, peer: label)
         connections.withLock { $0[key] = connection }
         connection.start(onRequest: { [self] stream, request in
             startThread("berth-call") { self.dispatch(stream, request, session) }
@@ -146,6 +188,10 @@ public final class Agent: Sendable {
             if case .hello(let hello) = request {
                 try self.hello(stream, hello, session)
                 return
+            }
+            if session.role == .viewer && !request.isReadOnly {
+                Log.write("permission denied: \(session.peer) (viewer) asked for \(request.callName)")
+                throw BerthError(.permissionDenied, "\(session.peer) is a viewer: \(request.callName) needs the admin role")
             }
             guard session.greeted.load(ordering: .acquiring) else {
                 throw BerthError(.failedPrecondition, "the connection must start with Hello before any other call")

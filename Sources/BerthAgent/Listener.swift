@@ -17,7 +17,8 @@ final class Listener: Sendable {
 
     /// Binds and listens. A Unix socket gets mode 0660; a stale socket file left by a
     /// dead agent is replaced, a live one is an error.
-    static func open(_ address: SocketAddress) throws -> Listener {
+    /// `anyHost`: TCP on any address (the agent has mutual TLS); otherwise loopback only.
+    static func open(_ address: SocketAddress, anyHost: Bool = false) throws -> Listener {
         switch address {
         case .unix(let path):
             guard path.utf8.count < 108 else { throw BerthError(.invalidArgument, "socket path \(path) is longer than 107 bytes") }
@@ -42,7 +43,7 @@ final class Listener: Sendable {
             }
             return Listener(fd: fd, address: address)
         case .tcp(let host, let port):
-            let resolved = try SocketAddress.loopbackOnly(host)
+            let resolved = anyHost ? try SocketAddress.resolveNumeric(host) : try SocketAddress.loopbackOnly(host)
             let family = resolved.contains(":") ? AF_INET6 : AF_INET
             let fd = FileDescriptor(rawValue: try sys("socket") { socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) })
             do {

@@ -3,6 +3,7 @@ import Glibc
 #endif
 @_exported import BerthErrors
 import BerthSystem
+import BerthTLS
 @_exported import BerthWire
 import Synchronization
 
@@ -35,9 +36,16 @@ public final class BerthClient: Sendable {
 
     /// Connects to `address` (`unix:///path` or `tcp://host:port`) and performs the
     /// Hello handshake. `keepaliveSeconds` (0: the agent's default) is proposed to it.
-    public static func connect(to address: String = defaultAddress, keepaliveSeconds: UInt32 = 0) async throws -> BerthClient {
+    public static func connect(to address: String = defaultAddress, keepaliveSeconds: UInt32 = 0,
+                               tls: TLSOptions? = nil) async throws -> BerthClient {
         let parsed = try SocketAddress.parse(address)
-        let fd = try SocketAddress.connect(parsed)
+        var fd = try SocketAddress.connect(parsed)
+        if let tls, case .tcp(let host, _) = parsed {
+            // Mutual TLS: the agent's certificate must be the CA's and name the host or IP
+            // we dialled (like docker --tlsverify); ours tells the agent who we are.
+            let context = try TLSContext(server: false, certificate: tls.certificate, key: tls.key, ca: tls.ca)
+            fd = try TLS.wrap(fd, context: context, expectedHost: host).0
+        }
         let connection = Connection(fd: fd, role: .client, label: address)
         connection.start()
         var request = HelloRequest()
@@ -52,6 +60,14 @@ public final class BerthClient: Sendable {
             connection.close()
             throw error
         }
+    }
+
+    /// The files of mutual TLS to a remote agent (`berth --tls-ca --tls-cert --tls-key`).
+    public struct TLSOptions: Sendable, Hashable {
+        public var ca: String
+        public var certificate: String
+        public var key: String
+        public init(ca: String, certificate: String, key: String) { self.ca = ca; self.certificate = certificate; self.key = key }
     }
 
     /// Closes the connection; calls in flight fail with UNAVAILABLE.

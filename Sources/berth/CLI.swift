@@ -34,14 +34,23 @@ struct Command: Sendable {
 /// Options that apply to every command.
 struct Globals: Sendable {
     var host: String = Host.environment("BERTH_HOST") ?? BerthClient.defaultAddress
+    /// Mutual TLS files (`--tls-ca/--tls-cert/--tls-key`, or BERTH_TLS_CA/_CERT/_KEY).
+    var tlsCA = Host.environment("BERTH_TLS_CA") ?? ""
+    var tlsCert = Host.environment("BERTH_TLS_CERT") ?? ""
+    var tlsKey = Host.environment("BERTH_TLS_KEY") ?? ""
 
     func connect() async throws -> BerthClient {
-        try await BerthClient.connect(to: host)
+        let given = [tlsCA, tlsCert, tlsKey].filter { !$0.isEmpty }.count
+        if given != 0 && given != 3 {
+            throw UsageError(message: "mutual TLS needs all of --tls-ca, --tls-cert and --tls-key", command: nil)
+        }
+        let tls = given == 3 ? BerthClient.TLSOptions(ca: tlsCA, certificate: tlsCert, key: tlsKey) : nil
+        return try await BerthClient.connect(to: host, tls: tls)
     }
 }
 
 enum CLI {
-    static let mainUsage = "Usage: berth [-H unix://PATH|tcp://HOST:PORT] <command> [options]"
+    static let mainUsage = "Usage: berth [-H unix://PATH|tcp://HOST:PORT] [--tls-ca F --tls-cert F --tls-key F] <command> [options]"
 
     static let commands: [Command] = [
         Command(name: "info", usage: "berth info", summary: "Show the agent's host, kernel, cgroup layout and counts",
@@ -132,6 +141,9 @@ enum CLI {
                 case "-h", "--help": out(mainHelp); return ExitCode.ok
                 case "--version": out("berth \(berthVersion) (protocol \(berthProtocolVersion))\n"); return ExitCode.ok
                 case "-H", "--host": globals.host = try args.value(for: arg, nil)
+                case "--tls-ca": globals.tlsCA = try args.value(for: arg, nil)
+                case "--tls-cert": globals.tlsCert = try args.value(for: arg, nil)
+                case "--tls-key": globals.tlsKey = try args.value(for: arg, nil)
                 default:
                     if arg.hasPrefix("--host=") { globals.host = String(arg.dropFirst(7)) } else {
                         throw UsageError(message: "unknown option \(arg)", command: nil)

@@ -28,6 +28,10 @@ Options:
   --subnet-pool CIDR   User networks without --subnet get a /24 from here
                        (default 10.218.0.0/16)
   --cgroup-parent NAME Berth's cgroup: containers get NAME/<id> (default berth)
+  --tls-cert FILE      Mutual TLS on every --listen address: this agent's certificate,
+  --tls-key FILE       its key, and the CA clients' certificates must be signed by
+  --tls-ca FILE        (deploy/make-certs.sh makes a lab set). With TLS any address may be
+                       listened on; a client certificate with OU=viewer may only read
   --default-network N  Network of containers run without --network: bridge, none,
                        host or a user network (default bridge)
   --exit-on-stdin-eof  Shut down cleanly when standard input reaches end of file
@@ -74,6 +78,9 @@ while let arg = args.popFirst() {
     case "--default-subnet": config.network.defaultSubnet = value()
     case "--subnet-pool": config.network.subnetPool = value()
     case "--default-network": config.network.defaultNetwork = value()
+    case "--tls-cert": config.tlsCertificate = value()
+    case "--tls-key": config.tlsKey = value()
+    case "--tls-ca": config.tlsCA = value()
     case "--cgroup-parent":
         let v = value()
         guard !v.isEmpty, !v.hasPrefix("/"), !v.split(separator: "/", omittingEmptySubsequences: false).contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }) else {

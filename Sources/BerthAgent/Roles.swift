@@ -1,0 +1,62 @@
+import BerthTLS
+import BerthWire
+
+/// What a connection may do (docs/security.md). Local connections (the Unix socket, and
+/// plain TCP, which only loopback allows) are admins; a TLS client's role comes from its
+/// certificate: OU "viewer" makes a viewer, anything else an admin.
+enum Role: String, Sendable {
+    case admin, viewer
+
+    init(_ peer: TLSPeer) {
+        self = peer.organizationalUnit.lowercased() == "viewer" ? .viewer : .admin
+    }
+}
+
+extension Request {
+    /// Calls that change nothing and reveal no more than `ps`, `inspect` and `logs`:
+    /// what a viewer may make.
+    var isReadOnly: Bool {
+        switch self {
+        case .hello, .info, .listImages, .wait, .listContainers, .inspectContainer, .logs,
+             .listNetworks, .inspectNetwork, .listPods, .inspectPod, .stats:
+            return true
+        case .importImage, .createContainer, .startContainer, .run, .removeContainer, .stopContainer,
+             .killContainer, .restartContainer, .exec, .createNetwork, .removeNetwork, .createPod,
+             .startPod, .stopPod, .removePod:
+            return false
+        }
+    }
+
+    /// The call's name, for logs and refusals.
+    var callName: String {
+        switch self {
+        case .hello: "Hello"
+        case .info: "Info"
+        case .importImage: "ImportImage"
+        case .listImages: "ListImages"
+        case .createContainer: "CreateContainer"
+        case .startContainer: "StartContainer"
+        case .run: "Run"
+        case .wait: "Wait"
+        case .listContainers: "ListContainers"
+        case .removeContainer: "RemoveContainer"
+        case .stopContainer: "StopContainer"
+        case .killContainer: "KillContainer"
+        case .restartContainer: "RestartContainer"
+        case .inspectContainer: "InspectContainer"
+        case .logs: "Logs"
+        case .exec: "Exec"
+        case .createNetwork: "CreateNetwork"
+        case .listNetworks: "ListNetworks"
+        case .inspectNetwork: "InspectNetwork"
+        case .removeNetwork: "RemoveNetwork"
+        case .createPod: "CreatePod"
+        case .listPods: "ListPods"
+        case .inspectPod: "InspectPod"
+        case .startPod: "StartPod"
+        case .stopPod: "StopPod"
+        case .removePod: "RemovePod"
+        case .stats: "Stats"
+        }
+    }
+}

@@ -1,0 +1,75 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import BerthClient
+import BerthSystem
+import Testing
+
+// A remote agent with mutual TLS, over loopback: an admin runs containers; a viewer may
+// only look; a client of another CA and a plain-TCP client are refused, and the agent
+// keeps serving.
+
+private func freeTCPPort() -> UInt16 {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+    _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+    return UInt16(bigEndian: addr.sin_port)
+}
+
+@Suite("Remote agent with mutual TLS (root)", .enabled(if: isRoot && Files.exists("/usr/bin/openssl"), "needs root and openssl"),
+       .timeLimit(.minutes(3)))
+struct RemoteTLSTests {
+    @Test("admin runs, viewer only reads, another CA and plain TCP are refused")
+    func roles() async throws {
+        let certs = try TempDir("berth-certs")
+        defer { certs.remove() }
+        let d = certs.path
+        let script = repoRoot + "/deploy/make-certs.sh"
+        for args in [["ca"], ["agent", "agent", "127.0.0.1", "localhost"], ["client", "alice"], ["client", "bob", "viewer"]] {
+            #expect(try runProgram(["/bin/bash", script, d] + args).status == 0)
+        }
+        try Files.makeDirectories(d + "/other")
+        for args in [["ca"], ["client", "mallory"]] { #expect(try runProgram(["/bin/bash", script, d + "/other"] + args).status == 0) }
+        let port = freeTCPPort()
+        try await withAgent(tcpPort: port, extraArgs: ["--tls-cert", d + "/agent.pem", "--tls-key", d + "/agent-key.pem", "--tls-ca", d + "/ca.pem"]) { agent in
+            _ = try await agent.clientWithImage()
+            let host = "tcp://127.0.0.1:\(port)"
+            func remote(_ who: String, _ args: [String], dir: String? = nil) throws -> ProcessOutput {
+                let base = dir ?? d
+                return try runProgram([binDir + "/berth", "-H", host, "--tls-ca", d + "/ca.pem", "--tls-cert", base + "/\(who).pem",
+                                       "--tls-key", base + "/\(who)-key.pem"] + args)
+            }
+            let run = try remote("alice", ["run", "--rm", "busybox", "echo", "hello over TLS"])
+            #expect(run.status == 0 && run.stdout == "hello over TLS\n", "\(run.stderr)")
+            // The viewer reads but cannot change anything.
+            #expect(try remote("bob", ["ps", "-a"]).status == 0)
+            #expect(try remote("bob", ["info"]).status == 0)
+            let denied = try remote("bob", ["run", "--rm", "busybox", "true"])
+            #expect(denied.status != 0 && denied.stderr.contains("viewer"), "\(denied.stderr)")
+            _ = try remote("alice", ["run", "-d", "--name", "svc", "busybox", "sleep", "100"])
+            let execDenied = try remote("bob", ["exec", "svc", "true"])
+            #expect(execDenied.status != 0 && execDenied.stderr.contains("needs the admin role"))
+            #expect(try remote("bob", ["rm", "-f", "svc"]).status != 0)
+            #expect(agent.log.contains("permission denied: tcp"), "\(agent.log)")
+            // Another CA's client, and a plain client: refused; the agent goes on serving.
+            let stranger = try remote("mallory", ["ps"], dir: d + "/other")
+            #expect(stranger.status != 0)
+            do {
+                let plain = try await BerthClient.connect(to: host)
+                _ = try? await plain.info()
+                Issue.record("a plain TCP client got in")
+                plain.close()
+            } catch {}
+            #expect(try remote("alice", ["rm", "-f", "svc"]).status == 0)
+            #expect(try remote("alice", ["ps", "-a", "-q"]).stdout.isEmpty)
+            // Half the TLS options is a usage error.
+            let half = try runProgram([binDir + "/berth", "-H", host, "--tls-ca", d + "/ca.pem", "ps"])
+            #expect(half.status == 64 && half.stderr.contains("needs all of"))
+        }
+    }
+}
