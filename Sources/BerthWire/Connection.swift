@@ -89,6 +89,8 @@ public final class Connection: Sendable {
         var closed = false
         var closeError: BerthError?
         var writerDone = false
+        /// Why the writer stopped, when a write failed (reported unless the peer's GOAWAY says more).
+        var writeFailure: BerthError?
         /// The descriptor has been closed; its number may already belong to another
         /// socket, so nothing may shut it down any more.
         var fdClosed = false
@@ -406,7 +408,12 @@ public final class Connection: Sendable {
                 state.withLock { $0.outboundBytes -= bytes.count }
             }
             if failed {
-                state.withLock { markClosed(&$0, BerthError(.unavailable, "connection \(label): write failed")) }
+                // The peer hung up. It may have said why first (a GOAWAY: the agent refusing
+                // a connection beyond its limit): give the reader a moment to find it.
+                let error = BerthError(.unavailable, "connection \(label): write failed")
+                state.withLock { $0.writeFailure = error }
+                _ = state.wait(timeoutNanos: 1_000_000_000, until: { $0.closed ? true : nil })
+                state.withLock { markClosed(&$0, error) }
                 break
             }
         }
@@ -467,7 +474,10 @@ public final class Connection: Sendable {
                 handle(frame)
             }
         }
-        state.withLock { markClosed(&$0, failure ?? BerthError(.unavailable, "connection \(label) closed by peer"), clean: failure == nil) }
+        state.withLock { s in
+            let error = failure ?? s.writeFailure
+            markClosed(&s, error ?? BerthError(.unavailable, "connection \(label) closed by peer"), clean: error == nil)
+        }
         // Give the writer a moment to flush a GOAWAY; then shutdown() unblocks a write
         // stuck on a peer that does not read. Close the descriptor only when the writer
         // can no longer touch it.
