@@ -13,8 +13,22 @@ public struct AgentConfig: Sendable {
     public var socketPath = "/run/berth/berth.sock"
     public var stateDir = "/var/lib/berth"
     public var runDir = "/run/berth"
-    /// Extra listeners, e.g. `tcp://127.0.0.1:7946` (loopback only).
+    /// Extra listeners, e.g. `tcp://127.0.0.1:7946` (loopback only unless `insecureTCP`).
     public var listen: [String] = []
+    /// Allow plain TCP listeners on non-loopback addresses (a loud warning at start and in Info).
+    public var insecureTCP = false
+    /// The group of the Unix socket (and of its directory when the agent creates it).
+    public var socketGroup: gid_t?
+    /// Connections served at once; the one beyond gets GOAWAY RESOURCE_EXHAUSTED.
+    public var maxConnections = 256
+    /// Streams open at once on one connection; the REQUEST beyond gets RESOURCE_EXHAUSTED.
+    public var maxStreams = 128
+    /// Seconds a new connection has to complete Hello (0 = no limit).
+    public var handshakeTimeoutSeconds: UInt32 = 10
+    /// Seconds a connection may stay with no open stream and no stream frame (0 = no limit).
+    public var idleTimeoutSeconds: UInt32 = 300
+    /// Seconds a partly received frame may wait for its next byte (0 = no limit).
+    public var frameTimeoutSeconds: UInt32 = 10
     /// The name this node reports in Hello and Info; the host name by default.
     public var nodeName = Host.hostname
     /// The keepalive interval the agent uses when the client proposes none.
@@ -56,6 +70,8 @@ public final class Agent: Sendable {
     let listeners: Mutex<[Listener]> = Mutex([])
     let connections: Mutex<[ObjectIdentifier: Connection]> = Mutex([:])
     let stopping = Atomic<Bool>(false)
+    /// How this agent is set up unsafely, one sentence each: logged at start, shown by Info.
+    let warnings: [String]
 
     static let features = ["flow-control", "keepalive", "run", "import-image", "logs", "exec", "restart-policy"]
 
@@ -63,6 +79,9 @@ public final class Agent: Sendable {
     /// the listeners. Nothing is served until `serve()`.
     public init(config: AgentConfig) throws {
         self.config = config
+        // The socket's directory is locked down only when the agent makes it (below, or
+        // as the run dir): an existing directory belongs to the administrator.
+        let socketDirExisted = Files.exists(Files.dirname(of: config.socketPath))
         try Files.makeDirectories(config.runDir, mode: 0o755)
         try Files.makeDirectories(config.stateDir, mode: 0o700)
         let lockPath = config.runDir + "/berthd.lock"
@@ -89,18 +108,25 @@ public final class Agent: Sendable {
             options.cgroupParent = config.cgroupParent
             runtime = try ContainerRuntime(stateDir: config.stateDir, runDir: config.runDir, options: options)
             var opened: [Listener] = []
+            var warnings: [String] = []
             do {
-                opened.append(try Listener.open(.unix(path: config.socketPath)))
-                // Listener.open refuses plain TCP on anything but loopback; with mutual
-                // TLS any address will do.
+                opened.append(try Listener.open(.unix(path: config.socketPath), group: config.socketGroup,
+                                                createDirectory: !socketDirExisted))
+                // Listener.open refuses plain TCP on anything but loopback, unless the agent
+                // has mutual TLS (then any address is fine) or --insecure-tcp (then it warns).
                 for address in config.listen {
-                    opened.append(try Listener.open(try SocketAddress.parse(address), anyHost: tls != nil))
+                    let l = try Listener.open(try SocketAddress.parse(address), anyHost: tls != nil || config.insecureTCP)
+                    opened.append(l)
+                    if tls == nil, case .tcp(let host, _) = l.address, (try? SocketAddress.loopbackOnly(host)) == nil {
+                        warnings.append("plain TCP on \(l.address): anyone who can reach it controls this host as root")
+                    }
                 }
             } catch {
                 for l in opened { l.close() }
                 throw error
             }
             listeners.withLock { $0 = opened }
+            self.warnings = warnings
         } catch {
             lockFD.close()
             throw error
@@ -112,6 +138,7 @@ public final class Agent: Sendable {
 
     /// Starts accepting connections on every listener.
     public func serve() {
+        for w in warnings { Log.write("WARNING: \(w)") }
         for l in listeners.withLock({ $0 }) {
             Log.write("listening on \(l.address)")
             l.acceptLoop { [self] fd, label in accept(fd, label) }
@@ -169,10 +196,25 @@ public final class Agent: Sendable {
         if stopping.load(ordering: .acquiring) { fd.close(); return }
         var options = ConnectionOptions()
         options.keepaliveSeconds = config.keepaliveSeconds
+        options.maxStreams = config.maxStreams
+        options.handshakeTimeoutSeconds = config.handshakeTimeoutSeconds
+        options.idleTimeoutSeconds = config.idleTimeoutSeconds
+        options.frameTimeoutSeconds = config.frameTimeoutSeconds
         let connection = Connection(fd: fd, role: .server, label: label, options: options)
         let key = ObjectIdentifier(connection)
         let session = Session(role: role, peer: label)
-        connections.withLock { $0[key] = connection }
+        let admitted = connections.withLock { c in
+            guard c.count < config.maxConnections else { return false }
+            c[key] = connection
+            return true
+        }
+        guard admitted else {
+            // Say why, then hang up: GOAWAY is written by the connection's writer thread.
+            connection.close(BerthError(.resourceExhausted, "agent \(config.nodeName) has \(config.maxConnections) connections, the most it takes; try again later"))
+            connection.start()
+            Log.write("connection \(label) refused: \(config.maxConnections) connections already")
+            return
+        }
         connection.start(onRequest: { [self] stream, request in
             startThread("berth-call") { self.dispatch(stream, request, session) }
         }, onClose: { [self] error in
@@ -274,6 +316,7 @@ public final class Agent: Sendable {
         response.initialWindow = ConnectionOptions.initialWindow
         response.maxPayload = FrameHeader.maxPayload
         stream.connection.setKeepalive(seconds: response.keepaliveSeconds)
+        stream.connection.handshakeCompleted()
         session.greeted.store(true, ordering: .releasing)
         try stream.send(.hello(response), end: true)
     }
@@ -298,6 +341,7 @@ public final class Agent: Sendable {
         info.stateDir = config.stateDir
         info.runDir = config.runDir
         info.networks = runtime.networks.list()
+        info.warnings = warnings
         return info
     }
 

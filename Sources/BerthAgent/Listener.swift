@@ -15,14 +15,21 @@ final class Listener: Sendable {
         self.address = address
     }
 
-    /// Binds and listens. A Unix socket gets mode 0660; a stale socket file left by a
-    /// dead agent is replaced, a live one is an error.
-    /// `anyHost`: TCP on any address (the agent has mutual TLS); otherwise loopback only.
-    static func open(_ address: SocketAddress, anyHost: Bool = false) throws -> Listener {
+    /// Binds and listens. A Unix socket gets mode 0660 and, with `group`, that group; its
+    /// directory, when `createDirectory` (it did not exist before the agent started),
+    /// is made with mode 0750 and the same group. A stale socket file left by a dead
+    /// agent is replaced, a live one is an error. TCP is refused on anything but a
+    /// loopback address unless `anyHost` (the agent has mutual TLS, or --insecure-tcp).
+    static func open(_ address: SocketAddress, group: gid_t? = nil, createDirectory: Bool = false, anyHost: Bool = false) throws -> Listener {
         switch address {
         case .unix(let path):
             guard path.utf8.count < 108 else { throw BerthError(.invalidArgument, "socket path \(path) is longer than 107 bytes") }
-            try Files.makeDirectories(Files.dirname(of: path), mode: 0o755)
+            let dir = Files.dirname(of: path)
+            try Files.makeDirectories(dir, mode: 0o750)
+            if createDirectory {
+                try sys("chmod \(dir)") { chmod(dir, 0o750) }
+                if let group { try sys("chown \(dir)") { chown(dir, uid_t.max, group) } }
+            }
             if Files.exists(path) {
                 if let probe = try? SocketAddress.connect(.unix(path: path)) {
                     probe.close()
@@ -36,6 +43,7 @@ final class Listener: Sendable {
                     try sys("bind \(path)") { bind(fd.rawValue, sa, len) }
                 }
                 try sys("chmod \(path)") { chmod(path, 0o660) }
+                if let group { try sys("chown \(path)") { chown(path, uid_t.max, group) } }
                 try sys("listen \(path)") { listen(fd.rawValue, 128) }
             } catch {
                 fd.close()

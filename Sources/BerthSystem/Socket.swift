@@ -92,7 +92,7 @@ public enum SocketAddress: Sendable, Hashable, CustomStringConvertible {
         var a4 = in_addr()
         if inet_pton(AF_INET, numeric, &a4) == 1, UInt32(bigEndian: a4.s_addr) >> 24 == 127 { return numeric }
         if numeric == "::1" { return numeric }
-        throw BerthError(.permissionDenied, "refusing to listen on \(host): plain TCP is allowed only on loopback (127.0.0.0/8 or ::1) until mutual TLS is supported")
+        throw BerthError(.permissionDenied, "refusing to listen on \(host): plain TCP is allowed only on loopback (127.0.0.0/8 or ::1), as anyone who can reach it controls the host as root; pass --insecure-tcp to allow it anyway (mutual TLS, --tls-cert/--tls-key/--tls-ca, is the proper way)")
     }
 
     /// Calls `body` with a `sockaddr` for `address` (numeric hosts only).

@@ -852,6 +852,7 @@ extension InfoResponse {
         stateDir = string(c.state_dir)
         runDir = string(c.run_dir)
         networks = messages(c.n_networks, c.networks, Network.init)
+        warnings = strings(c.n_warnings, c.warnings)
     }
 }
 
@@ -895,6 +896,7 @@ extension Arena {
         c.pointee.state_dir = cString(info.stateDir)
         c.pointee.run_dir = cString(info.runDir)
         (c.pointee.n_networks, c.pointee.networks) = cArray(info.networks, network)
+        (c.pointee.n_warnings, c.pointee.warnings) = cStrings(info.warnings)
         return c
     }
 }

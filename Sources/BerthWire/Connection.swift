@@ -29,7 +29,21 @@ public struct ConnectionOptions: Sendable {
     /// intervals of silence the connection is closed. 0 disables keepalive.
     public var keepaliveSeconds: UInt32 = 30
     /// Streams the peer may have open at once; a REQUEST beyond it is answered RESOURCE_EXHAUSTED.
-    public var maxStreams = 256
+    public var maxStreams = 128
+    /// Seconds the peer has to complete the handshake (`handshakeCompleted()`) before the
+    /// connection is closed with GOAWAY DEADLINE_EXCEEDED. 0 = no limit (a client).
+    public var handshakeTimeoutSeconds: UInt32 = 0
+    /// Seconds with no open stream and no stream frame received (PING and PONG do not
+    /// count) before the connection is closed with GOAWAY. 0 = no limit.
+    public var idleTimeoutSeconds: UInt32 = 0
+    /// Seconds a partly received frame (some header or payload bytes buffered) may wait for
+    /// its next byte before the connection is closed with GOAWAY DEADLINE_EXCEEDED
+    /// (a slow-loris peer). 0 = no limit.
+    public var frameTimeoutSeconds: UInt32 = 0
+    /// DATA bytes received and not yet consumed, summed over the connection's streams. DATA
+    /// that would go beyond it cancels its stream with RESOURCE_EXHAUSTED (each stream is
+    /// also bounded by its window).
+    public var maxBufferedData = 16 << 20
     /// Queued outbound bytes above which DATA senders wait (back-pressure on a slow reader).
     public var writeHighWater = 1 << 20
     /// Queued outbound bytes at which the peer is judged not to be reading and the
@@ -75,12 +89,19 @@ public final class Connection: Sendable {
         var closed = false
         var closeError: BerthError?
         var writerDone = false
+        /// Why the writer stopped, when a write failed (reported unless the peer's GOAWAY says more).
+        var writeFailure: BerthError?
         /// The descriptor has been closed; its number may already belong to another
         /// socket, so nothing may shut it down any more.
         var fdClosed = false
         var lastReceived: UInt64 = Host.monotonicNanos
         var pingOutstanding = false
         var keepaliveSeconds: UInt32
+        /// When the connection was made, for the handshake deadline.
+        let opened: UInt64 = Host.monotonicNanos
+        var handshakeDone = false
+        /// The last stream frame received, or the last moment a stream was open (idle timeout).
+        var lastActivity: UInt64 = Host.monotonicNanos
         var onRequest: (@Sendable (Stream, Request) -> Void)?
         var onClose: (@Sendable (BerthError?) -> Void)?
     }
@@ -118,6 +139,11 @@ public final class Connection: Sendable {
     /// Changes the keepalive interval (after the Hello exchange agreed on one).
     public func setKeepalive(seconds: UInt32) {
         state.withLock { $0.keepaliveSeconds = seconds }
+    }
+
+    /// The peer has completed the handshake: the handshake deadline no longer applies.
+    public func handshakeCompleted() {
+        state.withLock { $0.handshakeDone = true }
     }
 
     /// Whether the connection has closed.
@@ -382,7 +408,12 @@ public final class Connection: Sendable {
                 state.withLock { $0.outboundBytes -= bytes.count }
             }
             if failed {
-                state.withLock { markClosed(&$0, BerthError(.unavailable, "connection \(label): write failed")) }
+                // The peer hung up. It may have said why first (a GOAWAY: the agent refusing
+                // a connection beyond its limit): give the reader a moment to find it.
+                let error = BerthError(.unavailable, "connection \(label): write failed")
+                state.withLock { $0.writeFailure = error }
+                _ = state.wait(timeoutNanos: 1_000_000_000, until: { $0.closed ? true : nil })
+                state.withLock { markClosed(&$0, error) }
                 break
             }
         }
@@ -401,8 +432,13 @@ public final class Connection: Sendable {
         // Why the connection broke, when it did not end cleanly.
         var failure: BerthError?
         readLoop: while true {
-            let (closed, timeout) = state.withLock { ($0.closed, pollTimeout($0)) }
+            let pending = decoder.bufferedBytes
+            let (closed, timeout, expired) = state.withLock { s in (s.closed, pollTimeout(s), expiredDeadline(&s, pending: pending)) }
             if closed { break }
+            if let expired {
+                close(expired)
+                break
+            }
             var pfd = pollfd(fd: fd.rawValue, events: Int16(POLLIN), revents: 0)
             let r = poll(&pfd, 1, timeout)
             if r < 0 {
@@ -438,7 +474,10 @@ public final class Connection: Sendable {
                 handle(frame)
             }
         }
-        state.withLock { markClosed(&$0, failure ?? BerthError(.unavailable, "connection \(label) closed by peer"), clean: failure == nil) }
+        state.withLock { s in
+            let error = failure ?? s.writeFailure
+            markClosed(&s, error ?? BerthError(.unavailable, "connection \(label) closed by peer"), clean: error == nil)
+        }
         // Give the writer a moment to flush a GOAWAY; then shutdown() unblocks a write
         // stuck on a peer that does not read. Close the descriptor only when the writer
         // can no longer touch it.
@@ -462,6 +501,27 @@ public final class Connection: Sendable {
         let now = Host.monotonicNanos
         let millis = due > now ? (due - now + 999_999) / 1_000_000 : 0
         return Int32(min(millis, 1000))
+    }
+
+    /// The handshake, idle and partial-frame deadlines, checked at least once a second
+    /// (poll never waits longer), whether or not bytes keep arriving.
+    private func expiredDeadline(_ s: inout State, pending: Int) -> BerthError? {
+        let now = Host.monotonicNanos
+        func over(_ since: UInt64, _ seconds: UInt32) -> Bool {
+            seconds > 0 && now >= since && now - since >= UInt64(seconds) * 1_000_000_000
+        }
+        if !s.handshakeDone && over(s.opened, options.handshakeTimeoutSeconds) {
+            return BerthError(.deadlineExceeded, "connection \(label): no handshake (Hello) within \(options.handshakeTimeoutSeconds) s")
+        }
+        if pending > 0 && over(s.lastReceived, options.frameTimeoutSeconds) {
+            return BerthError(.deadlineExceeded, "connection \(label): a frame stalled: \(pending) bytes of it received, then nothing for \(options.frameTimeoutSeconds) s")
+        }
+        if !s.streams.isEmpty {
+            s.lastActivity = now
+        } else if over(s.lastActivity, options.idleTimeoutSeconds) {
+            return BerthError(.unavailable, "connection \(label): idle for \(options.idleTimeoutSeconds) s with no open stream; reconnect when needed")
+        }
+        return nil
     }
 
     private func keepaliveTick() {
@@ -489,6 +549,7 @@ public final class Connection: Sendable {
     private func handle(_ frame: Frame) {
         let id = frame.streamID
         let end = frame.flags.contains(.endStream)
+        if id != 0 { state.withLock { $0.lastActivity = Host.monotonicNanos } }
         guard let type = frame.frameType else {
             let error = protocolError("unknown frame type 0x\(String(frame.type, radix: 16)) on stream \(id)")
             // Stream 0 has nobody to cancel: the connection itself is broken.
@@ -534,6 +595,12 @@ public final class Connection: Sendable {
                     }
                     if frame.payload.count > e.recvWindow {
                         rejectLocked(&s, id, protocolError("stream \(id): DATA of \(frame.payload.count) bytes exceeds the flow-control window of \(e.recvWindow)", code: .resourceExhausted))
+                        return
+                    }
+                    // Each stream is bounded by its window; all of them together by maxBufferedData.
+                    let buffered = s.streams.values.reduce(0) { $0 + max(0, Int(ConnectionOptions.initialWindow) - $1.recvWindow) }
+                    if buffered + frame.payload.count > options.maxBufferedData {
+                        rejectLocked(&s, id, protocolError("connection \(label): \(buffered) bytes of DATA received and not yet consumed; DATA of \(frame.payload.count) more on stream \(id) exceeds the connection's \(options.maxBufferedData)-byte limit", code: .resourceExhausted))
                         return
                     }
                     s.streams[id]?.recvWindow -= frame.payload.count

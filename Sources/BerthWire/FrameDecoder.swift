@@ -24,6 +24,9 @@ public struct FrameDecoder: Sendable {
         self.maxPayload = maxPayload
     }
 
+    /// Bytes received and not yet decoded: the start of a frame, or 0 at a frame boundary.
+    public var bufferedBytes: Int { buffer.count - readIndex }
+
     /// Adds bytes received from the peer.
     public mutating func append(_ bytes: some Collection<UInt8>) {
         if readIndex >= Self.compactThreshold && readIndex * 2 >= buffer.count {

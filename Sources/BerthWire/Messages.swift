@@ -74,6 +74,8 @@ public struct InfoResponse: Sendable, Hashable {
     public var stateDir = ""
     public var runDir = ""
     public var networks: [Network] = []
+    /// How the agent is set up unsafely, one sentence each (plain TCP off loopback).
+    public var warnings: [String] = []
     public init() {}
 }
 

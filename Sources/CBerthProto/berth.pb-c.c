@@ -4188,7 +4188,7 @@ const ProtobufCMessageDescriptor berth__v1__info_request__descriptor =
   (ProtobufCMessageInit) berth__v1__info_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor berth__v1__info_response__field_descriptors[16] =
+static const ProtobufCFieldDescriptor berth__v1__info_response__field_descriptors[17] =
 {
   {
     "hostname",
@@ -4382,6 +4382,18 @@ static const ProtobufCFieldDescriptor berth__v1__info_response__field_descriptor
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "warnings",
+    17,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Berth__V1__InfoResponse, n_warnings),
+    offsetof(Berth__V1__InfoResponse, warnings),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned berth__v1__info_response__field_indices_by_name[] = {
   2,   /* field[2] = agent_version */
@@ -4400,11 +4412,12 @@ static const unsigned berth__v1__info_response__field_indices_by_name[] = {
   4,   /* field[4] = os */
   14,   /* field[14] = run_dir */
   13,   /* field[13] = state_dir */
+  16,   /* field[16] = warnings */
 };
 static const ProtobufCIntRange berth__v1__info_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 16 }
+  { 0, 17 }
 };
 const ProtobufCMessageDescriptor berth__v1__info_response__descriptor =
 {
@@ -4414,7 +4427,7 @@ const ProtobufCMessageDescriptor berth__v1__info_response__descriptor =
   "Berth__V1__InfoResponse",
   "berth.v1",
   sizeof(Berth__V1__InfoResponse),
-  16,
+  17,
   berth__v1__info_response__field_descriptors,
   berth__v1__info_response__field_indices_by_name,
   1,  berth__v1__info_response__number_ranges,

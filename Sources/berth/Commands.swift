@@ -64,6 +64,10 @@ enum Commands {
         for n in i.networks {
             out("  \(n.name): \(n.subnet) on \(n.bridge), \(n.endpoints.count) container\(n.endpoints.count == 1 ? "" : "s")\n")
         }
+        if !i.warnings.isEmpty {
+            out("Warnings:\n")
+            for w in i.warnings { out("  \(w)\n") }
+        }
         return ExitCode.ok
     }
 

@@ -17,6 +17,17 @@ Options:
   --state-dir DIR      Persistent state: images, container records (default /var/lib/berth)
   --run-dir DIR        Runtime state: mounts, lock (default /run/berth)
   --listen ADDRESS     Also serve plain TCP on a loopback address, e.g. tcp://127.0.0.1:7946
+  --insecure-tcp       Allow --listen on a non-loopback address: anyone who can reach
+                       it controls this host as root (use mutual TLS: --tls-cert, --tls-key, --tls-ca)
+  --socket-group G     Group (name or number) of the Unix socket, and of its directory
+                       when berthd creates it (mode 0750); default: berthd's group
+  --max-connections N  Connections served at once (default 256)
+  --max-streams N      Open streams per connection (default 128)
+  --handshake-timeout S  Seconds a connection has to send Hello (default 10; 0: none)
+  --idle-timeout S     Close a connection with no open stream and no call for S
+                       seconds (default 300; 0: never)
+  --frame-timeout S    Close a connection whose partly sent frame gets no byte for S
+                       seconds (default 10; 0: never)
   --node-name NAME     Name reported to clients (default: the host name)
   --keepalive SECONDS  Keepalive interval when a client proposes none (default 30)
   --monitor PATH       The berth-monitor executable (default: next to berthd)
@@ -40,6 +51,16 @@ Options:
   --version            Show the version
 
 """
+
+/// A group name or number, as --socket-group takes it.
+func groupID(_ text: String) -> gid_t? {
+    if let n = gid_t(text) { return n }
+    var group = group()
+    var result: UnsafeMutablePointer<group>?
+    var buf = [CChar](repeating: 0, count: 16384)
+    guard getgrnam_r(text, &group, &buf, buf.count, &result) == 0, let found = result else { return nil }
+    return found.pointee.gr_gid
+}
 
 func fail(_ message: String, code: Int32) -> Never {
     let text = code == 64 ? "Error: \(message)\n\(usage)" : "berthd: \(message)\n"
@@ -87,6 +108,27 @@ while let arg = args.popFirst() {
             fail("--cgroup-parent needs a relative cgroup path such as berth, not \"\(v)\"", code: 64)
         }
         config.cgroupParent = v
+    case "--insecure-tcp": config.insecureTCP = true
+    case "--socket-group":
+        let v = value()
+        guard let gid = groupID(v) else { fail("--socket-group: no such group \"\(v)\" (give a group name from /etc/group or a number)", code: 64) }
+        config.socketGroup = gid
+    case "--max-connections":
+        let v = value()
+        guard let n = Int(v), n >= 1, n <= 1_000_000 else { fail("--max-connections needs a number from 1 to 1000000, not \"\(v)\"", code: 64) }
+        config.maxConnections = n
+    case "--max-streams":
+        let v = value()
+        guard let n = Int(v), n >= 1, n <= 1_000_000 else { fail("--max-streams needs a number from 1 to 1000000, not \"\(v)\"", code: 64) }
+        config.maxStreams = n
+    case "--handshake-timeout", "--idle-timeout", "--frame-timeout":
+        let v = value()
+        guard let n = UInt32(v), n <= 86400 else { fail("\(arg) needs a number of seconds from 0 to 86400, not \"\(v)\"", code: 64) }
+        switch arg {
+        case "--handshake-timeout": config.handshakeTimeoutSeconds = n
+        case "--idle-timeout": config.idleTimeoutSeconds = n
+        default: config.frameTimeoutSeconds = n
+        }
     case "--keepalive":
         let v = value()
         guard let n = UInt32(v), n > 0 else { fail("--keepalive needs a positive number of seconds, not \"\(v)\"", code: 64) }

@@ -912,3 +912,148 @@ struct ConnectionTests {
         #expect(connection.isClosed)
     }
 }
+
+/// The GOAWAY among `frames`, decoded.
+private func goAwayError(_ frames: [Frame]?) -> BerthError? {
+    guard let frame = frames?.first(where: { $0.frameType == .goAway }) else { return nil }
+    return (try? GoAway(wire: frame.payload))?.error
+}
+
+@Suite("Connection limits", .serialized)
+struct ConnectionLimitTests {
+    @Test("no handshake in time: GOAWAY DEADLINE_EXCEEDED and close, even while PINGs arrive", .timeLimit(.minutes(1)))
+    func handshakeTimeout() throws {
+        var options = ConnectionOptions()
+        options.handshakeTimeoutSeconds = 1
+        // Silent peer.
+        do {
+            let (_, peer, closed) = rawSetup(options: options)
+            defer { peer.close() }
+            let error = goAwayError(try peer.framesUntilEOF(seconds: 5))
+            #expect(error?.code == .deadlineExceeded)
+            #expect(error?.message.contains("Hello") == true)
+            #expect(closed.wait(count: 1)?.first??.code == .deadlineExceeded)
+        }
+        // A peer that keeps the connection busy with PINGs but never completes Hello.
+        do {
+            let (_, peer, closed) = rawSetup(options: options)
+            defer { peer.close() }
+            let start = Host.monotonicNanos
+            var sawGoAway = false
+            while elapsedSeconds(since: start) < 5 && !peer.eof {
+                try? peer.send(Frame(streamID: 0, type: .ping, payload: Ping(nonce: 1).wireEncoded()))
+                if let f = try peer.next(seconds: 0.2, skipping: [.pong]), f.frameType == .goAway {
+                    sawGoAway = (try? GoAway(wire: f.payload))?.error.code == .deadlineExceeded
+                }
+            }
+            #expect(sawGoAway)
+            #expect(closed.wait(count: 1) != nil)
+        }
+    }
+
+    @Test("after handshakeCompleted the handshake deadline no longer applies", .timeLimit(.minutes(1)))
+    func handshakeDone() throws {
+        var options = ConnectionOptions()
+        options.handshakeTimeoutSeconds = 1
+        let (connection, peer, closed) = rawSetup(options: options)
+        defer { finish(connection, peer, closed) }
+        connection.handshakeCompleted()
+        sleep(ms: 2200)
+        try peer.send(requestFrame(1, .info))
+        #expect(try expectFinalResponse(peer.next(), on: 1) == .info(sampleInfo))
+        #expect(!connection.isClosed)
+    }
+
+    @Test("a frame that stops arriving part-way (slow loris) closes the connection", .timeLimit(.minutes(1)))
+    func stalledFrame() throws {
+        var options = ConnectionOptions()
+        options.frameTimeoutSeconds = 1
+        // 5 bytes of a header, then nothing.
+        do {
+            let (_, peer, closed) = rawSetup(options: options)
+            defer { peer.close() }
+            try peer.send(bytes: Array(requestFrame(1, .info).encoded().prefix(5)))
+            let error = goAwayError(try peer.framesUntilEOF(seconds: 5))
+            #expect(error?.code == .deadlineExceeded)
+            #expect(error?.message.contains("5 bytes") == true)
+            #expect(closed.wait(count: 1)?.first??.code == .deadlineExceeded)
+        }
+        // The header and part of the payload.
+        do {
+            let (_, peer, closed) = rawSetup(options: options)
+            defer { peer.close() }
+            let frame = requestFrame(1, .importImage(name: "a-longish-name"), end: false).encoded()
+            try peer.send(bytes: Array(frame.prefix(FrameHeader.size + 3)))
+            #expect(goAwayError(try peer.framesUntilEOF(seconds: 5))?.code == .deadlineExceeded)
+            #expect(closed.wait(count: 1) != nil)
+        }
+        // Silence at a frame boundary is not a stall.
+        do {
+            let (connection, peer, closed) = rawSetup(options: options)
+            defer { finish(connection, peer, closed) }
+            try peer.send(requestFrame(1, .info))
+            #expect(try expectFinalResponse(peer.next(), on: 1) == .info(sampleInfo))
+            sleep(ms: 2200)
+            try peer.send(requestFrame(3, .info))
+            #expect(try expectFinalResponse(peer.next(), on: 3) == .info(sampleInfo))
+        }
+    }
+
+    @Test("idle: closed only once no stream is open and no stream frame came for the timeout; PINGs do not count",
+          .timeLimit(.minutes(1)))
+    func idleTimeout() throws {
+        var options = ConnectionOptions()
+        options.idleTimeoutSeconds = 1
+        let (connection, peer, closed) = rawSetup(options: options)
+        defer { peer.close() }
+        // An open upload keeps it alive well past the timeout.
+        try peer.send(requestFrame(1, .importImage(name: "a"), end: false))
+        sleep(ms: 2500)
+        #expect(!connection.isClosed)
+        try peer.send(Frame(streamID: 1, type: .data, flags: .endStream, payload: []))
+        _ = try expectFinalResponse(peer.next(), on: 1)
+        // Then PINGs alone do not: the idle GOAWAY comes within a few seconds.
+        let start = Host.monotonicNanos
+        var error: BerthError?
+        while elapsedSeconds(since: start) < 5 && !peer.eof && error == nil {
+            try? peer.send(Frame(streamID: 0, type: .ping, payload: Ping(nonce: 2).wireEncoded()))
+            if let f = try peer.next(seconds: 0.3, skipping: [.pong]), f.frameType == .goAway {
+                error = (try? GoAway(wire: f.payload))?.error
+            }
+        }
+        #expect(error?.code == .unavailable)
+        #expect(error?.message.contains("idle") == true)
+        #expect(closed.wait(count: 1) != nil)
+    }
+
+    @Test("unconsumed DATA is bounded per connection: the stream that goes over is cancelled, others go on",
+          .timeLimit(.minutes(1)))
+    func bufferedDataCap() throws {
+        var options = ConnectionOptions()
+        options.maxBufferedData = 1_500_000
+        let go = Mailbox<Bool>()
+        let (connection, peer, closed) = rawSetup(options: options) { stream, request in
+            guard case .importImage = request else { return standardHandler(stream, request) }
+            _ = go.take()  // consume nothing until told
+            _ = drain(stream)
+            try? stream.send(.importImage(Image(name: "x", id: "sha256:test", sizeBytes: 0, createdUnix: 0)), end: true)
+        }
+        defer { finish(connection, peer, closed) }
+        let piece = Chunk(channel: .payload, data: Array(repeating: 7, count: 900_000)).wireEncoded()
+        try peer.send(requestFrame(1, .importImage(name: "a"), end: false))
+        try peer.send(requestFrame(3, .importImage(name: "b"), end: false))
+        try peer.send(Frame(streamID: 1, type: .data, payload: piece))
+        // Within stream 3's window, but 1.8 MB unconsumed on the connection.
+        try peer.send(Frame(streamID: 3, type: .data, payload: piece))
+        let reason = try expectCancel(peer.next(), on: 3)
+        #expect(reason?.code == .resourceExhausted)
+        #expect(reason?.message.contains("not yet consumed") == true)
+        // Stream 1 is intact.
+        go.put(true)
+        go.put(true)
+        try peer.send(Frame(streamID: 1, type: .data, flags: .endStream, payload: []))
+        _ = try expectFinalResponse(peer.next(), on: 1)
+        try peer.send(requestFrame(5, .info))
+        #expect(try expectFinalResponse(peer.next(), on: 5) == .info(sampleInfo))
+    }
+}

@@ -282,10 +282,15 @@ struct  Berth__V1__InfoResponse
   char *run_dir;
   size_t n_networks;
   Berth__V1__Network **networks;
+  /*
+   * Sentences about how the agent is set up unsafely (plain TCP on a non-loopback address).
+   */
+  size_t n_warnings;
+  char **warnings;
 };
 #define BERTH__V1__INFO_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&berth__v1__info_response__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL }
 
 
 struct  Berth__V1__Image
