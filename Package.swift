@@ -79,7 +79,15 @@ let package = Package(
         .executableTarget(name: "berth-shm-probe", path: "Tests/Fixtures/shm-probe",
                           linkerSettings: [.unsafeFlags(["-static-executable"])]),
 
-        .testTarget(name: "BerthWireTests", dependencies: ["BerthWire", "BerthSystem", "BerthTLS"]),
+        // Fuzzing (docs/fuzzing.md): the checks run on every input, shared by the libFuzzer
+        // target and the regression tests (BerthWireTests); not a product.
+        .target(name: "BerthFuzzCore", dependencies: ["BerthErrors", "BerthWire", "BerthRuntime"],
+                path: "Fuzz/BerthFuzzCore"),
+        // The libFuzzer target: deploy/fuzz.sh builds it with -sanitize=fuzzer -D BERTH_FUZZ;
+        // a plain build gives a command that runs the checks on files (berth-fuzz FILE|DIR).
+        .executableTarget(name: "berth-fuzz", dependencies: ["BerthFuzzCore"], path: "Fuzz/berth-fuzz"),
+
+        .testTarget(name: "BerthWireTests", dependencies: ["BerthWire", "BerthSystem", "BerthFuzzCore", "BerthTLS"]),
         .testTarget(name: "BerthRuntimeTests", dependencies: ["BerthRuntime", "BerthSystem", "BerthErrors", "CBerthShim", "CBerthNet", "berth-monitor"]),
         // Starts real berthd processes (root) and drives them with BerthClient and the berth binary.
         // berth-shm-probe is built for them (it is copied into containers' root file systems).

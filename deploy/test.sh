@@ -12,3 +12,5 @@ echo "== building"
 swift build --build-tests -Xswiftc -warnings-as-errors 2>&1 | grep -vE '^\[[0-9]+/[0-9]+\]'
 echo "== testing"
 swift test --skip-build --disable-xctest
+echo "== fuzzing the wire decoding and request validation (60 s; docs/fuzzing.md)"
+deploy/fuzz.sh 60

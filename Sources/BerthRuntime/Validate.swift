@@ -43,6 +43,11 @@ enum Validate {
     /// docker's rules: at least 6 MiB of memory; swap limit not below the memory limit;
     /// CPUs more than 0 and at most the host's; shares 2-262144; a cpuset like "0-1,3".
     static func resources(_ r: Resources) throws(BerthError) {
+        // Sizes come from the wire as 64-bit numbers: anything above Int64.max is no
+        // size the kernel takes (and would trap a conversion below).
+        if r.memoryBytes > UInt64(Int64.max) {
+            throw BerthError(.invalidArgument, "memory limit \(r.memoryBytes) bytes is larger than the kernel accepts")
+        }
         if r.memoryBytes != 0 && r.memoryBytes < 6 << 20 {
             throw BerthError(.invalidArgument, "memory limit \(r.memoryBytes) bytes is below the minimum of 6 MiB")
         }
