@@ -223,6 +223,11 @@ public final class Agent: Sendable {
         })
     }
 
+    /// An answer as the session's role may see it.
+    private func viewable(_ response: Response, _ session: Session) -> Response {
+        session.role == .viewer ? response.redactedForViewer() : response
+    }
+
     /// Runs one call and answers it; every failure becomes an error RESPONSE on the
     /// call's own stream, so a bad call never disturbs the connection or the agent.
     private func dispatch(_ stream: Stream, _ request: Request, _ session: Session) {
@@ -241,7 +246,7 @@ public final class Agent: Sendable {
             switch request {
             case .hello: break
             case .info:
-                try stream.send(.info(info()), end: true)
+                try stream.send(viewable(.info(info()), session), end: true)
             case .importImage(let name):
                 try importImage(stream, name)
             case .listImages:
@@ -259,7 +264,7 @@ public final class Agent: Sendable {
             case .restartContainer(let ref, let timeout):
                 try stream.send(.restartContainer(runtime.restart(ref, timeout: timeout < 0 ? nil : timeout)), end: true)
             case .inspectContainer(let ref):
-                try stream.send(.inspectContainer(runtime.inspect(ref)), end: true)
+                try stream.send(viewable(.inspectContainer(runtime.inspect(ref)), session), end: true)
             case .logs(let request):
                 try logs(stream, request)
             case .exec(let request):
@@ -269,7 +274,7 @@ public final class Agent: Sendable {
             case .wait(let ref):
                 try wait(stream, ref)
             case .listContainers(let all, let filters):
-                try stream.send(.listContainers(runtime.list(all: all, filters: try ContainerFilter.parse(filters))), end: true)
+                try stream.send(viewable(.listContainers(runtime.list(all: all, filters: try ContainerFilter.parse(filters))), session), end: true)
             case .removeContainer(let ref, let force):
                 try stream.send(.removeContainer(id: runtime.remove(ref, force: force)), end: true)
             case .createNetwork(let name, let subnet):
@@ -283,9 +288,9 @@ public final class Agent: Sendable {
             case .createPod(let spec):
                 try stream.send(.createPod(runtime.createPod(spec)), end: true)
             case .listPods:
-                try stream.send(.listPods(runtime.listPods()), end: true)
+                try stream.send(viewable(.listPods(runtime.listPods()), session), end: true)
             case .inspectPod(let ref):
-                try stream.send(.inspectPod(runtime.inspectPod(ref)), end: true)
+                try stream.send(viewable(.inspectPod(runtime.inspectPod(ref)), session), end: true)
             case .startPod(let ref):
                 try stream.send(.startPod(runtime.startPod(ref)), end: true)
             case .stopPod(let ref, let timeout):

@@ -60,3 +60,49 @@ extension Request {
         }
     }
 }
+
+/// What a viewer sees: the same answers without host paths (a host path appears only in
+/// an explicit bind mount or --rootfs, and the state and run dirs, pins and cgroups say
+/// where things are on the host); an admin sees everything.
+extension Response {
+    func redactedForViewer() -> Response {
+        switch self {
+        case .info(var i):
+            i.stateDir = ""
+            i.runDir = ""
+            return .info(i)
+        case .listContainers(let list): return .listContainers(list.map { $0.redactedForViewer() })
+        case .inspectContainer(let c): return .inspectContainer(c.redactedForViewer())
+        case .listPods(let list): return .listPods(list.map { $0.redactedForViewer() })
+        case .inspectPod(let p): return .inspectPod(p.redactedForViewer())
+        default: return self
+        }
+    }
+}
+
+private let hidden = "(host path hidden)"
+
+extension Container {
+    func redactedForViewer() -> Container {
+        var c = self
+        if !c.spec.rootfs.isEmpty { c.spec.rootfs = hidden; c.image = hidden }
+        c.spec.mounts = c.spec.mounts.map { m in
+            var m = m
+            if m.kind == .bind { m.source = hidden }
+            return m
+        }
+        c.network.netns = ""
+        c.cgroup = ""
+        c.spec.seccomp = c.spec.seccomp.isEmpty || c.spec.seccomp == "unconfined" ? c.spec.seccomp : "(custom profile)"
+        return c
+    }
+}
+
+extension Pod {
+    func redactedForViewer() -> Pod {
+        var p = self
+        p.network.netns = ""
+        p.namespaces = p.namespaces.map { NamespaceInfo(type: $0.type, path: "", inode: $0.inode) }
+        return p
+    }
+}

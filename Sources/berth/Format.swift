@@ -204,6 +204,10 @@ extension JSON {
             "\"Image\":\(string(c.image))", "\"ImageID\":\(string(c.imageID))",
             "\"State\":\(state)", "\"RestartCount\":\(c.restartCount)", "\"Config\":\(config)",
             "\"NetworkSettings\":\(network)",
+            "\"Mounts\":[" + c.spec.mounts.map { m in
+                object(["\"Type\":\(string(m.kind.rawValue))", "\"Source\":\(string(m.source))", "\"Destination\":\(string(m.target))",
+                        "\"RW\":\(!m.readOnly)", "\"Options\":\(string(m.options))"])
+            }.joined(separator: ",") + "]",
             "\"Pod\":\(object(["\"Id\":\(string(c.podID))", "\"Name\":\(string(c.podName))"]))",
         ])
     }

@@ -51,7 +51,14 @@ struct RemoteTLSTests {
             #expect(try remote("bob", ["info"]).status == 0)
             let denied = try remote("bob", ["run", "--rm", "busybox", "true"])
             #expect(denied.status != 0 && denied.stderr.contains("viewer"), "\(denied.stderr)")
-            _ = try remote("alice", ["run", "-d", "--name", "svc", "busybox", "sleep", "100"])
+            let hostDir = try TempDir("berth-viewer-hidden")
+            defer { hostDir.remove() }
+            _ = try remote("alice", ["run", "-d", "--name", "svc", "-v", "\(hostDir.path):/data", "busybox", "sleep", "100"])
+            // A host path shows to the admin only.
+            #expect(try remote("alice", ["inspect", "svc"]).stdout.contains(hostDir.path))
+            let seen = try remote("bob", ["inspect", "svc"])
+            #expect(seen.status == 0 && !seen.stdout.contains(hostDir.path) && !seen.stdout.contains(agent.dir.path), "\(seen.stdout)")
+            #expect(!(try remote("bob", ["info"]).stdout.contains(agent.dir.path)))
             let execDenied = try remote("bob", ["exec", "svc", "true"])
             #expect(execDenied.status != 0 && execDenied.stderr.contains("needs the admin role"))
             #expect(try remote("bob", ["rm", "-f", "svc"]).status != 0)
