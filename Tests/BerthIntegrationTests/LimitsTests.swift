@@ -275,6 +275,101 @@ struct LimitsTests {
             try? await client.killContainer("sleeper")
         }
     }
+
+    @Test("10 000 malformed frames: the agent keeps serving everyone else and does not grow")
+    func malformedFrames() async throws {
+        try await withAgent { agent in
+            let bystander = try await agent.connect()
+            defer { bystander.close() }
+            let rssBefore = vmRSS(agent.pid)
+            // 9 000 REQUEST frames whose payload is random bytes, on 9 connections: each
+            // gets one answer (mostly INVALID_ARGUMENT), and the connection stays usable.
+            for _ in 0..<9 {
+                let raw = try RawConnection(agent.socket)
+                defer { raw.close() }
+                try hello(raw)
+                var id: UInt32 = 3
+                for _ in 0..<1000 {
+                    let junk = (0..<Int.random(in: 0..<48)).map { _ in UInt8.random(in: 0...255) }
+                    try raw.send(Frame(streamID: id, type: .request, flags: .endStream, payload: junk))
+                    id += 2
+                }
+                var answered = Set<UInt32>()
+                while answered.count < 1000 {
+                    let f = try raw.receive()
+                    if f.frameType == .response && f.flags.contains(.endStream) { answered.insert(f.streamID) }
+                }
+                try raw.send(request(id, .info))
+                var f = try raw.receive()
+                while f.streamID != id { f = try raw.receive() }
+                guard case .info = try Response(wire: f.payload) else { Issue.record("the connection stopped serving"); return }
+            }
+            // 1 000 connections whose framing is broken: a huge length, an unknown type, a
+            // truncated frame, random bytes. Each is closed; nothing else is.
+            for i in 0..<1000 {
+                let raw = try RawConnection(agent.socket)
+                var bytes: [UInt8] = []
+                switch i % 4 {
+                case 0: FrameHeader(length: UInt32.max, streamID: 1, type: 1, flags: []).encode(into: &bytes)
+                case 1:
+                    FrameHeader(length: 3, streamID: 1, type: 0x7f, flags: []).encode(into: &bytes)
+                    bytes += [1, 2, 3]
+                case 2:
+                    FrameHeader(length: 100, streamID: 1, type: 1, flags: []).encode(into: &bytes)
+                    bytes += [1, 2, 3]
+                default: bytes = (0..<32).map { _ in UInt8.random(in: 0...255) }
+                }
+                try? raw.sendRaw(bytes)
+                raw.close()
+            }
+            #expect(try await bystander.info().nodeName == "test-node")
+            let fresh = try await agent.connect()
+            #expect(try await fresh.info().nodeName == "test-node")
+            fresh.close()
+            let rssAfter = vmRSS(agent.pid)
+            #expect(rssAfter - rssBefore < 32 << 10, "VmRSS grew from \(rssBefore) to \(rssAfter) kB")
+        }
+    }
+
+    @Test("500 idle connections: those over --max-connections are refused cleanly; all are released")
+    func manyIdleConnections() async throws {
+        try await withAgent(extraArgs: ["--max-connections", "200"]) { agent in
+            var open: [RawConnection] = []
+            defer { for c in open { c.close() } }
+            var refused = 0
+            for _ in 0..<500 {
+                let raw = try RawConnection(agent.socket)
+                open.append(raw)
+            }
+            // Each of them either completes Hello or is told why it is refused.
+            for raw in open {
+                var h = HelloRequest()
+                h.protocolVersion = berthProtocolVersion
+                try? raw.send(request(1, .hello(h)))
+            }
+            var served = 0
+            for raw in open {
+                guard let f = try? raw.receive() else { continue }
+                if f.frameType == .goAway, let g = try? GoAway(wire: f.payload), g.error.code == .resourceExhausted {
+                    refused += 1
+                } else if f.frameType == .response {
+                    served += 1
+                }
+            }
+            #expect(served == 200, "\(served) served")
+            #expect(refused >= 250, "\(refused) refused with RESOURCE_EXHAUSTED")
+            for c in open { c.close() }
+            open = []
+            // All released: a new client is served.
+            var client: BerthClient?
+            for _ in 0..<100 where client == nil {
+                client = try? await agent.connect()
+                if client == nil { usleep(50_000) }
+            }
+            #expect(try await client?.info().nodeName == "test-node")
+            client?.close()
+        }
+    }
 }
 
 /// Sends Hello on stream 1 and reads its answer.
