@@ -939,15 +939,21 @@ struct ConnectionLimitTests {
             let (_, peer, closed) = rawSetup(options: options)
             defer { peer.close() }
             let start = Host.monotonicNanos
-            var sawGoAway = false
-            while elapsedSeconds(since: start) < 5 && !peer.eof {
+            var sawGoAway = false, reset = false
+            while elapsedSeconds(since: start) < 5 && !peer.eof && !reset {
                 try? peer.send(Frame(streamID: 0, type: .ping, payload: Ping(nonce: 1).wireEncoded()))
-                if let f = try peer.next(seconds: 0.2, skipping: [.pong]), f.frameType == .goAway {
-                    sawGoAway = (try? GoAway(wire: f.payload))?.error.code == .deadlineExceeded
+                do {
+                    if let f = try peer.next(seconds: 0.2, skipping: [.pong]), f.frameType == .goAway {
+                        sawGoAway = (try? GoAway(wire: f.payload))?.error.code == .deadlineExceeded
+                    }
+                } catch {
+                    // The server closed while our PINGs were unread on its side: the kernel
+                    // may then reset the socket and drop the GOAWAY with it.
+                    reset = true
                 }
             }
-            #expect(sawGoAway)
-            #expect(closed.wait(count: 1) != nil)
+            #expect(sawGoAway || reset)
+            #expect(closed.wait(count: 1)?.first??.code == .deadlineExceeded)
         }
     }
 
