@@ -94,6 +94,9 @@ public final class ContainerRuntime: Sendable {
     let pods = ConditionLock([String: PodEntry]())
     /// The cgroup driver of this host's layout (Cgroups/).
     let cgroups: any CgroupDriver
+    /// Serialises making cgroups with pruning Berth's empty parent: a prune between a
+    /// create's mkdir of the parent and of the leaf would fail the create.
+    let cgroupLock = ConditionLock(())
 
     struct Entry {
         var record: Container
@@ -282,11 +285,10 @@ public final class ContainerRuntime: Sendable {
         // A fresh cgroup per run (its OOM counter then counts this run's kills only),
         // with its limits written before the command runs: the monitor puts the init in
         // it between the two phases of the spawn.
-        if !record.cgroup.isEmpty && record.cgroup != newCgroupPath(id, record) { try? cgroups.remove(record.cgroup) }
+        if !record.cgroup.isEmpty && record.cgroup != newCgroupPath(id, record) { dropCgroup(record.cgroup, record) }
         let cgroup = newCgroupPath(id, record)
         do {
-            if cgroups.exists(cgroup) { try cgroups.remove(cgroup) }
-            try cgroups.create(cgroup, limits: ResourceLimits(spec.resources))
+            try makeCgroup(cgroup, limits: ResourceLimits(spec.resources))
         } catch {
             if spec.rootfs.isEmpty { Rootfs.unmount(rootfs) }
             throw error
@@ -296,7 +298,7 @@ public final class ContainerRuntime: Sendable {
             security = try ContainerSecurity.settings(spec, bpfPath: containerRunDir(id) + "/seccomp.bpf")
         } catch {
             if spec.rootfs.isEmpty { Rootfs.unmount(rootfs) }
-            try? cgroups.remove(cgroup)
+            dropCgroup(cgroup, record)
             throw error
         }
         let config = Monitor.config(id: id, rootfs: rootfs, hostname: spec.hostname, workingDir: spec.workingDir,
@@ -310,7 +312,7 @@ public final class ContainerRuntime: Sendable {
             started = try Monitor.start(binary: options.monitorBinary, paths: paths)
         } catch {
             if spec.rootfs.isEmpty { Rootfs.unmount(rootfs) }
-            try? cgroups.remove(cgroup)
+            dropCgroup(cgroup, record)
             throw error
         }
         let monitorPidfd = openPidfd(started.monitorPid, startTime: started.monitorStartTime)
@@ -363,6 +365,28 @@ public final class ContainerRuntime: Sendable {
     /// The confinement an exec into the container gets: the container's own.
     public func execSecurity(_ container: Container) throws -> ExecSecurity {
         try ContainerSecurity.exec(container.spec, bpfPath: containerRunDir(container.id) + "/seccomp.bpf")
+    }
+
+    /// A run's cgroup, made afresh (an old one of the same path goes first).
+    func makeCgroup(_ path: String, limits: ResourceLimits) throws(BerthError) {
+        try cgroupLock.withLock { (_) throws(BerthError) in
+            if cgroups.exists(path) { try cgroups.remove(path) }
+            try cgroups.create(path, limits: limits)
+        }
+    }
+
+    /// Removes a container's cgroup and, for one outside a pod, Berth's parent when that
+    /// was the last cgroup in it (a pod's cgroup goes with the pod, Pods.swift).
+    func removeCgroup(_ path: String, _ record: Container) throws(BerthError) {
+        try cgroupLock.withLock { (_) throws(BerthError) in
+            try cgroups.remove(path)
+            if record.podID.isEmpty { cgroups.prune(options.cgroupParent) }
+        }
+    }
+
+    /// `removeCgroup` on a failure path, where the first error is the one to report.
+    func dropCgroup(_ path: String, _ record: Container) {
+        if (try? removeCgroup(path, record)) == nil { Log.write("cgroup \(path) could not be removed") }
     }
 
     /// Puts a process (an exec's shim, before it joins the container) into the
@@ -738,7 +762,7 @@ public final class ContainerRuntime: Sendable {
         _ = waiter?.wait()
         do {
             try networks.disconnect(id)
-            if let record = table.withLock({ $0.byID[id]?.record }) { try cgroups.remove(cgroupPath(id, record)) }
+            if let record = table.withLock({ $0.byID[id]?.record }) { try removeCgroup(cgroupPath(id, record), record) }
             Rootfs.unmount(mountPoint(id))
             try Files.removeTree(containerRunDir(id))
             try Files.removeTree(containerDir(id))

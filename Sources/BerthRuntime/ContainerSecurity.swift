@@ -84,7 +84,11 @@ enum ContainerSecurity {
         s.maskedPaths = maskedPaths
         s.readonlyPaths = readonlyPaths
         if spec.seccomp != "unconfined" {
-            try Files.writeAtomically(bpfPath, try seccompFilter(spec, capMask: s.capMask), mode: 0o600)
+            // A container's spec never changes: the filter compiled for its first run
+            // serves every later one (restarts, restart policies).
+            if !Files.exists(bpfPath) {
+                try Files.writeAtomically(bpfPath, try seccompFilter(spec, capMask: s.capMask), mode: 0o600)
+            }
             s.seccompFile = bpfPath
         }
         return s

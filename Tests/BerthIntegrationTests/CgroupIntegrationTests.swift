@@ -32,6 +32,8 @@ struct CgroupIntegrationTests {
             #expect(try Files.readString(cgroupFile(agent, "memory", "\(id)/memory.limit_in_bytes")) == "16777216\n")
             #expect(try agent.cli(["rm", "hog"]).status == 0)
             #expect(agent.cgroupsLeft.isEmpty, "\(agent.cgroupsLeft)")
+            // Berth's parent cgroup went with its last container.
+            #expect(agent.cgroupDirs.isEmpty, "\(agent.cgroupDirs)")
         }
     }
 
@@ -109,6 +111,7 @@ struct CgroupIntegrationTests {
             #expect(own.contains("memory:/berth-test-\(agent.netPrefix)/\(podDir)/\(c.id)"), "\(own)")
             try await client.removePod("limited", force: true)
             #expect(agent.cgroupsLeft.isEmpty, "\(agent.cgroupsLeft)")
+            #expect(agent.cgroupDirs.isEmpty, "\(agent.cgroupDirs)")
         }
     }
 }

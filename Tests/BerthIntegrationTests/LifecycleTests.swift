@@ -237,10 +237,7 @@ struct LifecycleTests {
         }
         for i in 0..<20 { try await waitForLog(client, "c\(i)", contains: "hello-\(i)") }
         client.close()
-        kill(first.pid, SIGKILL)
-        var status: Int32 = 0
-        waitpid(first.pid, &status, 0)
-        first.lifeline.close()
+        first.crash()
 
         // c7 exits while no agent runs: its monitor records it.
         let c7 = "\(first.dir.path)/state/containers/\(started["c7"]?.id ?? "")/exit"

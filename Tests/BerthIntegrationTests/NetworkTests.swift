@@ -370,10 +370,7 @@ struct NetworkTests {
         #expect(try waitForServer("http://127.0.0.1:\(port)/") == "hello-from-web1\n")
         let rulesBefore = try runProgram(["/usr/sbin/nft", "list", "table", "ip", first.netPrefix]).stdout
         client.close()
-        kill(first.pid, SIGKILL)
-        var status: Int32 = 0
-        waitpid(first.pid, &status, 0)
-        first.lifeline.close()
+        first.crash()
 
         let second = try await TestAgent(extraArgs: bridgeArgs, reusing: first.dir, netOf: first)
         handedOver = true

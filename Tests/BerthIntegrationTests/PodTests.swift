@@ -232,10 +232,7 @@ struct PodTests {
         try await podContainer(client, pod: "keep", name: "k1", ["sleep", "1000"])
         let before = try await client.inspectPod("keep")
         client.close()
-        kill(first.pid, SIGKILL)
-        var status: Int32 = 0
-        waitpid(first.pid, &status, 0)
-        first.lifeline.close()
+        first.crash()
 
         let second = try await TestAgent(extraArgs: bridgeArgs, reusing: first.dir, netOf: first)
         handedOver = true

@@ -174,6 +174,15 @@ final class TestAgent: Sendable {
 
     var log: String { (try? Files.readString(dir.path + "/berthd.log")) ?? "" }
 
+    /// SIGKILLs the agent alone, as a crash would: its containers, dirs, networks and
+    /// cgroups stay for an agent started with `reusing: dir` to adopt.
+    func crash() {
+        kill(pid, SIGKILL)
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+        lifeline.close()
+    }
+
     /// SIGTERM, wait for a clean exit, then remove the dirs. Returns berthd's exit status.
     @discardableResult
     func stop() -> Int32 {

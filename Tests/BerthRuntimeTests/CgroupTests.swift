@@ -217,6 +217,28 @@ private func monotonicMillis() -> Int {
 @Suite("Cgroup v1 driver against the kernel (root, v1 or hybrid host)",
        .enabled(if: v1Available(), "needs root and cgroup v1 controllers"), .timeLimit(.minutes(1)))
 struct CgroupV1KernelTests {
+    @Test func pruneRemovesEmptyParentsOnly() throws {
+        let driver = CgroupsV1(root: procRoot, layout: CgroupLayout.detect(root: procRoot))
+        let top = "berth-test-" + String(UInt64.random(in: 0...UInt64.max), radix: 16)
+        defer {
+            for hierarchy in driver.hierarchies {
+                for leaf in ["a", "b"] { rmdir(hierarchy + "/" + top + "/" + leaf) }
+                rmdir(hierarchy + "/" + top)
+            }
+        }
+        try driver.create(top + "/a", limits: ResourceLimits())
+        try driver.create(top + "/b", limits: ResourceLimits())
+        try driver.remove(top + "/a")
+        driver.prune(top)
+        #expect(driver.exists(top), "a parent with a child left must stay")
+        #expect(driver.exists(top + "/b"))
+        try driver.remove(top + "/b")
+        driver.prune(top)
+        #expect(!driver.exists(top))
+        #expect(driver.directories(top).allSatisfy { !Files.exists($0) })
+        #expect(driver.directories("../x").isEmpty)
+    }
+
     @Test func createJoinStatsRemove() throws {
         let driver = CgroupsV1(root: procRoot, layout: CgroupLayout.detect(root: procRoot))
         let top = "berth-test-" + String(UInt64.random(in: 0...UInt64.max), radix: 16)

@@ -58,6 +58,25 @@ protocol CgroupDriver: Sendable {
     func remove(_ path: String) throws(BerthError)
     /// Whether the cgroup exists (on v1: in any of the hierarchies).
     func exists(_ path: String) -> Bool
+    /// The cgroup's directory in every hierarchy (empty for an invalid path).
+    func directories(_ path: String) -> [String]
+}
+
+extension CgroupDriver {
+    /// Removes `path` and then each of its parents, in every hierarchy, as long as they
+    /// are empty: one rmdir each, no retry (a cgroup with children or processes answers
+    /// EBUSY, and stays). How Berth's own parent ("berth", "berth/pod-<id>") goes with
+    /// the last cgroup in it, so a host without containers keeps nothing of Berth's.
+    func prune(_ path: String) {
+        guard var parts = try? Cgroups.components(path) else { return }
+        while !parts.isEmpty {
+            let current = parts.joined(separator: "/")
+            var removedAll = true
+            for dir in directories(current) where rmdir(dir) != 0 && errno != ENOENT { removedAll = false }
+            if !removedAll { return }
+            parts.removeLast()
+        }
+    }
 }
 
 enum Cgroups {

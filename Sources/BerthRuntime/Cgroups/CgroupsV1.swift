@@ -154,6 +154,10 @@ struct CgroupsV1: CgroupDriver {
         if let first { throw first }
     }
 
+    func directories(_ path: String) -> [String] {
+        Cgroups.isValid(path) ? hierarchies.map { $0 + "/" + path } : []
+    }
+
     func exists(_ path: String) -> Bool {
         guard Cgroups.isValid(path) else { return false }
         return hierarchies.contains { Files.isDirectory($0 + "/" + path) }

@@ -101,6 +101,10 @@ struct CgroupsV2: CgroupDriver {
         try files.removeDirectory(root + "/" + path, cgroup: path)
     }
 
+    func directories(_ path: String) -> [String] {
+        Cgroups.isValid(path) ? [root + "/" + path] : []
+    }
+
     func exists(_ path: String) -> Bool {
         Cgroups.isValid(path) && Files.isDirectory(root + "/" + path)
     }

@@ -100,7 +100,7 @@ extension ContainerRuntime {
         var limits = ResourceLimits()
         limits.memoryBytes = pod.spec.memoryBytes
         limits.cpuMillis = pod.spec.cpuMillis
-        try cgroups.create(podCgroup(pod.id), limits: limits)
+        try makeCgroup(podCgroup(pod.id), limits: limits)
         if shares(pod, .pid) { pod = try startPause(pod) }
         pod.namespaces = pinnedNamespaces(pod)
         return pod
@@ -169,8 +169,11 @@ extension ContainerRuntime {
 
     private func teardownPod(_ pod: Pod) {
         stopPause(pod)
-        if cgroups.exists(podCgroup(pod.id)) && (try? cgroups.remove(podCgroup(pod.id))) == nil {
-            Log.write("pod \(pod.name): its cgroup \(podCgroup(pod.id)) could not be removed")
+        cgroupLock.withLock { _ in
+            if (try? cgroups.remove(podCgroup(pod.id))) == nil {
+                Log.write("pod \(pod.name): its cgroup \(podCgroup(pod.id)) could not be removed")
+            }
+            cgroups.prune(options.cgroupParent)
         }
         for ns in [PodNamespace.pid, .ipc, .uts, .net] { try? networks.kernel.releaseNetns(podPin(pod.id, ns)) }
         try? networks.disconnect(pod.id)
