@@ -106,9 +106,12 @@ struct AgentTests {
 
     @Test("create, start, wait, ps and rm work as docker's do")
     func lifecycle() async throws {
+        // The container runs until the test opens its gate (no timing: a loaded machine can take
+        // seconds between two calls), then exits 7; each run consumes the gate.
+        let gated = "echo to-log; until [ -e /gate ]; do sleep 0.05; done; rm /gate; exit 7"
         try await withAgent { agent in
             let client = try await agent.clientWithImage()
-            let created = try await client.createContainer(spec(["sh", "-c", "echo to-log; sleep 4; exit 7"], rm: false, name: "web"))
+            let created = try await client.createContainer(spec(["sh", "-c", gated], rm: false, name: "web"))
             #expect(created.state == .created)
             #expect(created.name == "web")
             #expect(created.spec.hostname == String(created.id.prefix(12)))
@@ -124,6 +127,8 @@ struct AgentTests {
             let ps = try agent.cli(["ps"])
             #expect(ps.stdout.contains("web"))
             #expect(ps.stdout.contains("Up "))
+            let open = try agent.cli(["exec", "web", "touch", "/gate"])
+            #expect(open.status == 0, "\(open.stderr)")
 
             // Wait by id prefix.
             let status = try await client.wait(String(created.id.prefix(8)))
@@ -144,6 +149,8 @@ struct AgentTests {
 
             // Exited containers can be started again.
             _ = try await client.startContainer("web")
+            let reopen = try agent.cli(["exec", "web", "touch", "/gate"])
+            #expect(reopen.status == 0, "\(reopen.stderr)")
             #expect(try await client.wait("web").exitCode == 7)
 
             let rm = try agent.cli(["rm", "web"])

@@ -92,7 +92,7 @@ struct LifecycleTests {
         try await withAgent { agent in
             let client = try await agent.clientWithImage()
             _ = try agent.cli(["run", "-d", "--name", "talker", "busybox", "sh", "-c",
-                               "for i in 1 2 3 4 5; do echo out-$i; echo err-$i >&2; done; sleep 6; echo late; exit 0"])
+                               "for i in 1 2 3 4 5; do echo out-$i; echo err-$i >&2; done; until [ -e /gate ]; do sleep 0.05; done; echo late; exit 0"])
             try await waitForLog(client, "talker", contains: "out-5")
             let all = try agent.cli(["logs", "talker"])
             #expect(all.stdout.hasPrefix("out-1\nout-2\nout-3\nout-4\nout-5\n"))
@@ -110,6 +110,8 @@ struct LifecycleTests {
             let future = try agent.cli(["logs", "--since", "2099-01-01T00:00:00Z", "talker"])
             #expect(future.stdout.isEmpty && future.stderr.isEmpty)
             // -f returns when the container exits, with everything it wrote.
+            let gate = try agent.cli(["exec", "talker", "touch", "/gate"])
+            #expect(gate.status == 0, "\(gate.stderr)")
             let followed = try agent.cli(["logs", "-f", "talker"])
             #expect(followed.status == 0)
             #expect(followed.stdout.hasSuffix("out-5\nlate\n"))
