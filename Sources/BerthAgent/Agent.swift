@@ -69,6 +69,9 @@ public final class Agent: Sendable {
     let lockFD: FileDescriptor
     let listeners: Mutex<[Listener]> = Mutex([])
     let connections: Mutex<[ObjectIdentifier: Connection]> = Mutex([:])
+    /// TLS connections still in their handshake; they count against --max-connections
+    /// (changed only with the `connections` lock held, so the two add up exactly).
+    let handshaking = Atomic<Int>(0)
     let stopping = Atomic<Bool>(false)
     /// How this agent is set up unsafely, one sentence each: logged at start, shown by Info.
     let warnings: [String]
@@ -170,13 +173,28 @@ public final class Agent: Sendable {
     /// A TCP connection on a TLS agent: the handshake (the client's certificate must be
     /// the CA's; refused before any request is read) on a thread of its own, then the
     /// connection as usual, with the role its certificate gives.
+    /// A connection in its handshake holds a slot of --max-connections, so a flood of
+    /// handshakes cannot take more threads than the limit allows; beyond it the socket is
+    /// closed at once (nothing can be said to a peer before TLS is up).
     private func acceptTLS(_ fd: FileDescriptor, _ label: String, _ context: TLSContext) {
+        let admitted = connections.withLock { c in
+            guard c.count + handshaking.load(ordering: .relaxed) < config.maxConnections else { return false }
+            handshaking.add(1, ordering: .relaxed)
+            return true
+        }
+        guard admitted else {
+            fd.close()
+            Log.write("TLS connection \(label) refused: \(config.maxConnections) connections already")
+            return
+        }
+        let timeout = config.handshakeTimeoutSeconds == 0 ? Int32.max : Int32(clamping: UInt64(config.handshakeTimeoutSeconds) * 1000)
         startThread("berth-tls-accept") { [self] in
             do {
-                let (plain, peer) = try TLS.wrap(fd, context: context, timeoutMillis: 10_000)
+                let (plain, peer) = try TLS.wrap(fd, context: context, timeoutMillis: timeout)
                 let role = Role(peer)
-                serve(plain, "\(label) \(peer.commonName) (\(role.rawValue))", role: role)
+                serve(plain, "\(label) \(peer.commonName) (\(role.rawValue))", role: role, reserved: true)
             } catch {
+                connections.withLock { _ in _ = handshaking.subtract(1, ordering: .relaxed) }
                 Log.write("TLS connection \(label) refused: \(error.berthError("tls").message)")
             }
         }
@@ -192,8 +210,13 @@ public final class Agent: Sendable {
         }
     }
 
-    private func serve(_ fd: FileDescriptor, _ label: String, role: Role) {
-        if stopping.load(ordering: .acquiring) { fd.close(); return }
+    /// `reserved`: the connection already holds a slot taken for its TLS handshake.
+    private func serve(_ fd: FileDescriptor, _ label: String, role: Role, reserved: Bool = false) {
+        if stopping.load(ordering: .acquiring) {
+            if reserved { connections.withLock { _ in _ = handshaking.subtract(1, ordering: .relaxed) } }
+            fd.close()
+            return
+        }
         var options = ConnectionOptions()
         options.keepaliveSeconds = config.keepaliveSeconds
         options.maxStreams = config.maxStreams
@@ -204,7 +227,8 @@ public final class Agent: Sendable {
         let key = ObjectIdentifier(connection)
         let session = Session(role: role, peer: label)
         let admitted = connections.withLock { c in
-            guard c.count < config.maxConnections else { return false }
+            if reserved { handshaking.subtract(1, ordering: .relaxed) }
+            guard c.count + handshaking.load(ordering: .relaxed) < config.maxConnections else { return false }
             c[key] = connection
             return true
         }
