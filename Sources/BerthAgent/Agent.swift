@@ -153,6 +153,7 @@ public final class Agent: Sendable {
     public func shutdown() {
         if stopping.exchange(true, ordering: .acquiringAndReleasing) { return }
         Log.write("shutting down")
+        runtime.events.close()
         for l in listeners.withLock({ $0 }) { l.close() }
         for c in connections.withLock({ Array($0.values) }) {
             c.close(BerthError(.unavailable, "agent \(config.nodeName) is shutting down"))
@@ -323,6 +324,8 @@ public final class Agent: Sendable {
                 try stream.send(.removePod(id: runtime.removePod(ref, force: force)), end: true)
             case .stats(let refs):
                 try stream.send(.stats(runtime.stats(refs)), end: true)
+            case .events(let request):
+                try events(stream, request, session)
             }
         } catch {
             let e = error.berthError("call")
@@ -333,12 +336,15 @@ public final class Agent: Sendable {
 
     private func hello(_ stream: Stream, _ hello: HelloRequest, _ session: Session) throws {
         guard hello.protocolVersion == berthProtocolVersion else {
-            let error = BerthError(.failedPrecondition, "unsupported protocol version \(hello.protocolVersion): agent \(config.nodeName) speaks version \(berthProtocolVersion)")
+            let error = BerthError(.failedPrecondition, "unsupported protocol version \(hello.protocolVersion): agent \(config.nodeName) (berthd \(berthVersion)) speaks Berth protocol version \(berthProtocolVersion)",
+                                   reason: "protocol_version")
             try? stream.send(.error(error), end: true)
             stream.connection.close(error)
             return
         }
         var response = HelloResponse()
+        response.protocolVersion = berthProtocolVersion
+        response.agentVersion = berthVersion
         response.nodeName = config.nodeName
         response.features = Agent.features
         response.keepaliveSeconds = hello.keepaliveSeconds == 0 ? config.keepaliveSeconds : min(max(hello.keepaliveSeconds, 1), 3600)
@@ -371,6 +377,11 @@ public final class Agent: Sendable {
         info.runDir = config.runDir
         info.networks = runtime.networks.list()
         info.warnings = warnings
+        info.memoryAvailableBytes = host.memoryAvailableBytes
+        (info.load1, info.load5, info.load15) = host.load
+        info.uptimeSeconds = host.uptimeSeconds
+        info.pods = UInt32(runtime.listPods().count)
+        info.protocolVersion = berthProtocolVersion
         return info
     }
 
@@ -392,6 +403,7 @@ public final class Agent: Sendable {
             }
             return nil
         }
+        runtime.events.record(Event(type: "image", action: "import", id: image.id, name: image.name))
         try stream.send(.importImage(image.wire), end: true)
     }
 
@@ -455,6 +467,34 @@ public final class Agent: Sendable {
         let waiter = request.follow && container.state == .running ? try runtime.exitWaiter(container.id) : nil
         try followLog(container.id, options, to: stream, until: waiter)
         try stream.send(.logs, end: true)
+    }
+
+    /// Sends the journal's events after the request's starting point in batches; with
+    /// `follow`, goes on sending new ones as they are recorded until the client cancels
+    /// or the agent stops. Without `follow`, the last batch ends the stream.
+    private func events(_ stream: Stream, _ request: EventsRequest, _ session: Session) throws {
+        let journal = runtime.events
+        var cursor = journal.cursor(for: request)
+        var first = true
+        while true {
+            let batch = journal.events(after: cursor, limit: 500)
+            if let last = batch.events.last { cursor = last.seq }
+            let more = journal.lastSeq > cursor
+            if !request.follow && !more {
+                try stream.send(viewable(.events(batch), session), end: true)
+                return
+            }
+            // The first answer goes out even when empty: the client knows the stream is live.
+            if first || !batch.events.isEmpty || batch.lost > 0 { try stream.send(viewable(.events(batch), session), end: false) }
+            first = false
+            if more { continue }
+            while !journal.waitForEvents(after: cursor, timeoutNanos: 1_000_000_000) {
+                if !stream.isOpen || stopping.load(ordering: .acquiring) {
+                    if stream.isOpen { try? stream.send(.error(BerthError(.unavailable, "agent \(config.nodeName) is stopping")), end: true) }
+                    return
+                }
+            }
+        }
     }
 
     private func wait(_ stream: Stream, _ ref: String) throws {

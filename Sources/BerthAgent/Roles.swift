@@ -18,7 +18,7 @@ extension Request {
     var isReadOnly: Bool {
         switch self {
         case .hello, .info, .listImages, .wait, .listContainers, .inspectContainer, .logs,
-             .listNetworks, .inspectNetwork, .listPods, .inspectPod, .stats:
+             .listNetworks, .inspectNetwork, .listPods, .inspectPod, .stats, .events:
             return true
         case .importImage, .createContainer, .startContainer, .run, .removeContainer, .stopContainer,
              .killContainer, .restartContainer, .exec, .createNetwork, .removeNetwork, .createPod,
@@ -57,6 +57,7 @@ extension Request {
         case .stopPod: "StopPod"
         case .removePod: "RemovePod"
         case .stats: "Stats"
+        case .events: "Events"
         }
     }
 }
@@ -75,6 +76,14 @@ extension Response {
         case .inspectContainer(let c): return .inspectContainer(c.redactedForViewer())
         case .listPods(let list): return .listPods(list.map { $0.redactedForViewer() })
         case .inspectPod(let p): return .inspectPod(p.redactedForViewer())
+        case .events(var batch):
+            // A container of a host directory (--rootfs) has that path as its image.
+            batch.events = batch.events.map { e in
+                var e = e
+                if e.attributes["image"]?.hasPrefix("/") == true { e.attributes["image"] = hidden }
+                return e
+            }
+            return .events(batch)
         default: return self
         }
     }

@@ -54,8 +54,18 @@ public final class BerthClient: Sendable {
         do {
             let response = try await unary(connection, .hello(request))
             guard case .hello(let hello) = response else { throw unexpected(response, "Hello") }
+            // 0: an agent that does not fill the field in; any other value must be ours.
+            if hello.protocolVersion != 0 && hello.protocolVersion != berthProtocolVersion {
+                throw BerthError(.failedPrecondition, "agent \(hello.nodeName) at \(address) speaks Berth protocol version \(hello.protocolVersion) (berthd \(hello.agentVersion)); this client speaks version \(berthProtocolVersion): use a client and agent of the same protocol version",
+                                 reason: "protocol_version")
+            }
             connection.setKeepalive(seconds: hello.keepaliveSeconds)
             return BerthClient(connection: connection, hello: hello, address: address)
+        } catch let error as BerthError where error.reason == "protocol_version" && !error.message.contains("this client") {
+            // The agent refused our version: say which side is which.
+            connection.close()
+            throw BerthError(.failedPrecondition, "\(address): \(error.message); this client speaks version \(berthProtocolVersion): use a client and agent of the same protocol version",
+                             reason: "protocol_version")
         } catch {
             connection.close()
             throw error

@@ -853,6 +853,13 @@ extension InfoResponse {
         runDir = string(c.run_dir)
         networks = messages(c.n_networks, c.networks, Network.init)
         warnings = strings(c.n_warnings, c.warnings)
+        memoryAvailableBytes = c.memory_available_bytes
+        load1 = c.load1
+        load5 = c.load5
+        load15 = c.load15
+        pods = c.pods
+        uptimeSeconds = c.uptime_seconds
+        protocolVersion = c.protocol_version
     }
 }
 
@@ -897,6 +904,13 @@ extension Arena {
         c.pointee.run_dir = cString(info.runDir)
         (c.pointee.n_networks, c.pointee.networks) = cArray(info.networks, network)
         (c.pointee.n_warnings, c.pointee.warnings) = cStrings(info.warnings)
+        c.pointee.memory_available_bytes = info.memoryAvailableBytes
+        c.pointee.load1 = info.load1
+        c.pointee.load5 = info.load5
+        c.pointee.load15 = info.load15
+        c.pointee.pods = info.pods
+        c.pointee.uptime_seconds = info.uptimeSeconds
+        c.pointee.protocol_version = info.protocolVersion
         return c
     }
 }
@@ -985,6 +999,10 @@ extension Request {
             self = .removePod(string(m?.pod), force: (m?.force ?? 0) != 0)
         case BERTH__V1__REQUEST__CALL_STATS:
             self = .stats(strings(c.stats?.pointee.n_containers ?? 0, c.stats?.pointee.containers))
+        case BERTH__V1__REQUEST__CALL_EVENTS:
+            let m = c.events?.pointee
+            self = .events(EventsRequest(sinceSeq: m?.since_seq ?? 0, sinceUnixNanos: m?.since_unix_nanos ?? 0,
+                                         follow: (m?.follow ?? 0) != 0, fromStart: (m?.from_start ?? 0) != 0))
         default:
             return nil
         }
@@ -1149,6 +1167,14 @@ extension Arena {
             (m.pointee.n_containers, m.pointee.containers) = cStrings(refs)
             c.pointee.call_case = BERTH__V1__REQUEST__CALL_STATS
             c.pointee.stats = m
+        case .events(let r):
+            let m: UnsafeMutablePointer<Berth__V1__EventsRequest> = message(berth__v1__events_request__init)
+            m.pointee.since_seq = r.sinceSeq
+            m.pointee.since_unix_nanos = r.sinceUnixNanos
+            m.pointee.follow = r.follow ? 1 : 0
+            m.pointee.from_start = r.fromStart ? 1 : 0
+            c.pointee.call_case = BERTH__V1__REQUEST__CALL_EVENTS
+            c.pointee.events = m
         }
         return c
     }
@@ -1237,6 +1263,10 @@ extension Response {
             self = .stopPod(Pod(c.stop_pod?.pointee.pod))
         case BERTH__V1__RESPONSE__RESULT_REMOVE_POD:
             self = .removePod(id: string(c.remove_pod?.pointee.id))
+        case BERTH__V1__RESPONSE__RESULT_EVENTS:
+            let m = c.events?.pointee
+            self = .events(EventBatch(events: messages(m?.n_events ?? 0, m?.events, Event.init),
+                                      oldestSeq: m?.oldest_seq ?? 0, lost: m?.lost ?? 0))
         case BERTH__V1__RESPONSE__RESULT_STATS:
             let list = c.stats?.pointee
             self = .stats(messages(list?.n_stats ?? 0, list?.stats) { (m: Berth__V1__ContainerStats) in
@@ -1431,7 +1461,57 @@ extension Arena {
             }
             c.pointee.result_case = BERTH__V1__RESPONSE__RESULT_STATS
             c.pointee.stats = m
+        case .events(let batch):
+            let m: UnsafeMutablePointer<Berth__V1__EventsResponse> = message(berth__v1__events_response__init)
+            (m.pointee.n_events, m.pointee.events) = cArray(batch.events, event)
+            m.pointee.oldest_seq = batch.oldestSeq
+            m.pointee.lost = batch.lost
+            c.pointee.result_case = BERTH__V1__RESPONSE__RESULT_EVENTS
+            c.pointee.events = m
         }
         return c
+    }
+}
+
+// MARK: - Events
+
+extension Event {
+    fileprivate init(_ c: Berth__V1__Event) {
+        self.init()
+        seq = c.seq
+        timeUnixNanos = c.time_unix_nanos
+        type = string(c.type)
+        action = string(c.action)
+        id = string(c.id)
+        name = string(c.name)
+        exitCode = c.exit_code
+        attributes = labelMap(c.n_attributes, c.attributes)
+    }
+}
+
+extension Arena {
+    func event(_ e: Event) -> UnsafeMutablePointer<Berth__V1__Event> {
+        let c: UnsafeMutablePointer<Berth__V1__Event> = message(berth__v1__event__init)
+        c.pointee.seq = e.seq
+        c.pointee.time_unix_nanos = e.timeUnixNanos
+        c.pointee.type = cString(e.type)
+        c.pointee.action = cString(e.action)
+        c.pointee.id = cString(e.id)
+        c.pointee.name = cString(e.name)
+        c.pointee.exit_code = e.exitCode
+        (c.pointee.n_attributes, c.pointee.attributes) = cArray(e.attributes.sorted { $0.key < $1.key }, label)
+        return c
+    }
+}
+
+extension Event: WireMessage {
+    /// Decodes a `berth.v1.Event` (a record of the agent's journal file).
+    public init(wire: [UInt8]) throws(BerthError) {
+        self = try unpacked(wire, "Event", berth__v1__event__unpack, berth__v1__event__free_unpacked) { Event($0) }
+    }
+
+    /// The `berth.v1.Event` encoding.
+    public func wireEncoded() -> [UInt8] {
+        withArena { arena in packed(arena.event(self), berth__v1__event__get_packed_size, berth__v1__event__pack) }
     }
 }

@@ -76,6 +76,14 @@ public struct InfoResponse: Sendable, Hashable {
     public var networks: [Network] = []
     /// How the agent is set up unsafely, one sentence each (plain TCP off loopback).
     public var warnings: [String] = []
+    /// MemAvailable: what the kernel can give without swapping.
+    public var memoryAvailableBytes: UInt64 = 0
+    public var load1 = 0.0
+    public var load5 = 0.0
+    public var load15 = 0.0
+    public var pods: UInt32 = 0
+    public var uptimeSeconds: UInt64 = 0
+    public var protocolVersion: UInt32 = 0
     public init() {}
 }
 
@@ -537,6 +545,7 @@ public enum Request: Sendable, Hashable {
     case removePod(String, force: Bool)
     /// Empty: every running container.
     case stats([String])
+    case events(EventsRequest)
 }
 
 /// `berth.v1.Response`: the payload of a RESPONSE frame, a result or an error.
@@ -570,6 +579,7 @@ public enum Response: Sendable, Hashable {
     case stopPod(Pod)
     case removePod(id: String)
     case stats([ContainerStats])
+    case events(EventBatch)
 }
 
 /// `berth.v1.GoAway`: the sender closes the connection.
