@@ -40,11 +40,15 @@ public struct EventSubscription: AsyncSequence, Sendable {
     let stream: Stream
 
     final class Info: Sendable {
-        let state = Mutex((lost: UInt64(0), oldest: UInt64(0)))
+        let state = Mutex((lost: UInt64(0), oldest: UInt64(0), position: UInt64?.none))
         func note(_ batch: EventBatch) {
-            state.withLock { $0.lost += batch.lost; $0.oldest = batch.oldestSeq }
+            state.withLock { $0.lost += batch.lost; $0.oldest = batch.oldestSeq; $0.position = batch.position }
         }
     }
+
+    /// Every event up to this sequence number has arrived (nil before the agent's first
+    /// answer): resume a broken stream with `EventsRequest(sinceSeq: position)`.
+    public var position: UInt64? { info.state.withLock { $0.position } }
 
     /// Events asked for that the agent's journal no longer held (its retention passed).
     public var lost: UInt64 { info.state.withLock { $0.lost } }

@@ -1266,7 +1266,7 @@ extension Response {
         case BERTH__V1__RESPONSE__RESULT_EVENTS:
             let m = c.events?.pointee
             self = .events(EventBatch(events: messages(m?.n_events ?? 0, m?.events, Event.init),
-                                      oldestSeq: m?.oldest_seq ?? 0, lost: m?.lost ?? 0))
+                                      oldestSeq: m?.oldest_seq ?? 0, lost: m?.lost ?? 0, position: m?.position ?? 0))
         case BERTH__V1__RESPONSE__RESULT_STATS:
             let list = c.stats?.pointee
             self = .stats(messages(list?.n_stats ?? 0, list?.stats) { (m: Berth__V1__ContainerStats) in
@@ -1466,6 +1466,7 @@ extension Arena {
             (m.pointee.n_events, m.pointee.events) = cArray(batch.events, event)
             m.pointee.oldest_seq = batch.oldestSeq
             m.pointee.lost = batch.lost
+            m.pointee.position = batch.position
             c.pointee.result_case = BERTH__V1__RESPONSE__RESULT_EVENTS
             c.pointee.events = m
         }

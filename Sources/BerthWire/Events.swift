@@ -42,7 +42,9 @@ public struct EventBatch: Sendable, Hashable {
     public var oldestSeq: UInt64 = 0
     /// Events the caller asked for that the journal no longer holds (retention).
     public var lost: UInt64 = 0
-    public init(events: [Event] = [], oldestSeq: UInt64 = 0, lost: UInt64 = 0) {
-        self.events = events; self.oldestSeq = oldestSeq; self.lost = lost
+    /// Every event up to this number has been sent: where a client resumes.
+    public var position: UInt64 = 0
+    public init(events: [Event] = [], oldestSeq: UInt64 = 0, lost: UInt64 = 0, position: UInt64 = 0) {
+        self.events = events; self.oldestSeq = oldestSeq; self.lost = lost; self.position = position
     }
 }

@@ -9234,7 +9234,7 @@ const ProtobufCMessageDescriptor berth__v1__events_request__descriptor =
   (ProtobufCMessageInit) berth__v1__events_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor berth__v1__events_response__field_descriptors[3] =
+static const ProtobufCFieldDescriptor berth__v1__events_response__field_descriptors[4] =
 {
   {
     "events",
@@ -9272,16 +9272,29 @@ static const ProtobufCFieldDescriptor berth__v1__events_response__field_descript
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "position",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__EventsResponse, position),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned berth__v1__events_response__field_indices_by_name[] = {
   0,   /* field[0] = events */
   2,   /* field[2] = lost */
   1,   /* field[1] = oldest_seq */
+  3,   /* field[3] = position */
 };
 static const ProtobufCIntRange berth__v1__events_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor berth__v1__events_response__descriptor =
 {
@@ -9291,7 +9304,7 @@ const ProtobufCMessageDescriptor berth__v1__events_response__descriptor =
   "Berth__V1__EventsResponse",
   "berth.v1",
   sizeof(Berth__V1__EventsResponse),
-  3,
+  4,
   berth__v1__events_response__field_descriptors,
   berth__v1__events_response__field_indices_by_name,
   1,  berth__v1__events_response__number_ranges,

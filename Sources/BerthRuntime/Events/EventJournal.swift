@@ -130,7 +130,8 @@ public final class EventJournal: Sendable {
             let lost = oldest > cursor + 1 ? oldest - cursor - 1 : 0
             let start = s.events.firstIndex { $0.seq > cursor } ?? s.events.count
             let slice = s.events[start..<min(s.events.count, start + limit)]
-            return EventBatch(events: Array(slice), oldestSeq: s.events.first?.seq ?? 0, lost: lost)
+            return EventBatch(events: Array(slice), oldestSeq: s.events.first?.seq ?? 0, lost: lost,
+                              position: slice.last?.seq ?? cursor)
         }
     }
 

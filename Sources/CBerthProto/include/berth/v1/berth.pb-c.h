@@ -1593,10 +1593,15 @@ struct  Berth__V1__EventsResponse
   Berth__V1__Event **events;
   uint64_t oldest_seq;
   uint64_t lost;
+  /*
+   * The stream's position: every event up to this number has been sent. A client that
+   * loses the stream resumes with since_seq = position, even if no event came yet.
+   */
+  uint64_t position;
 };
 #define BERTH__V1__EVENTS_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&berth__v1__events_response__descriptor) \
-    , 0,NULL, 0, 0 }
+    , 0,NULL, 0, 0, 0 }
 
 
 typedef enum {
