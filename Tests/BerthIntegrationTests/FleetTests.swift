@@ -159,3 +159,33 @@ struct FleetTests {
         #expect(tail.map(\.action) == ["remove"] && tail.first?.seq == 5, "\(tail)")
     }
 }
+
+@Suite("Example scheduler (root)", .enabled(if: isRoot, "needs root"), .serialized, .timeLimit(.minutes(3)))
+struct SchedulerExampleTests {
+    @Test("Examples/Scheduler places 6 pods on 3 nodes by load and reports when all run")
+    func placesByLoad() async throws {
+        let agents = [try await TestAgent(), try await TestAgent(), try await TestAgent()]
+        defer { for a in agents { a.stop() } }
+        for a in agents { _ = try await a.clientWithImage() }
+        // n1 is busy already: three running containers.
+        let busy = try await agents[0].connect()
+        for i in 0..<3 { _ = try await busy.startContainer(try await busy.createContainer(spec(["sleep", "300"], rm: false, name: "load\(i)")).id) }
+        let dir = try TempDir("berth-hosts")
+        defer { dir.remove() }
+        let nodes = agents.enumerated().map { i, a in "{\"name\": \"n\(i + 1)\", \"endpoint\": \"unix://\(a.socket)\"}" }
+        let hosts = dir.path + "/hosts.json"
+        try Files.writeAtomically(hosts, Array("{\"nodes\": [\(nodes.joined(separator: ", "))]}".utf8))
+
+        let r = try runProgram([binDir + "/berth-scheduler", "--hosts", hosts, "--pods", "6", "--", "sleep", "300"])
+        #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
+        // 3 + 6 containers on 3 nodes of equal size: 3 each, so n1 gets none.
+        #expect(r.stdout.contains("all 6 pods running: n1=0 n2=3 n3=3"), "\(r.stdout)")
+        for (i, a) in agents.enumerated() {
+            let client = try await a.connect()
+            let pods = try await client.listPods()
+            #expect(pods.count == (i == 0 ? 0 : 3))
+            #expect(try await client.listContainers().filter { !$0.podName.isEmpty }.allSatisfy { $0.state == .running })
+            for p in pods { _ = try await client.removePod(p.id, force: true) }
+        }
+    }
+}
