@@ -47,25 +47,29 @@ public final class Fleet: Sendable {
     public let callTimeout: Duration
     let links: [String: Link]
 
-    /// A fleet of `nodes`. Nothing is connected until a call needs it.
-    public init(nodes: [Node], callTimeout: Duration = .seconds(10)) {
+    /// A fleet of `nodes`. Nothing is connected until a call needs it. After a failed
+    /// connect a node is not dialled again for `backoff`, doubling with each failure up
+    /// to 10 s.
+    public init(nodes: [Node], callTimeout: Duration = .seconds(10), backoff: Duration = .milliseconds(100)) {
         self.nodes = nodes
         self.callTimeout = callTimeout
+        let backoffMillis = UInt64(backoff.components.seconds) * 1000 + UInt64(backoff.components.attoseconds / 1_000_000_000_000_000)
         var links: [String: Link] = [:]
-        for n in nodes { links[n.name] = Link(n) }
+        for n in nodes { links[n.name] = Link(n, backoffMillis: max(1, backoffMillis)) }
         self.links = links
     }
 
     /// A fleet of every node of a hosts file.
-    public convenience init(hostsFile path: String = HostsFile.defaultPath, callTimeout: Duration = .seconds(10)) throws {
-        self.init(nodes: try HostsFile.load(path).nodes, callTimeout: callTimeout)
+    public convenience init(hostsFile path: String = HostsFile.defaultPath, callTimeout: Duration = .seconds(10),
+                            backoff: Duration = .milliseconds(100)) throws {
+        self.init(nodes: try HostsFile.load(path).nodes, callTimeout: callTimeout, backoff: backoff)
     }
 
     /// The names of the nodes.
     public var nodeNames: [String] { nodes.map(\.name) }
 
     /// The connection to `node`, reused while it is up. A node whose last connect
-    /// failed is not dialled again before its backoff (100 ms doubling to 10 s) has
+    /// failed is not dialled again before its backoff (by default 100 ms doubling to 10 s) has
     /// passed: the call fails at once with UNAVAILABLE and the last reason.
     public func client(_ node: String) async throws -> BerthClient {
         guard let link = links[node] else {
@@ -206,6 +210,7 @@ extension Duration {
 /// One node's connection: made on demand, shared by every call, remade after it drops.
 final class Link: Sendable {
     let node: Node
+    let backoffMillis: UInt64
 
     struct State {
         var client: BerthClient?
@@ -217,7 +222,7 @@ final class Link: Sendable {
     }
     let state = Mutex(State())
 
-    init(_ node: Node) { self.node = node }
+    init(_ node: Node, backoffMillis: UInt64) { self.node = node; self.backoffMillis = backoffMillis }
 
     private enum Step {
         case ready(BerthClient)
@@ -266,7 +271,7 @@ final class Link: Sendable {
                         s.connecting = nil
                         s.failures += 1
                         s.lastError = e
-                        s.retryAt = Host.monotonicNanos + UInt64(min(100 << min(s.failures - 1, 7), 10_000)) * 1_000_000
+                        s.retryAt = Host.monotonicNanos + min(backoffMillis << UInt64(min(s.failures - 1, 16)), max(10_000, backoffMillis)) * 1_000_000
                     }
                 }
                 throw BerthError(e.code, "node \(node.name): \(e.message)")

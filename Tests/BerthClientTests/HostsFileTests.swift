@@ -60,7 +60,7 @@ struct FleetUnitTests {
     func unreachable() async throws {
         let dir = try TempDirectory()
         defer { dir.remove() }
-        let fleet = Fleet(nodes: [Node(name: "gone", endpoint: "unix://\(dir.path)/none.sock")], callTimeout: .seconds(2))
+        let fleet = Fleet(nodes: [Node(name: "gone", endpoint: "unix://\(dir.path)/none.sock")], callTimeout: .seconds(2), backoff: .seconds(60))
         defer { fleet.close() }
         let first = await fleet.info()
         #expect(first.count == 1 && first[0].node == "gone")
