@@ -214,22 +214,7 @@ enum Commands {
 
     static func ps(_ args: inout Arguments, _ g: Globals) async throws -> Int32 {
         args.command = CLI.find("ps")
-        var all = false, quiet = false, json = false
-        var filters: [String] = []
-        while let a = args.next() {
-            let (flag, inline) = Arguments.split(a)
-            switch flag {
-            case "-f", "--filter": filters.append(try args.value(for: flag, inline))
-            case "-a", "--all": all = true
-            case "-q", "--quiet": quiet = true
-            case "-aq", "-qa": all = true; quiet = true
-            case "--format":
-                let f = try args.value(for: flag, inline)
-                guard f == "json" || f == "table" else { throw UsageError(message: "--format must be table or json, not \"\(f)\"", command: args.command) }
-                json = f == "json"
-            default: throw UsageError(message: "unexpected argument \(a)", command: args.command)
-            }
-        }
+        let (all, quiet, json, filters) = try psOptions(&args)
         let client = try await g.connect()
         let list = try await client.listContainers(all: all, filters: filters)
         if quiet {
@@ -249,6 +234,27 @@ enum Commands {
             out(Format.table(rows))
         }
         return ExitCode.ok
+    }
+
+    /// ps's options: -a, -q, -f K=V…, --format table|json.
+    static func psOptions(_ args: inout Arguments) throws -> (all: Bool, quiet: Bool, json: Bool, filters: [String]) {
+        var all = false, quiet = false, json = false
+        var filters: [String] = []
+        while let a = args.next() {
+            let (flag, inline) = Arguments.split(a)
+            switch flag {
+            case "-f", "--filter": filters.append(try args.value(for: flag, inline))
+            case "-a", "--all": all = true
+            case "-q", "--quiet": quiet = true
+            case "-aq", "-qa": all = true; quiet = true
+            case "--format":
+                let f = try args.value(for: flag, inline)
+                guard f == "json" || f == "table" else { throw UsageError(message: "--format must be table or json, not \"\(f)\"", command: args.command) }
+                json = f == "json"
+            default: throw UsageError(message: "unexpected argument \(a)", command: args.command)
+            }
+        }
+        return (all, quiet, json, filters)
     }
 
     static func network(_ args: inout Arguments, _ g: Globals) async throws -> Int32 {

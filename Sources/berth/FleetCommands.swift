@@ -51,22 +51,7 @@ enum FleetCommands {
     // MARK: - Reads
 
     static func ps(_ args: inout Arguments, _ fleet: Fleet) async throws -> Int32 {
-        var all = false, quiet = false, json = false
-        var filters: [String] = []
-        while let a = args.next() {
-            let (flag, inline) = Arguments.split(a)
-            switch flag {
-            case "-f", "--filter": filters.append(try args.value(for: flag, inline))
-            case "-a", "--all": all = true
-            case "-q", "--quiet": quiet = true
-            case "-aq", "-qa": all = true; quiet = true
-            case "--format":
-                let f = try args.value(for: flag, inline)
-                guard f == "json" || f == "table" else { throw UsageError(message: "--format must be table or json, not \"\(f)\"", command: args.command) }
-                json = f == "json"
-            default: throw UsageError(message: "unexpected argument \(a)", command: args.command)
-            }
-        }
+        let (all, quiet, json, filters) = try Commands.psOptions(&args)
         let results = await fleet.listContainers(all: all, filters: filters)
         let now = Host.now
         let withPods = results.contains { $0.value?.contains { !$0.podName.isEmpty } ?? false }
