@@ -25,6 +25,8 @@ final class FakeKernel: NetworkKernel, Sendable {
         var routes: [(IPv4Subnet, String)] = []
         var busyPorts: Set<UInt16> = []
         var failVeth = false
+        var installed: [HostRoute] = []
+        var failRoute = false
     }
     let state = Mutex(State())
 
@@ -70,6 +72,14 @@ final class FakeKernel: NetworkKernel, Sendable {
     }
     func pin(source: String, pin: String) throws(BerthError) { try createNetns(pin) }
     func writeSysctl(pin: String, namespace: PodNamespace, key: String, value: String) throws(BerthError) {}
+    func replaceRoute(_ route: HostRoute) throws(BerthError) {
+        try state.withLock { (s) throws(BerthError) in
+            if s.failRoute { throw BerthError(.internal, "Network is unreachable") }
+            s.installed.removeAll { $0.subnet == route.subnet }
+            s.installed.append(route)
+        }
+    }
+    func deleteRoute(_ route: HostRoute) throws(BerthError) { state.withLock { $0.installed.removeAll { $0 == route } } }
     func ipForward() -> Bool { state.withLock { $0.forward } }
     func setIPForward(_ on: Bool) throws(BerthError) { state.withLock { $0.forward = on } }
     func hostRoutes() -> [(subnet: IPv4Subnet, device: String)] { state.withLock { $0.routes.map { ($0.0, $0.1) } } }
