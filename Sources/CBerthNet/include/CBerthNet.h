@@ -133,10 +133,11 @@ int berth_veth_attach(const struct berth_veth_config *cfg, struct berth_net_err 
 // Routes to other hosts' container subnets (host-gw: `berthd --route CIDR=GATEWAY`), in the
 // caller's network namespace, main table.
 
-/// The rtnetlink protocol Berth's routes carry (`ip route` shows "proto 186"): it tells
-/// them from routes someone else made to the same destination. Unassigned in
-/// /etc/iproute2/rt_protos (like bird's 12 or zebra's 11, a daemon's own number).
-#define BERTH_ROUTE_PROTOCOL 186
+/// The rtnetlink protocol Berth's routes carry (`ip route` shows "proto 217", after
+/// 10.217.0.0/16): it tells them from routes someone else made to the same destination.
+/// Unassigned in the kernel's RTPROT_* and iproute2's rt_protos (where bird has 12 and
+/// bgp 186): a daemon's own number.
+#define BERTH_ROUTE_PROTOCOL 217
 
 /// Adds or replaces (NLM_F_CREATE | NLM_F_REPLACE) the IPv4 route to `dst_cidr`
 /// ("10.241.3.0/24") via `gateway` ("10.240.0.13"), protocol BERTH_ROUTE_PROTOCOL, so
