@@ -612,29 +612,3 @@ out:
     nl_addr_put(dst);
     return rc;
 }
-
-int berth_route_exists(const char *dst_cidr, const char *gateway) {
-    struct nl_addr *dst = NULL, *gw = NULL;
-    if (route_parse("look up route", dst_cidr, gateway, &dst, &gw, NULL) != 0) return -1;
-    struct nl_sock *sk = NULL;
-    struct nl_cache *cache = NULL;
-    int found = -1;
-    if (berth_net_route_socket(&sk) < 0) goto out;
-    if (rtnl_route_alloc_cache(sk, AF_INET, 0, &cache) < 0) goto out;
-    found = 0;
-    for (struct nl_object *obj = nl_cache_get_first(cache); obj != NULL && !found; obj = nl_cache_get_next(obj)) {
-        struct rtnl_route *r = (struct rtnl_route *)obj;
-        if (rtnl_route_get_table(r) != RT_TABLE_MAIN || rtnl_route_get_protocol(r) != BERTH_ROUTE_PROTOCOL) continue;
-        struct nl_addr *d = rtnl_route_get_dst(r);
-        if (d == NULL || nl_addr_cmp(d, dst) != 0 || rtnl_route_get_nnexthops(r) != 1) continue;
-        struct rtnl_nexthop *nh = rtnl_route_nexthop_n(r, 0);
-        struct nl_addr *g = nh ? rtnl_route_nh_get_gateway(nh) : NULL;
-        if (g != NULL && nl_addr_get_len(g) == 4 && memcmp(nl_addr_get_binary_addr(g), nl_addr_get_binary_addr(gw), 4) == 0) found = 1;
-    }
-out:
-    if (cache != NULL) nl_cache_free(cache);
-    if (sk != NULL) nl_socket_free(sk);
-    nl_addr_put(gw);
-    nl_addr_put(dst);
-    return found;
-}

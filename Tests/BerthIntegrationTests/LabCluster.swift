@@ -83,6 +83,42 @@ final class LabCluster: Sendable {
         try runProgram([binDir + "/berth", "-H", endpoint(node)] + tlsArgs + args, stdin: stdin)
     }
 
+    /// The pid of `node`'s berthd (from DIR/<node>/berthd.pid), nil when it has none.
+    func agentPID(_ node: String) -> pid_t? {
+        pid_t(((try? Files.readString("\(dir)/\(node)/berthd.pid")) ?? "").filter { $0.isNumber })
+    }
+
+    /// Stops `node`'s berthd with `signal` (SIGTERM: a clean shutdown; SIGKILL: a crash)
+    /// and waits until it is gone. Its containers keep running under their monitors.
+    func stopAgent(_ node: String, signal: Int32 = SIGTERM) {
+        guard let pid = agentPID(node) else { return }
+        kill(pid, signal)
+        for _ in 0..<400 {
+            var status: Int32 = 0
+            if waitpid(pid, &status, WNOHANG) == pid { break }
+            // Not our child (the script started it): gone, or a zombie someone else reaps.
+            let state = ((try? Files.readString("/proc/\(pid)/stat")) ?? "").split(separator: ")").last?.split(separator: " ").first
+            if state == nil || state == "Z" { break }
+            usleep(50_000)
+        }
+    }
+
+    /// Starts `node`'s berthd again with the command line `up` gave it (DIR/<node>/
+    /// berthd.cmdline), in its namespace, and waits until it answers.
+    func startAgent(_ node: String) throws {
+        let d = "\(dir)/\(node)"
+        let cmdline = try Files.readString(d + "/berthd.cmdline")
+        let ns = "/run/netns/berth-lab-\(node.dropFirst(3))"
+        let start = try runProgram(["/bin/bash", "-c",
+                                    "setsid nsenter --net=\(ns) -- \(cmdline) </dev/null >>\(d)/berthd.log 2>&1 & echo $! > \(d)/berthd.pid"])
+        guard start.status == 0 else { throw BerthError(.internal, "start \(node): \(start.stderr)") }
+        for _ in 0..<600 {
+            if try berth(node, ["info"]).status == 0 { return }
+            usleep(50_000)
+        }
+        throw BerthError(.unavailable, "\(node) did not answer after a restart: \(logs)")
+    }
+
     /// Every agent's log, for a failing test.
     var logs: String {
         nodes.map { "--- \($0):\n" + ((try? Files.readString("\(dir)/\($0)/berthd.log")) ?? "(none)") }.joined(separator: "\n")

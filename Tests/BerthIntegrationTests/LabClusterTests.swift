@@ -48,6 +48,20 @@ struct LabClusterTests {
             // The routes are the agents' own (protocol 217), one per other host's subnets.
             let routes = try runProgram(["/usr/sbin/ip", "-n", "berth-lab-1", "-4", "route", "show", "proto", "217"]).stdout
             #expect(routes.contains("10.241.2.0/24 via 10.240.0.12") && routes.contains("10.241.3.0/24 via 10.240.0.13"), "\(routes)")
+
+            // Host 1's agent restarted (an upgrade): the same routes, once each, and the
+            // containers still reach each other.
+            lab.stopAgent("lab1")
+            try lab.startAgent("lab1")
+            let after = try runProgram(["/usr/sbin/ip", "-n", "berth-lab-1", "-4", "route", "show", "proto", "217"]).stdout
+            #expect(after == routes, "before:\n\(routes)after:\n\(after)")
+            var again = ""
+            for _ in 0..<100 {
+                again = try lab.berth("lab1", ["exec", "cli", "sh", "-c", "timeout 5 nc \(serverIP) 8080 </dev/null"]).stdout
+                if again.contains(clientIP + ":") { break }
+                usleep(100_000)
+            }
+            #expect(again.contains(clientIP + ":"), "after the restart: \(again)")
         }
     }
 

@@ -150,10 +150,6 @@ int berth_route_replace(const char *dst_cidr, const char *gateway, struct berth_
 /// (another protocol or gateway) is left alone.
 int berth_route_delete(const char *dst_cidr, const char *gateway, struct berth_net_err *err);
 
-/// 1 when the main table holds the route to `dst_cidr` via `gateway` with protocol
-/// BERTH_ROUTE_PROTOCOL, 0 when not, -1 on error (used by the tests).
-int berth_route_exists(const char *dst_cidr, const char *gateway);
-
 // ---------------------------------------------------------------------------------------
 // nftables.
 
