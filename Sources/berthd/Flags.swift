@@ -42,6 +42,12 @@ private func number<T: FixedWidthInteger>(_ text: String, _ range: ClosedRange<T
     return n
 }
 
+/// Paths the agent keeps for its whole life must not depend on the directory it was started in.
+private func absolute(_ path: String) throws(OptionError) -> String {
+    guard path.hasPrefix("/") else { throw OptionError(reason: "needs an absolute path, not \"\(path)\"") }
+    return path
+}
+
 /// A group name or number, as --socket-group takes it.
 func groupID(_ text: String) -> gid_t? {
     if let n = gid_t(text) { return n }
@@ -54,9 +60,9 @@ func groupID(_ text: String) -> gid_t? {
 
 /// Every option but --config, --help and --version, which only the command line takes.
 let agentOptions: [AgentOption] = [
-    AgentOption(name: "socket", kind: .value) { $0.config.socketPath = $1 },
-    AgentOption(name: "state-dir", kind: .value) { $0.config.stateDir = $1 },
-    AgentOption(name: "run-dir", kind: .value) { $0.config.runDir = $1 },
+    AgentOption(name: "socket", kind: .value) { (s, v) throws(OptionError) in s.config.socketPath = try absolute(v) },
+    AgentOption(name: "state-dir", kind: .value) { (s, v) throws(OptionError) in s.config.stateDir = try absolute(v) },
+    AgentOption(name: "run-dir", kind: .value) { (s, v) throws(OptionError) in s.config.runDir = try absolute(v) },
     AgentOption(name: "listen", kind: .repeatable) { $0.config.listen.append($1) },
     AgentOption(name: "node-name", kind: .value) { $0.config.nodeName = $1 },
     AgentOption(name: "exit-on-stdin-eof", kind: .flag) { s, v in s.exitOnStdinEOF = v == "true" },

@@ -81,9 +81,6 @@ do {
 }
 let config = settings.config
 let exitOnStdinEOF = settings.exitOnStdinEOF
-for (flag, path) in [("--state-dir", config.stateDir), ("--run-dir", config.runDir), ("--socket", config.socketPath)] where !path.hasPrefix("/") {
-    fail("\(flag) needs an absolute path, not \"\(path)\"", code: 64)
-}
 // Read (and removed from the environment) before any thread or child exists.
 let notifier = ServiceNotifier.fromEnvironment()
 guard geteuid() == 0 else { fail("must run as root (it creates namespaces and mounts)", code: 1) }

@@ -211,6 +211,7 @@ struct ConfigFileTests {
         ("route = 10.1.2.0/24=10.0.0.x\n", ":1: route: invalid route \"10.1.2.0/24=10.0.0.x\": gateway \"10.0.0.x\" is not an IPv4 address"),
         ("route = 10.1.2.0/24\n", ":1: route: invalid route \"10.1.2.0/24\": expected CIDR=GATEWAY"),
         ("socket =\n", ":1: socket needs a value"),
+        ("state-dir = var/lib/berth\n", ":1: state-dir needs an absolute path, not \"var/lib/berth\""),
         ("config = /etc/other.conf\n", ":1: a configuration file cannot include another"),
     ])
     func errors(text: String, expected: String) throws {
