@@ -201,6 +201,8 @@ up() {
     printf 'count=%s\nbin=%s\n' "$n" "$bin" > "$dir/lab.env"
     # From here on, a failure takes down whatever was made.
     trap 'status=$?; if [ $status -ne 0 ]; then echo "$prog: up failed; removing the partial lab" >&2; down >&2 || true; fi' EXIT
+    # Ctrl-C or a kill: exit through the EXIT trap, so the partial lab goes too.
+    trap 'exit 130' INT TERM HUP
 
     say "certificates in $dir/certs"
     local mk=$here/make-certs.sh
@@ -273,7 +275,7 @@ up() {
         echo '}'
     } > "$hosts.tmp"
     mv "$hosts.tmp" "$hosts"
-    trap - EXIT
+    trap - EXIT INT TERM HUP
     say "up: $n agents; down with: $prog down --dir $dir"
     echo "$hosts"
 }
