@@ -65,6 +65,22 @@ struct LabClusterTests {
         }
     }
 
+    @Test("down cleans up after an agent that was killed with containers, a pod and a user network still there")
+    func downAfterAKilledAgent() async throws {
+        let image = try testImage.get()
+        try await LabCluster.with(2) { lab in
+            #expect(try lab.berth("lab2", ["image", "import", "busybox", image]).status == 0)
+            #expect(try lab.berth("lab2", ["network", "create", "net2"]).status == 0)
+            #expect(try lab.berth("lab2", ["run", "-d", "--network", "net2", "busybox", "sleep", "1000"]).status == 0)
+            #expect(try lab.berth("lab2", ["pod", "create", "--name", "p2"]).status == 0)
+            let inPod = try lab.berth("lab2", ["run", "-d", "--pod", "p2", "busybox", "sleep", "1000"])
+            #expect(inPod.status == 0, "\(inPod.stderr)")
+            lab.stopAgent("lab2", signal: SIGKILL)
+            #expect(try lab.berth("lab2", ["info"]).status != 0)
+            // LabCluster.with runs down and checks that nothing is left.
+        }
+    }
+
     @Test("up while a lab is up is refused and names it; down where there is none does nothing")
     func upTwiceDownNone() async throws {
         try await LabCluster.with(1) { lab in
