@@ -27,6 +27,7 @@ final class FakeKernel: NetworkKernel, Sendable {
         var failVeth = false
         var installed: [HostRoute] = []
         var failRoute = false
+        var failDelete = false
     }
     let state = Mutex(State())
 
@@ -79,7 +80,12 @@ final class FakeKernel: NetworkKernel, Sendable {
             s.installed.append(route)
         }
     }
-    func deleteRoute(_ route: HostRoute) throws(BerthError) { state.withLock { $0.installed.removeAll { $0 == route } } }
+    func deleteRoute(_ route: HostRoute) throws(BerthError) {
+        try state.withLock { (s) throws(BerthError) in
+            if s.failDelete { throw BerthError(.internal, "injected failure") }
+            s.installed.removeAll { $0 == route }
+        }
+    }
     func ipForward() -> Bool { state.withLock { $0.forward } }
     func setIPForward(_ on: Bool) throws(BerthError) { state.withLock { $0.forward = on } }
     func hostRoutes() -> [(subnet: IPv4Subnet, device: String)] { state.withLock { $0.routes.map { ($0.0, $0.1) } } }
@@ -543,6 +549,18 @@ extension Substring {
         o.routes = [try HostRoute(parsing: "10.241.2.0/24=10.240.0.12")]
         _ = try NetworkManager(stateDir: dir + "/state", runDir: dir + "/netns", options: o, kernel: kernel)
         #expect(Set(kernel.state.withLock { $0.installed }) == [o.routes[0], foreign])
+        // A stale route whose deletion fails stays recorded, and goes at a later start.
+        let stale = o.routes[0]
+        o.routes = []
+        kernel.state.withLock { $0.failDelete = true }
+        _ = try NetworkManager(stateDir: dir + "/state", runDir: dir + "/netns", options: o, kernel: kernel)
+        #expect(kernel.state.withLock { $0.installed.contains(stale) })
+        #expect(try Files.readString(dir + "/state/routes.berth") == "\(stale)\n")
+        kernel.state.withLock { $0.failDelete = false }
+        _ = try NetworkManager(stateDir: dir + "/state", runDir: dir + "/netns", options: o, kernel: kernel)
+        #expect(!kernel.state.withLock { $0.installed.contains(stale) })
+        #expect(!Files.exists(dir + "/state/routes.berth"))
+        o.routes = [stale]
         // The kernel refusing one fails the start, naming it.
         kernel.state.withLock { $0.failRoute = true }
         do {

@@ -113,7 +113,8 @@ extension NetworkManager {
                 throw BerthError(error.code, "route \(r): \(error.message)")
             }
         }
-        try record(wanted)
+        // A stale route whose deletion failed stays recorded, so the next start tries again.
+        try record(installed.filter { !wanted.contains($0) } + wanted)
         if !wanted.isEmpty { Log.write("routes to other hosts: \(wanted.map(\.description).joined(separator: ", "))") }
     }
 }
