@@ -50,11 +50,22 @@ struct LabClusterTests {
             #expect(routes.contains("10.241.2.0/24 via 10.240.0.12") && routes.contains("10.241.3.0/24 via 10.240.0.13"), "\(routes)")
 
             // Host 1's agent restarted (an upgrade): the same routes, once each, and the
-            // containers still reach each other.
+            // containers still reach each other. Meanwhile two routes appear in its record
+            // that its configuration no longer has: one of Berth's (protocol 217), which
+            // goes, and one someone else made to the same kind of place, which stays.
             lab.stopAgent("lab1")
+            let ip = "/usr/sbin/ip"
+            #expect(try runProgram([ip, "-n", "berth-lab-1", "route", "add", "10.98.0.0/16", "via", "10.240.0.12", "proto", "217"]).status == 0)
+            #expect(try runProgram([ip, "-n", "berth-lab-1", "route", "add", "10.99.0.0/16", "via", "10.240.0.12"]).status == 0)
+            let record = lab.dir + "/lab1/state/networks/routes.berth"
+            let recorded = try Files.readString(record)
+            try Files.writeAtomically(record, Array((recorded + "10.98.0.0/16=10.240.0.12\n10.99.0.0/16=10.240.0.12\n").utf8))
             try lab.startAgent("lab1")
-            let after = try runProgram(["/usr/sbin/ip", "-n", "berth-lab-1", "-4", "route", "show", "proto", "217"]).stdout
+            let after = try runProgram([ip, "-n", "berth-lab-1", "-4", "route", "show", "proto", "217"]).stdout
             #expect(after == routes, "before:\n\(routes)after:\n\(after)")
+            let foreign = try runProgram([ip, "-n", "berth-lab-1", "-4", "route", "show", "10.99.0.0/16"]).stdout
+            #expect(foreign.contains("10.99.0.0/16 via 10.240.0.12"), "someone else's route was removed")
+            #expect(try Files.readString(record) == recorded, "the record lists the configured routes again")
             var again = ""
             for _ in 0..<100 {
                 again = try lab.berth("lab1", ["exec", "cli", "sh", "-c", "timeout 5 nc \(serverIP) 8080 </dev/null"]).stdout
