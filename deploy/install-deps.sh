@@ -15,8 +15,8 @@ packages=(
   nftables                # tests inspect the table with nft(8)
   openssl                 # deploy/make-certs.sh (lab CA and certificates for mutual TLS)
   busybox-static          # the test image (deploy/make-test-image.sh)
-  iproute2                # tests inspect namespaces with ip(8)
-  util-linux              # nsenter/unshare/mount used by tests
+  iproute2                # tests inspect namespaces with ip(8); deploy/lab-cluster.sh wires the lab with it
+  util-linux              # nsenter/unshare/mount used by tests; nsenter/setsid start the lab agents
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -13,6 +13,7 @@
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -484,5 +485,130 @@ out:
     if (mac != NULL) nl_addr_put(mac);
     if (gateway != NULL) nl_addr_put(gateway);
     if (local != NULL) nl_addr_put(local);
+    return rc;
+}
+
+// ---------------------------------------------------------------------------------------
+// Routes to other hosts' container subnets.
+
+/// A unicast IPv4 route in the main table with Berth's protocol, to `dst` via `gw`
+/// (the nexthop's link is left to the kernel: the one whose subnet holds `gw`).
+static int host_route_build(struct nl_addr *dst, struct nl_addr *gw, struct rtnl_route **out) {
+    *out = NULL;
+    struct rtnl_route *route = rtnl_route_alloc();
+    struct rtnl_nexthop *nh = rtnl_route_nh_alloc();
+    if (route == NULL || nh == NULL) {
+        if (nh != NULL) rtnl_route_nh_free(nh);
+        if (route != NULL) rtnl_route_put(route);
+        return -NLE_NOMEM;
+    }
+    rtnl_route_set_family(route, AF_INET);
+    rtnl_route_set_table(route, RT_TABLE_MAIN);
+    rtnl_route_set_protocol(route, BERTH_ROUTE_PROTOCOL);
+    rtnl_route_set_scope(route, RT_SCOPE_UNIVERSE);
+    rtnl_route_set_type(route, RTN_UNICAST);
+    int rc = rtnl_route_set_dst(route, dst);
+    if (rc < 0) {
+        rtnl_route_nh_free(nh);
+        rtnl_route_put(route);
+        return rc;
+    }
+    rtnl_route_nh_set_gateway(nh, gw);
+    // The route owns the nexthop from here on.
+    rtnl_route_add_nexthop(route, nh);
+    *out = route;
+    return 0;
+}
+
+/// Parses a route's destination and gateway: both IPv4, the destination with its prefix
+/// and no host bits (the kernel refuses those with EINVAL, less clearly).
+static int route_parse(const char *what, const char *dst_cidr, const char *gateway, struct nl_addr **dst,
+                       struct nl_addr **gw, struct berth_net_err *err) {
+    *dst = parse_ipv4(dst_cidr);
+    *gw = NULL;
+    if (*dst == NULL || dst_cidr == NULL || strchr(dst_cidr, '/') == NULL) {
+        if (*dst != NULL) nl_addr_put(*dst);
+        *dst = NULL;
+        return berth_net_fail(err, EINVAL, "%s: invalid destination \"%s\": expected an IPv4 subnet such as 10.241.3.0/24",
+                              what, dst_cidr ? dst_cidr : "");
+    }
+    const unsigned char *b = nl_addr_get_binary_addr(*dst);
+    unsigned int plen = nl_addr_get_prefixlen(*dst);
+    uint32_t value = (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+    uint32_t mask = plen == 0 ? 0 : 0xffffffffu << (32 - plen);
+    if ((value & ~mask) != 0) {
+        nl_addr_put(*dst);
+        *dst = NULL;
+        return berth_net_fail(err, EINVAL, "%s: invalid destination \"%s\": host bits are set", what, dst_cidr);
+    }
+    *gw = parse_ipv4(gateway);
+    if (*gw == NULL || strchr(gateway, '/') != NULL) {
+        if (*gw != NULL) nl_addr_put(*gw);
+        nl_addr_put(*dst);
+        *dst = *gw = NULL;
+        return berth_net_fail(err, EINVAL, "%s: invalid gateway \"%s\": expected an IPv4 address", what,
+                              gateway ? gateway : "");
+    }
+    return 0;
+}
+
+int berth_route_replace(const char *dst_cidr, const char *gateway, struct berth_net_err *err) {
+    struct nl_addr *dst = NULL, *gw = NULL;
+    int rc = route_parse("add route", dst_cidr, gateway, &dst, &gw, err);
+    if (rc != 0) return rc;
+    struct nl_sock *sk = NULL;
+    struct rtnl_route *route = NULL;
+    if ((rc = berth_net_route_socket(&sk)) < 0) {
+        rc = berth_net_fail_nl(err, rc, "add route %s via %s: open netlink socket", dst_cidr, gateway);
+        goto out;
+    }
+    if ((rc = host_route_build(dst, gw, &route)) < 0) {
+        rc = berth_net_fail_nl(err, rc, "add route %s via %s", dst_cidr, gateway);
+        goto out;
+    }
+    // REPLACE: an agent restart (or another gateway for the same subnet in a changed
+    // configuration) leaves one route, not EEXIST.
+    if ((rc = rtnl_route_add(sk, route, NLM_F_CREATE | NLM_F_REPLACE)) < 0) {
+        rc = berth_net_fail_nl(err, rc, "add route %s via %s", dst_cidr, gateway);
+        goto out;
+    }
+    rc = berth_net_ok(err);
+out:
+    if (route != NULL) rtnl_route_put(route);
+    if (sk != NULL) nl_socket_free(sk);
+    nl_addr_put(gw);
+    nl_addr_put(dst);
+    return rc;
+}
+
+int berth_route_delete(const char *dst_cidr, const char *gateway, struct berth_net_err *err) {
+    struct nl_addr *dst = NULL, *gw = NULL;
+    int rc = route_parse("delete route", dst_cidr, gateway, &dst, &gw, err);
+    if (rc != 0) return rc;
+    struct nl_sock *sk = NULL;
+    struct rtnl_route *route = NULL;
+    if ((rc = berth_net_route_socket(&sk)) < 0) {
+        rc = berth_net_fail_nl(err, rc, "delete route %s via %s: open netlink socket", dst_cidr, gateway);
+        goto out;
+    }
+    if ((rc = host_route_build(dst, gw, &route)) < 0) {
+        rc = berth_net_fail_nl(err, rc, "delete route %s via %s", dst_cidr, gateway);
+        goto out;
+    }
+    // The kernel matches the protocol and the nexthop's gateway too: a route to the same
+    // subnet that someone else made is not ours to delete.
+    rc = rtnl_route_delete(sk, route, 0);
+    // No such route: ESRCH from the kernel, NLE_OBJ_NOTFOUND from libnl.
+    if (rc == -NLE_OBJ_NOTFOUND) rc = 0;
+    if (rc < 0) {
+        rc = berth_net_fail_nl(err, rc, "delete route %s via %s", dst_cidr, gateway);
+        goto out;
+    }
+    rc = berth_net_ok(err);
+out:
+    if (route != NULL) rtnl_route_put(route);
+    if (sk != NULL) nl_socket_free(sk);
+    nl_addr_put(gw);
+    nl_addr_put(dst);
     return rc;
 }

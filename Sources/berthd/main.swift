@@ -8,11 +8,15 @@ import BerthSystem
 import BerthWire
 
 let usage = """
-Usage: berthd [--socket PATH] [--state-dir DIR] [--run-dir DIR] [--listen tcp://127.0.0.1:PORT]... [--node-name NAME]
+Usage: berthd [--config FILE] [--socket PATH] [--state-dir DIR] [--run-dir DIR] [--listen tcp://127.0.0.1:PORT]... [--node-name NAME]
 
 The Berth node agent: runs containers for berth clients.
 
 Options:
+  --config FILE        Read options from FILE: "name = value" lines, the long option
+                       names without "--" (insecure-tcp = true for a switch; listen and
+                       route on several lines; # comments). Options after --config
+                       override it (listen and route add to it). See deploy/berthd.conf
   --socket PATH        Unix socket to serve (default /run/berth/berth.sock, mode 0660)
   --state-dir DIR      Persistent state: images, container records (default /var/lib/berth)
   --run-dir DIR        Runtime state: mounts, lock (default /run/berth)
@@ -38,6 +42,9 @@ Options:
   --default-subnet CIDR  Subnet of the default network "bridge" (default 10.217.0.0/16)
   --subnet-pool CIDR   User networks without --subnet get a /24 from here
                        (default 10.218.0.0/16)
+  --route CIDR=GATEWAY Route another host's container subnet via that host (repeatable;
+                       host-gw: containers reach each other by their own addresses,
+                       forwarded without masquerade), e.g. 10.241.3.0/24=10.240.0.13
   --cgroup-parent NAME Berth's cgroup: containers get NAME/<id> (default berth)
   --tls-cert FILE      Mutual TLS on every --listen address: this agent's certificate,
   --tls-key FILE       its key, and the CA clients' certificates must be signed by
@@ -52,16 +59,6 @@ Options:
 
 """
 
-/// A group name or number, as --socket-group takes it.
-func groupID(_ text: String) -> gid_t? {
-    if let n = gid_t(text) { return n }
-    var group = group()
-    var result: UnsafeMutablePointer<group>?
-    var buf = [CChar](repeating: 0, count: 16384)
-    guard getgrnam_r(text, &group, &buf, buf.count, &result) == 0, let found = result else { return nil }
-    return found.pointee.gr_gid
-}
-
 func fail(_ message: String, code: Int32) -> Never {
     let text = code == 64 ? "Error: \(message)\n\(usage)" : "berthd: \(message)\n"
     let bytes = Array(text.utf8)
@@ -69,76 +66,23 @@ func fail(_ message: String, code: Int32) -> Never {
     exit(code)
 }
 
-var config = AgentConfig()
-var exitOnStdinEOF = false
-var args = CommandLine.arguments.dropFirst()
-while let arg = args.popFirst() {
-    func value() -> String {
-        guard let v = args.popFirst(), !v.hasPrefix("--") || v == "-" else { fail("\(arg) needs a value", code: 64) }
-        return v
+let settings: Settings
+do {
+    switch try parseCommandLine(Array(CommandLine.arguments.dropFirst())) {
+    case .help: print(usage, terminator: ""); exit(0)
+    case .version: print("berthd \(berthVersion) (protocol \(berthProtocolVersion))"); exit(0)
+    case .run(let s): settings = s
     }
-    switch arg {
-    case "-h", "--help": print(usage, terminator: ""); exit(0)
-    case "--version": print("berthd \(berthVersion) (protocol \(berthProtocolVersion))"); exit(0)
-    case "--socket": config.socketPath = value()
-    case "--state-dir": config.stateDir = value()
-    case "--run-dir": config.runDir = value()
-    case "--listen": config.listen.append(value())
-    case "--node-name": config.nodeName = value()
-    case "--exit-on-stdin-eof": exitOnStdinEOF = true
-    case "--monitor": config.monitorBinary = value()
-    case "--log-max-bytes":
-        let v = value()
-        guard let n = UInt64(v), n >= 1024 else { fail("--log-max-bytes needs a number of bytes (at least 1024), not \"\(v)\"", code: 64) }
-        config.logMaxBytes = n
-    case "--log-max-files":
-        let v = value()
-        guard let n = Int(v), n >= 0, n <= 100 else { fail("--log-max-files needs a number from 0 to 100, not \"\(v)\"", code: 64) }
-        config.logMaxFiles = n
-    case "--network-prefix": config.network.prefix = value()
-    case "--default-subnet": config.network.defaultSubnet = value()
-    case "--subnet-pool": config.network.subnetPool = value()
-    case "--default-network": config.network.defaultNetwork = value()
-    case "--tls-cert": config.tlsCertificate = value()
-    case "--tls-key": config.tlsKey = value()
-    case "--tls-ca": config.tlsCA = value()
-    case "--cgroup-parent":
-        let v = value()
-        guard !v.isEmpty, !v.hasPrefix("/"), !v.split(separator: "/", omittingEmptySubsequences: false).contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }) else {
-            fail("--cgroup-parent needs a relative cgroup path such as berth, not \"\(v)\"", code: 64)
-        }
-        config.cgroupParent = v
-    case "--insecure-tcp": config.insecureTCP = true
-    case "--socket-group":
-        let v = value()
-        guard let gid = groupID(v) else { fail("--socket-group: no such group \"\(v)\" (give a group name from /etc/group or a number)", code: 64) }
-        config.socketGroup = gid
-    case "--max-connections":
-        let v = value()
-        guard let n = Int(v), n >= 1, n <= 1_000_000 else { fail("--max-connections needs a number from 1 to 1000000, not \"\(v)\"", code: 64) }
-        config.maxConnections = n
-    case "--max-streams":
-        let v = value()
-        guard let n = Int(v), n >= 1, n <= 1_000_000 else { fail("--max-streams needs a number from 1 to 1000000, not \"\(v)\"", code: 64) }
-        config.maxStreams = n
-    case "--handshake-timeout", "--idle-timeout", "--frame-timeout":
-        let v = value()
-        guard let n = UInt32(v), n <= 86400 else { fail("\(arg) needs a number of seconds from 0 to 86400, not \"\(v)\"", code: 64) }
-        switch arg {
-        case "--handshake-timeout": config.handshakeTimeoutSeconds = n
-        case "--idle-timeout": config.idleTimeoutSeconds = n
-        default: config.frameTimeoutSeconds = n
-        }
-    case "--keepalive":
-        let v = value()
-        guard let n = UInt32(v), n > 0 else { fail("--keepalive needs a positive number of seconds, not \"\(v)\"", code: 64) }
-        config.keepaliveSeconds = n
-    default: fail("unknown option \(arg)", code: 64)
+} catch {
+    switch error {
+    case .usage(let message): fail(message, code: 64)
+    case .config(let message): fail(message, code: 78)
     }
 }
-for (flag, path) in [("--state-dir", config.stateDir), ("--run-dir", config.runDir), ("--socket", config.socketPath)] where !path.hasPrefix("/") {
-    fail("\(flag) needs an absolute path, not \"\(path)\"", code: 64)
-}
+let config = settings.config
+let exitOnStdinEOF = settings.exitOnStdinEOF
+// Read (and removed from the environment) before any thread or child exists.
+let notifier = ServiceNotifier.fromEnvironment()
 guard geteuid() == 0 else { fail("must run as root (it creates namespaces and mounts)", code: 1) }
 
 // Block the signals we wait for in every thread (threads inherit the mask), and
@@ -157,6 +101,12 @@ do {
     fail(error.berthError("start").message, code: 1)
 }
 agent.serve()
+// Every listener is listening (bound in Agent.init, accepting from here): systemd's
+// Type=notify unit becomes active now, and units ordered after it may connect.
+if let notifier {
+    let rc = notifier.send("READY=1\nMAINPID=\(getpid())\nSTATUS=serving\n")
+    if rc != 0 { Log.write("sd_notify READY=1: \(Errno(rawValue: rc))") }
+}
 if exitOnStdinEOF {
     // The supervisor holds the pipe's other end: its death closes it, and the agent
     // goes down cleanly instead of living on as an orphan.
@@ -172,5 +122,6 @@ if exitOnStdinEOF {
 }
 var sig: Int32 = 0
 sigwait(&waited, &sig)
+notifier?.send("STOPPING=1\n")
 agent.shutdown()
 exit(0)

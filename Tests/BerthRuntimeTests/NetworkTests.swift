@@ -25,6 +25,9 @@ final class FakeKernel: NetworkKernel, Sendable {
         var routes: [(IPv4Subnet, String)] = []
         var busyPorts: Set<UInt16> = []
         var failVeth = false
+        var installed: [HostRoute] = []
+        var failRoute = false
+        var failDelete = false
     }
     let state = Mutex(State())
 
@@ -70,6 +73,19 @@ final class FakeKernel: NetworkKernel, Sendable {
     }
     func pin(source: String, pin: String) throws(BerthError) { try createNetns(pin) }
     func writeSysctl(pin: String, namespace: PodNamespace, key: String, value: String) throws(BerthError) {}
+    func replaceRoute(_ route: HostRoute) throws(BerthError) {
+        try state.withLock { (s) throws(BerthError) in
+            if s.failRoute { throw BerthError(.internal, "Network is unreachable") }
+            s.installed.removeAll { $0.subnet == route.subnet }
+            s.installed.append(route)
+        }
+    }
+    func deleteRoute(_ route: HostRoute) throws(BerthError) {
+        try state.withLock { (s) throws(BerthError) in
+            if s.failDelete { throw BerthError(.internal, "injected failure") }
+            s.installed.removeAll { $0 == route }
+        }
+    }
     func ipForward() -> Bool { state.withLock { $0.forward } }
     func setIPForward(_ on: Bool) throws(BerthError) { state.withLock { $0.forward = on } }
     func hostRoutes() -> [(subnet: IPv4Subnet, device: String)] { state.withLock { $0.routes.map { ($0.0, $0.1) } } }
@@ -457,5 +473,101 @@ extension Substring {
         s.network = "none"
         s.ports = [PortMapping(hostPort: 80, containerPort: 80)]
         #expect(throws: BerthError.self) { try Validate.podSpec(&s) }
+    }
+}
+
+// MARK: - Routes between hosts (--route)
+
+@Suite struct HostRouteTests {
+    @Test func parsesAndRefuses() throws {
+        let r = try HostRoute(parsing: "10.241.3.0/24=10.240.0.13")
+        #expect(r.subnet.description == "10.241.3.0/24" && r.gateway.description == "10.240.0.13")
+        #expect(r.description == "10.241.3.0/24=10.240.0.13")
+        let bad: [(String, String)] = [
+            ("10.241.3.0/24", "expected CIDR=GATEWAY"),
+            ("10.241.3.0/24=10.240.0.13=x", "expected CIDR=GATEWAY"),
+            ("10.241.3.1/24=10.240.0.13", "host bits are set"),
+            ("10.241.3.0=10.240.0.13", "expected CIDR notation"),
+            ("10.241.3.0/24=10.240.0", "gateway \"10.240.0\" is not an IPv4 address"),
+            ("10.241.3.0/24=fe80::1", "is not an IPv4 address"),
+            ("10.241.3.0/24=127.0.0.1", "not a unicast address of another host"),
+            ("10.241.3.0/24=10.241.3.7", "inside the subnet it leads to"),
+        ]
+        for (text, message) in bad {
+            #expect(throws: BerthError.self, "\(text)") { try HostRoute(parsing: text) }
+            do { _ = try HostRoute(parsing: text) } catch { #expect(error.message.contains(message), "\(text): \(error.message)") }
+        }
+    }
+
+    @Test func mustNotLeadToOwnSubnetsOrOverlap() throws {
+        var o = NetworkOptions()
+        o.defaultSubnet = "10.241.1.0/24"
+        o.subnetPool = "10.101.0.0/16"
+        o.routes = [try HostRoute(parsing: "10.241.0.0/16=10.240.0.12")]
+        do { try o.validate(); Issue.record("accepted") } catch { #expect(error.message.contains("overlaps this agent's --default-subnet")) }
+        o.routes = [try HostRoute(parsing: "10.241.2.0/24=10.241.1.9")]
+        do { try o.validate(); Issue.record("accepted") } catch { #expect(error.message.contains("gateway 10.241.1.9 lies inside")) }
+        o.routes = [try HostRoute(parsing: "10.241.2.0/24=10.240.0.12"), try HostRoute(parsing: "10.241.2.128/25=10.240.0.13")]
+        do { try o.validate(); Issue.record("accepted") } catch { #expect(error.message.contains("overlapping")) }
+        o.routes = [try HostRoute(parsing: "10.241.2.0/24=10.240.0.12"), try HostRoute(parsing: "10.102.0.0/16=10.240.0.12")]
+        try o.validate()
+    }
+
+    @Test func rulesetForwardsAndExemptsRemoteSubnets() throws {
+        let b = Ruleset.Bridge(name: "lab10", subnet: try IPv4Subnet(parsing: "10.241.1.0/24"))
+        let remote = [try IPv4Subnet(parsing: "10.241.2.0/24"), try IPv4Subnet(parsing: "10.241.3.0/24")]
+        let text = Ruleset(table: "lab1", bridges: [b], published: [], remote: remote).commands
+        let exempt = "ip saddr { 10.241.1.0/24 } ip daddr { 10.241.2.0/24, 10.241.3.0/24 } accept\n"
+        #expect(text.contains("\t\t" + exempt + "\t\tip saddr 10.241.1.0/24 oifname != \"lab10\" masquerade"),
+                "the exemption comes before the masquerade: \(text)")
+        #expect(text.contains("chain forward {\n\t\ttype filter hook forward priority filter; policy accept;\n\t\t" + exempt))
+        #expect(text.contains("ip saddr { 10.241.2.0/24, 10.241.3.0/24 } ip daddr { 10.241.1.0/24 } accept\n"))
+        let none = Ruleset(table: "lab1", bridges: [b], published: []).commands
+        #expect(!none.contains(" accept\n"), "no routes, no exemption")
+    }
+
+    @Test func installedAtStartReplacedOnRestartStaleOnesRemoved() throws {
+        var template = Array("/tmp/berth-routetest-XXXXXX".utf8CString)
+        let dir = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+        defer { try? Files.removeTree(dir) }
+        let kernel = FakeKernel()
+        var o = NetworkOptions()
+        o.prefix = "tst"
+        o.routes = [try HostRoute(parsing: "10.241.2.0/24=10.240.0.12"), try HostRoute(parsing: "10.241.3.0/24=10.240.0.13")]
+        _ = try NetworkManager(stateDir: dir + "/state", runDir: dir + "/netns", options: o, kernel: kernel)
+        #expect(kernel.state.withLock { $0.installed } == o.routes)
+        // A restart with the same configuration: the same routes, once each.
+        let again = try NetworkManager(stateDir: dir + "/state", runDir: dir + "/netns", options: o, kernel: kernel)
+        #expect(kernel.state.withLock { $0.installed } == o.routes)
+        // The table carries them once there is a bridge.
+        _ = try again.create(name: "n1", subnet: "10.77.0.0/24")
+        #expect(kernel.lastRules.contains("ip daddr { 10.241.2.0/24, 10.241.3.0/24 } accept"))
+        // host 3 leaves the configuration: its route goes at the next start; one that was
+        // never Berth's (not in the record) is never touched.
+        let foreign = try HostRoute(parsing: "10.99.0.0/16=10.240.0.1")
+        kernel.state.withLock { $0.installed.append(foreign) }
+        o.routes = [try HostRoute(parsing: "10.241.2.0/24=10.240.0.12")]
+        _ = try NetworkManager(stateDir: dir + "/state", runDir: dir + "/netns", options: o, kernel: kernel)
+        #expect(Set(kernel.state.withLock { $0.installed }) == [o.routes[0], foreign])
+        // A stale route whose deletion fails stays recorded, and goes at a later start.
+        let stale = o.routes[0]
+        o.routes = []
+        kernel.state.withLock { $0.failDelete = true }
+        _ = try NetworkManager(stateDir: dir + "/state", runDir: dir + "/netns", options: o, kernel: kernel)
+        #expect(kernel.state.withLock { $0.installed.contains(stale) })
+        #expect(try Files.readString(dir + "/state/routes.berth") == "\(stale)\n")
+        kernel.state.withLock { $0.failDelete = false }
+        _ = try NetworkManager(stateDir: dir + "/state", runDir: dir + "/netns", options: o, kernel: kernel)
+        #expect(!kernel.state.withLock { $0.installed.contains(stale) })
+        #expect(!Files.exists(dir + "/state/routes.berth"))
+        o.routes = [stale]
+        // The kernel refusing one fails the start, naming it.
+        kernel.state.withLock { $0.failRoute = true }
+        do {
+            _ = try NetworkManager(stateDir: dir + "/state", runDir: dir + "/netns", options: o, kernel: kernel)
+            Issue.record("started")
+        } catch {
+            #expect("\(error)".contains("route 10.241.2.0/24=10.240.0.12: Network is unreachable"), "\(error)")
+        }
     }
 }

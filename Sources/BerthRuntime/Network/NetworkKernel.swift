@@ -33,6 +33,10 @@ protocol NetworkKernel: Sendable {
     /// net.ipv4.ip_forward.
     func ipForward() -> Bool
     func setIPForward(_ on: Bool) throws(BerthError)
+    /// Adds or replaces the route to another host's container subnet (`--route`).
+    func replaceRoute(_ route: HostRoute) throws(BerthError)
+    /// Deletes a route `replaceRoute` made; a missing one is success.
+    func deleteRoute(_ route: HostRoute) throws(BerthError)
     /// The host's IPv4 routes (destination subnet, device), for subnet clash checks.
     func hostRoutes() -> [(subnet: IPv4Subnet, device: String)]
     /// New IPC and UTS namespaces (the UTS one named `hostname`), pinned (pods).
@@ -132,6 +136,18 @@ struct KernelNetwork: NetworkKernel {
 
     func nft(_ commands: String) throws(BerthError) {
         try check("nftables") { berth_nft_run(commands, $0) }
+    }
+
+    func replaceRoute(_ route: HostRoute) throws(BerthError) {
+        try check("add route \(route.subnet) via \(route.gateway)") {
+            berth_route_replace(route.subnet.description, route.gateway.description, $0)
+        }
+    }
+
+    func deleteRoute(_ route: HostRoute) throws(BerthError) {
+        try check("delete route \(route.subnet) via \(route.gateway)") {
+            berth_route_delete(route.subnet.description, route.gateway.description, $0)
+        }
     }
 
     private static let forwardPath = "/proc/sys/net/ipv4/ip_forward"

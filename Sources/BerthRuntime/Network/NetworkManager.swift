@@ -39,6 +39,9 @@ public struct NetworkOptions: Sendable {
     /// What `--network` means when empty: "bridge" (the default network), "none", "host"
     /// or a user network's name.
     public var defaultNetwork = "bridge"
+    /// Routes to other hosts' container subnets (`--route CIDR=GATEWAY`), installed at
+    /// start; their traffic is forwarded without masquerade (Routes.swift).
+    public var routes: [HostRoute] = []
     public init() {}
 
     /// The default network's name, as in docker.
@@ -60,6 +63,7 @@ public struct NetworkOptions: Sendable {
         if pool.prefixLength > 24 {
             throw BerthError(.invalidArgument, "invalid subnet pool \(subnetPool): it must hold at least one /24")
         }
+        try validateRoutes()
     }
 }
 
@@ -120,6 +124,7 @@ public final class NetworkManager: Sendable {
             networks[n.name] = n
         }
         state.withLock { $0.networks = networks }
+        try installRoutes()
     }
 
     public convenience init(stateDir: String, runDir: String, options: NetworkOptions) throws {
@@ -296,7 +301,7 @@ public final class NetworkManager: Sendable {
                                                    containerIP: ip, containerPort: p.containerPort))
             }
         }
-        let rules = Ruleset(table: options.prefix, bridges: bridges, published: published)
+        let rules = Ruleset(table: options.prefix, bridges: bridges, published: published, remote: options.routes.map(\.subnet))
         if !bridges.isEmpty && !kernel.ipForward() {
             try kernel.setIPForward(true)
             do {

@@ -21,6 +21,9 @@ struct Ruleset: Sendable, Hashable {
     var table: String
     var bridges: [Bridge]
     var published: [Published]
+    /// Other hosts' container subnets this agent routes to (`--route`): forwarded both
+    /// ways between them and the local bridges, and never masqueraded.
+    var remote: [IPv4Subnet] = []
 
     /// The nft commands that replace the table with this ruleset; when there are no
     /// bridges, they only remove it.
@@ -50,6 +53,14 @@ struct Ruleset: Sendable, Hashable {
         }
         out += "\t}\n"
         out += "\tchain postrouting {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n"
+        let local = "{ " + bridges.map { $0.subnet.description }.joined(separator: ", ") + " }"
+        let remoteSet = remote.isEmpty ? "" : "{ " + remote.map(\.description).joined(separator: ", ") + " }"
+        if !remote.isEmpty {
+            // Routes between hosts: a container reaching another host's container keeps its
+            // own address (the other host routes the answer back); "accept" in a nat chain
+            // ends it here, before the masquerade below.
+            out += "\t\tip saddr \(local) ip daddr \(remoteSet) accept\n"
+        }
         for b in bridges {
             // Outbound NAT: a container's traffic leaving its bridge takes the host's address.
             out += "\t\tip saddr \(b.subnet) oifname != \"\(b.name)\" masquerade\n"
@@ -63,6 +74,11 @@ struct Ruleset: Sendable, Hashable {
         out += "\t}\n"
         // Isolation: nothing is forwarded from one Berth network to another.
         out += "\tchain forward {\n\t\ttype filter hook forward priority filter; policy accept;\n"
+        if !remote.isEmpty {
+            // Routed traffic between the local bridges and other hosts' containers, both ways.
+            out += "\t\tip saddr \(local) ip daddr \(remoteSet) accept\n"
+            out += "\t\tip saddr \(remoteSet) ip daddr \(local) accept\n"
+        }
         if bridges.count > 1 {
             for b in bridges {
                 let others = bridges.filter { $0.name != b.name }.map { "\"\($0.name)\"" }.joined(separator: ", ")

@@ -130,6 +130,27 @@ struct berth_veth_config {
 int berth_veth_attach(const struct berth_veth_config *cfg, struct berth_net_err *err);
 
 // ---------------------------------------------------------------------------------------
+// Routes to other hosts' container subnets (host-gw: `berthd --route CIDR=GATEWAY`), in the
+// caller's network namespace, main table.
+
+/// The rtnetlink protocol Berth's routes carry (`ip route` shows "proto 217", after
+/// 10.217.0.0/16): it tells them from routes someone else made to the same destination.
+/// Unassigned in the kernel's RTPROT_* and iproute2's rt_protos (where bird has 12 and
+/// bgp 186): a daemon's own number.
+#define BERTH_ROUTE_PROTOCOL 217
+
+/// Adds or replaces (NLM_F_CREATE | NLM_F_REPLACE) the IPv4 route to `dst_cidr`
+/// ("10.241.3.0/24") via `gateway` ("10.240.0.13"), protocol BERTH_ROUTE_PROTOCOL, so
+/// repeating it (an agent restart) leaves exactly one route. EINVAL for a destination or
+/// gateway that is not IPv4; ENETUNREACH when no link of this namespace reaches `gateway`.
+int berth_route_replace(const char *dst_cidr, const char *gateway, struct berth_net_err *err);
+
+/// Deletes the route to `dst_cidr` via `gateway` with protocol BERTH_ROUTE_PROTOCOL; a
+/// missing route is success. A route to the same destination that Berth did not make
+/// (another protocol or gateway) is left alone.
+int berth_route_delete(const char *dst_cidr, const char *gateway, struct berth_net_err *err);
+
+// ---------------------------------------------------------------------------------------
 // nftables.
 
 /// Runs nft commands (the nft(8) language, several lines, applied as one transaction:
