@@ -8,7 +8,7 @@
 #                                            the agents, removes everything up made
 #
 # DIR defaults to $XDG_RUNTIME_DIR/berth-lab, or /tmp/berth-lab. Binaries: $BERTH_BIN, or
-# `swift build --show-bin-path` in this repository (run `swift build` first). Run as root.
+# this repository's debug or release build, or the installed berthd's. Run as root.
 #
 # The lab, for host i of N (1 <= N <= 50):
 #   root namespace    bridge berthlab0, 10.240.0.1/24; veth berthlabv<i> on it
@@ -68,10 +68,18 @@ case $dir in *[!A-Za-z0-9._/-]*) die "--dir $dir: use only letters, digits, ., _
 for tool in ip nsenter realpath; do command -v $tool >/dev/null || die "$tool is required (deploy/install-deps.sh)"; done
 
 bins() {
+    # $BERTH_BIN; else this repository's debug build, or its release build (what
+    # deploy/quickstart.sh makes), or the installed berthd's directory.
     if [ -n "${BERTH_BIN:-}" ]; then
         bin=$BERTH_BIN
     else
-        bin=$(cd "$repo" && swift build --show-bin-path 2>/dev/null) || die "cannot find the binaries: set BERTH_BIN or run swift build in $repo"
+        bin=""
+        for candidate in "$(cd "$repo" && swift build --show-bin-path 2>/dev/null)" \
+                         "$(cd "$repo" && swift build -c release --static-swift-stdlib --show-bin-path 2>/dev/null)" \
+                         "$(dirname "$(command -v berthd 2>/dev/null || echo /nonexistent/berthd)")"; do
+            if [ -n "$candidate" ] && [ -x "$candidate/berthd" ]; then bin=$candidate; break; fi
+        done
+        [ -n "$bin" ] || die "cannot find the binaries: set BERTH_BIN, run swift build in $repo, or deploy/quickstart.sh"
     fi
     for b in berthd berth berth-monitor; do
         [ -x "$bin/$b" ] || die "$bin/$b is missing: run swift build in $repo (or set BERTH_BIN)"
