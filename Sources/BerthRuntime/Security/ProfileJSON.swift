@@ -36,8 +36,11 @@ struct ProfileJSON: Sendable {
     }
 
     /// Parses a whole document; `what` prefixes error messages ("seccomp profile").
-    static func parse(_ bytes: [UInt8], what: String) throws(BerthError) -> ProfileJSON {
+    /// `fractions`: numbers with a fraction or exponent are accepted and read as their
+    /// integer part (image configs and manifests may hold them; Berth reads none).
+    static func parse(_ bytes: [UInt8], what: String, fractions: Bool = false) throws(BerthError) -> ProfileJSON {
         var p = Parser(bytes: bytes, what: what)
+        p.fractions = fractions
         p.skipSpace()
         let v = try p.value(depth: 0)
         p.skipSpace()
@@ -51,6 +54,7 @@ struct ProfileJSON: Sendable {
         var pos = 0
         var line = 1
         var lineStart = 0
+        var fractions = false
 
         init(bytes: [UInt8], what: String) { self.bytes = bytes; self.what = what }
 
@@ -162,6 +166,12 @@ struct ProfileJSON: Sendable {
                 if o1 || o2 { throw fail("number too large (the largest is \(UInt64.max))") }
                 magnitude = s
                 pos += 1
+            }
+            if fractions {
+                while pos < bytes.count, bytes[pos] == UInt8(ascii: ".") || bytes[pos] == UInt8(ascii: "e") || bytes[pos] == UInt8(ascii: "E")
+                        || bytes[pos] == UInt8(ascii: "+") || bytes[pos] == UInt8(ascii: "-") || (bytes[pos] >= 0x30 && bytes[pos] <= 0x39) {
+                    pos += 1
+                }
             }
             if pos < bytes.count, bytes[pos] == UInt8(ascii: ".") || bytes[pos] == UInt8(ascii: "e") || bytes[pos] == UInt8(ascii: "E") {
                 throw fail("only integers are allowed here (no fraction or exponent)")
