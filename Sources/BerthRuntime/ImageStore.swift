@@ -156,6 +156,11 @@ public final class ImageStore: Sendable {
                 guard isDomain(first) else { throw invalid("\(String(decoding: first, as: UTF8.self).debugDescription) is not a valid registry host[:port]") }
                 domain = String(decoding: first, as: UTF8.self) + "/"
                 bytes = Array(bytes[(slash + 1)...])
+                // Docker Hub's names are shown short, as docker does: docker.io/library/x is x.
+                if domain == "docker.io/" || domain == "index.docker.io/" {
+                    domain = ""
+                    if bytes.starts(with: "library/".utf8) { bytes = Array(bytes.dropFirst("library/".utf8.count)) }
+                }
             }
         }
         var repository = bytes[...]
