@@ -47,6 +47,8 @@ public struct AgentConfig: Sendable {
     public var tlsCertificate = ""
     public var tlsKey = ""
     public var tlsCA = ""
+    /// Registries: plain-HTTP ones, CAs, timeout, download speed (Images.swift).
+    public var registry = RegistryOptions()
     public init() {}
 
     /// `name` in the directory of the running executable.

@@ -45,6 +45,12 @@ Options:
                        listened on; a client certificate with OU=viewer may only read
   --default-network N  Network of containers run without --network: bridge, none,
                        host or a user network (default bridge)
+  --insecure-registry HOST[:PORT]  Pull from this registry over plain HTTP (repeatable);
+                       every other registry is HTTPS, verified
+  --registry-ca HOST[:PORT]=FILE   Verify this registry against the CA in FILE (PEM)
+                       instead of the system store (repeatable)
+  --registry-timeout S A registry that sends nothing for S seconds fails the pull (default 30)
+  --registry-max-speed BYTES  Limit each layer download to BYTES per second (default: none)
   --exit-on-stdin-eof  Shut down cleanly when standard input reaches end of file
                        (for supervisors and tests that hand the agent a pipe)
   -h, --help           Show this help
@@ -129,6 +135,19 @@ while let arg = args.popFirst() {
         case "--idle-timeout": config.idleTimeoutSeconds = n
         default: config.frameTimeoutSeconds = n
         }
+    case "--insecure-registry": config.registry.insecure.insert(value())
+    case "--registry-ca":
+        let v = value()
+        guard let eq = v.firstIndex(of: "="), eq != v.startIndex else { fail("--registry-ca takes HOST[:PORT]=FILE, not \"\(v)\"", code: 64) }
+        config.registry.caFiles[String(v[..<eq])] = String(v[v.index(after: eq)...])
+    case "--registry-timeout":
+        let v = value()
+        guard let n = Int(v), n > 0 else { fail("--registry-timeout needs a positive number of seconds, not \"\(v)\"", code: 64) }
+        config.registry.timeoutSeconds = n
+    case "--registry-max-speed":
+        let v = value()
+        guard let n = Int64(v), n >= 0 else { fail("--registry-max-speed needs bytes per second, not \"\(v)\"", code: 64) }
+        config.registry.maxBytesPerSecond = n
     case "--keepalive":
         let v = value()
         guard let n = UInt32(v), n > 0 else { fail("--keepalive needs a positive number of seconds, not \"\(v)\"", code: 64) }
