@@ -240,7 +240,9 @@ extension ImageStore {
         let image = try find(ref)
         let byName = (try? Self.normalize(ref)) == image.name && !image.name.isEmpty
         let users = usedBy[image.id] ?? []
-        if !users.isEmpty && !force {
+        // Removing one name of several is harmless; leaving a used image without a name is not.
+        let lastName = byName ? names(of: image.id).count <= 1 : true
+        if !users.isEmpty && !force && lastName {
             throw BerthError(.failedPrecondition, "image \(image.name.isEmpty ? image.id : image.name) is used by \(users.count) container\(users.count == 1 ? "" : "s") (\(users.prefix(3).map { String($0.prefix(12)) }.joined(separator: ", "))); remove \(users.count == 1 ? "it" : "them") first or use --force", reason: "image_in_use")
         }
         let untagged: [String] = try state.withLock { (s: inout State) throws -> [String] in
