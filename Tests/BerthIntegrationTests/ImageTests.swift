@@ -108,8 +108,9 @@ final class TestRegistry: Sendable {
     func pause() { let p = pid.withLock { $0 }; if p > 0 { kill(p, SIGSTOP) } }
 
     /// skopeo copies an OCI layout's image into this registry.
-    func push(layout: String, ref: String, as target: String, all: Bool = false) throws {
+    func push(layout: String, ref: String, as target: String, all: Bool = false, creds: String? = nil) throws {
         var argv = ["/usr/bin/skopeo", "--insecure-policy", "copy", "--dest-tls-verify=false"]
+        if let creds { argv.append("--dest-creds=\(creds)") }
         if all { argv.append("--all") }
         argv += ["oci:\(layout):\(ref)", "docker://\(host)/\(target)"]
         let r = try runProgram(argv, env: ["HOME=\(dir.path)", "TMPDIR=\(dir.path)"])
@@ -295,11 +296,22 @@ struct ImageTests {
                 }
             }
         }
-        try await withRegistry(tls: true) { secure in
-            try secure.push(layout: fixtures + "/oci", ref: "test/layers:v1", as: "test/layers:v1")
+        // HTTPS with a test CA and basic authentication (htpasswd, bcrypt from python3's crypt).
+        let hash = try runProgram(["/usr/bin/python3", "-W", "ignore", "-c",
+                                   "import crypt; print(crypt.crypt('s3cret', crypt.mksalt(crypt.METHOD_BLOWFISH)))"]).stdout
+        try await withRegistry(tls: true, htpasswd: "tester:" + hash) { secure in
+            try secure.push(layout: fixtures + "/oci", ref: "test/layers:v1", as: "test/layers:v1", creds: "tester:s3cret")
             try await withAgent(extraArgs: ["--registry-ca", "\(secure.host)=\(secure.caFile)"]) { agent in
                 let client = try await agent.connect()
-                let image = try await client.pullImage(PullImageRequest(reference: "\(secure.host)/test/layers:v1"))
+                await expectError(.unauthenticated, reason: "registry_unauthorized") {
+                    try await client.pullImage(PullImageRequest(reference: "\(secure.host)/test/layers:v1"))
+                }
+                await expectError(.unauthenticated, reason: "registry_unauthorized") {
+                    try await client.pullImage(PullImageRequest(reference: "\(secure.host)/test/layers:v1", username: "tester", password: "wrong"))
+                }
+                let cli = try agent.cli(["image", "pull", "-q", "--username", "tester", "--password-stdin", "\(secure.host)/test/layers:v1"], stdin: "s3cret\n")
+                #expect(cli.status == 0, "\(cli.stderr)")
+                let image = try await client.inspectImage("\(secure.host)/test/layers:v1")
                 #expect(image.layers.count == 3)
                 let r = try await collect(try await client.run(spec(["cat", "/data/c"], image: "\(secure.host)/test/layers:v1")))
                 #expect(r.stdout == "c3\n")
