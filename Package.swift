@@ -93,7 +93,7 @@ let package = Package(
         .executableTarget(name: "berth-fuzz", dependencies: ["BerthFuzzCore"], path: "Fuzz/berth-fuzz"),
 
         .testTarget(name: "BerthWireTests", dependencies: ["BerthWire", "BerthSystem", "BerthFuzzCore", "BerthTLS"]),
-        .testTarget(name: "BerthRuntimeTests", dependencies: ["BerthRuntime", "BerthSystem", "BerthErrors", "CBerthShim", "CBerthNet", "berth-monitor"]),
+        .testTarget(name: "BerthRuntimeTests", dependencies: ["BerthRuntime", "BerthSystem", "BerthErrors", "BerthWire", "CBerthShim", "CBerthNet", "CBerthImages", "berth-monitor"]),
         // Starts real berthd processes (root) and drives them with BerthClient and the berth binary.
         // berth-shm-probe is built for them (it is copied into containers' root file systems).
         .testTarget(name: "BerthIntegrationTests",

@@ -152,8 +152,8 @@ public final class ImageStore: Sendable {
         var domain = ""
         if let slash = bytes.firstIndex(of: UInt8(ascii: "/")) {
             let first = bytes[..<slash]
-            if first.contains(UInt8(ascii: ".")) || first.contains(UInt8(ascii: ":")) || first.elementsEqual("localhost".utf8) {
-                guard isDomain(first) else { throw invalid("\(String(decoding: first, as: UTF8.self).debugDescription) is not a valid registry host[:port]") }
+            // (One that is not a valid host, like "a_b.c", stays a path component, as before.)
+            if (first.contains(UInt8(ascii: ".")) || first.contains(UInt8(ascii: ":")) || first.elementsEqual("localhost".utf8)) && isDomain(first) {
                 domain = String(decoding: first, as: UTF8.self) + "/"
                 bytes = Array(bytes[(slash + 1)...])
                 // Docker Hub's names are shown short, as docker does: docker.io/library/x is x.

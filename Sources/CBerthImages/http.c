@@ -87,3 +87,7 @@ int berth_setxattr(const char *path, const char *name, const void *value, size_t
 int berth_fsetxattr(int fd, const char *name, const void *value, size_t size) {
     return fsetxattr(fd, name, value, size, 0);
 }
+
+ssize_t berth_fgetxattr(int fd, const char *name, void *value, size_t size) {
+    return fgetxattr(fd, name, value, size);
+}

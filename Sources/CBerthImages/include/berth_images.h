@@ -33,4 +33,5 @@ int berth_http_get(const struct berth_http_options *options, berth_http_data_cb 
 // setxattr(2)/fsetxattr(2), which Swift's Glibc module does not export.
 int berth_setxattr(const char *path, const char *name, const void *value, size_t size);
 int berth_fsetxattr(int fd, const char *name, const void *value, size_t size);
+ssize_t berth_fgetxattr(int fd, const char *name, void *value, size_t size);
 #endif
