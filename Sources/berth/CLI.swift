@@ -186,6 +186,8 @@ struct Arguments {
     private var index = 0
     /// The command whose arguments these are, for usage errors.
     var command: Command?
+    /// run/create --pull: missing (default), always or never (ImageCommands.swift).
+    var pull = "missing"
 
     init(_ items: [String]) { self.items = items }
 

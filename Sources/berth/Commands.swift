@@ -15,6 +15,8 @@ enum Commands {
       -w, --workdir DIR      Working directory inside the container (created if missing)
       -u, --user UID[:GID]   Numeric user and group to run as
           --rootfs DIR       Use a host directory as the root file system instead of an image
+          --entrypoint CMD   Replace the image's Entrypoint (and drop its Cmd)
+          --pull POLICY      missing (default: pull the image when it is not there), always or never
           --restart POLICY   no, on-failure[:N] or always (exponential backoff)
       -l, --label K=V        Metadata for filtering (repeatable)
           --stop-signal SIG  Signal for stop (default TERM)
@@ -121,7 +123,7 @@ enum Commands {
             // create + start; the id on stdout, as docker prints it.
             do {
                 let client = try await g.connect()
-                let created = try await ImageCommands.pullingIfMissing(client, spec.image) { try await client.createContainer(spec) }
+                let created = try await ImageCommands.pullingIfMissing(client, spec.image, policy: args.pull) { try await client.createContainer(spec) }
                 _ = try await client.startContainer(created.id)
                 out(created.id + "\n")
                 return ExitCode.ok
@@ -139,7 +141,7 @@ enum Commands {
         let run: ContainerRun
         do {
             client = try await g.connect()
-            run = try await ImageCommands.pullingIfMissing(client, spec.image) { try await client.run(spec) }
+            run = try await ImageCommands.pullingIfMissing(client, spec.image, policy: args.pull) { try await client.run(spec) }
         } catch {
             let e = error.berthError("run")
             err("Error: \(e.message)\n")
@@ -176,7 +178,7 @@ enum Commands {
         args.command = CLI.find("create")
         let spec = try parseSpec(&args, allowRm: false)
         let client = try await g.connect()
-        let c = try await ImageCommands.pullingIfMissing(client, spec.image) { try await client.createContainer(spec) }
+        let c = try await ImageCommands.pullingIfMissing(client, spec.image, policy: args.pull) { try await client.createContainer(spec) }
         out(c.id + "\n")
         return ExitCode.ok
     }
@@ -480,6 +482,12 @@ enum Commands {
             case "-u", "--user":
                 spec.user = try parseUser(try args.value(for: flag, inline), args.command)
                 spec.userSet = true
+            case "--pull":
+                let v = try args.value(for: flag, inline)
+                guard ["missing", "always", "never"].contains(v) else {
+                    throw UsageError(message: "--pull takes missing, always or never, not \"\(v)\"", command: args.command)
+                }
+                args.pull = v
             case "--entrypoint":
                 // docker: one executable (an empty string clears the image's entrypoint).
                 let v = try args.value(for: flag, inline)

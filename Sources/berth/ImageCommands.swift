@@ -74,14 +74,16 @@ enum ImageCommands {
 
     /// For run and create: when the agent says the image is not there, pull it (progress
     /// on stderr, as docker does) and try once more.
-    static func pullingIfMissing<T>(_ client: BerthClient, _ image: String, _ body: () async throws -> T) async throws -> T {
+    /// `policy` is docker's --pull: missing (pull when not there), always, never.
+    static func pullingIfMissing<T>(_ client: BerthClient, _ image: String, policy: String, _ body: () async throws -> T) async throws -> T {
+        let request = PullImageRequest(reference: image, username: Host.environment("BERTH_REGISTRY_USERNAME") ?? "",
+                                       password: Host.environment("BERTH_REGISTRY_PASSWORD") ?? "")
+        if policy == "always" && !image.isEmpty { _ = try await pull(client, request, fd: 2) }
         do {
             return try await body()
-        } catch let e as BerthError where e.reason == "image_not_found" && !image.isEmpty {
+        } catch let e as BerthError where e.reason == "image_not_found" && !image.isEmpty && policy == "missing" {
             err("Unable to find image '\(image)' locally\n")
-            _ = try await pull(client, PullImageRequest(reference: image,
-                                                        username: Host.environment("BERTH_REGISTRY_USERNAME") ?? "",
-                                                        password: Host.environment("BERTH_REGISTRY_PASSWORD") ?? ""), fd: 2)
+            _ = try await pull(client, request, fd: 2)
             return try await body()
         }
     }

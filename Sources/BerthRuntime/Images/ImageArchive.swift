@@ -129,7 +129,8 @@ extension ImageStore {
         return spool
     }
 
-    private func readSpooled(_ spool: Spool, _ path: String, what: String, digest: String? = nil, size: UInt64? = nil) throws -> (Spooled, [UInt8]?) {
+    private func readSpooled(_ spool: Spool, _ path: String, what: String, digest: String? = nil, size: UInt64? = nil,
+                             contents: Bool = true) throws -> (Spooled, [UInt8]?) {
         guard let f = spool.file(path) else {
             throw BerthError(.invalidArgument, "image archive: \(what) (\(path)) is missing", reason: "missing_blob")
         }
@@ -139,7 +140,7 @@ extension ImageStore {
         if let size, size > 0, f.size != size {
             throw BerthError(.invalidArgument, "image archive: \(what): \(path) has \(f.size) bytes, the descriptor says \(size)", reason: "digest_mismatch")
         }
-        return (f, f.size <= 16 << 20 ? try Files.read(f.file) : nil)
+        return (f, contents && f.size <= 16 << 20 ? try Files.read(f.file) : nil)
     }
 
     private func json(_ spool: Spool, _ path: String, what: String, digest: String? = nil, size: UInt64? = nil) throws -> [UInt8] {
@@ -229,7 +230,7 @@ extension ImageStore {
             if hasLayer(diffID) { continue }
             let (path, blobDigest, size) = locate(layer)
             let what = "layer \(i + 1) of \(manifest.layers.count) (\(path))"
-            let (f, _) = try readSpooled(spool, path, what: what, digest: blobDigest, size: size)
+            let (f, _) = try readSpooled(spool, path, what: what, digest: blobDigest, size: size, contents: false)
             _ = try flights.run(diffID) {
                 try unpackLayer(diffID: diffID, blobDigest: nil, what: what, read: try Self.fileReader(f.file))
             }

@@ -212,8 +212,11 @@ extension ImageStore {
 
     /// An image by name, full id, or unique id prefix (hex, with or without `sha256:`).
     public func find(_ ref: String) throws -> ImageRecord {
-        if let r = try? resolve(ref) { return r }
         let hexPrefix = ref.hasPrefix("sha256:") ? String(ref.dropFirst(7)) : ref
+        let looksLikeID = hexPrefix.count >= 4 && hexPrefix.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }
+        do { return try resolve(ref) } catch where looksLikeID {
+            // A name that looks like an id (hex): try the ids below.
+        }
         let candidates: [(String, Metadata)] = state.withLock { s in
             guard hexPrefix.count >= 4, hexPrefix.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }) else { return [] }
             return s.images.filter { $0.key.dropFirst(7).hasPrefix(hexPrefix) }.map { ($0.key, $0.value) }
