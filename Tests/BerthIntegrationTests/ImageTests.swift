@@ -347,7 +347,8 @@ struct ImageTests {
                         big = p.id
                         break
                     }
-                    usleep(50_000)
+                    // Not usleep: the pull's progress is consumed on the (two-thread) concurrency pool.
+                    try await Task.sleep(nanoseconds: 50_000_000)
                 }
                 #expect(!big.isEmpty, "the big layer never got past 2 MiB: \(first.all.suffix(3))")
                 registry.stop()
