@@ -78,6 +78,9 @@ let package = Package(
         .executableTarget(name: "berthd", dependencies: ["BerthAgent", "BerthSystem", "berth-monitor"]),
         .executableTarget(name: "berth", dependencies: ["BerthClient", "BerthSystem", "CBerthShim"]),
 
+        // Examples/: a small scheduler on BerthClient's Fleet (docs/fleet.md).
+        .executableTarget(name: "berth-scheduler", dependencies: ["BerthClient"], path: "Examples/Scheduler"),
+
         // Test helper: SysV shared memory made and removed from the command line, to see
         // which IPC namespace a process is in. Static and without the Swift runtime, like
         // berth-monitor, so it runs inside a minimal container's root file system.
@@ -93,11 +96,12 @@ let package = Package(
         .executableTarget(name: "berth-fuzz", dependencies: ["BerthFuzzCore"], path: "Fuzz/berth-fuzz"),
 
         .testTarget(name: "BerthWireTests", dependencies: ["BerthWire", "BerthSystem", "BerthFuzzCore", "BerthTLS"]),
+        .testTarget(name: "BerthClientTests", dependencies: ["BerthClient", "BerthSystem"]),
         .testTarget(name: "BerthRuntimeTests", dependencies: ["BerthRuntime", "BerthSystem", "BerthErrors", "BerthWire", "CBerthShim", "CBerthNet", "CBerthImages", "berth-monitor"]),
         // Starts real berthd processes (root) and drives them with BerthClient and the berth binary.
         // berth-shm-probe is built for them (it is copied into containers' root file systems).
         .testTarget(name: "BerthIntegrationTests",
                     dependencies: ["BerthClient", "BerthWire", "BerthSystem", "CBerthShim", "berthd", "berth",
-                                   "berth-shm-probe"]),
+                                   "berth-shm-probe", "berth-scheduler"]),
     ]
 )

@@ -71,6 +71,9 @@ public final class Agent: Sendable {
     let lockFD: FileDescriptor
     let listeners: Mutex<[Listener]> = Mutex([])
     let connections: Mutex<[ObjectIdentifier: Connection]> = Mutex([:])
+    /// TLS connections still in their handshake; they count against --max-connections
+    /// (changed only with the `connections` lock held, so the two add up exactly).
+    let handshaking = Atomic<Int>(0)
     let stopping = Atomic<Bool>(false)
     /// How this agent is set up unsafely, one sentence each: logged at start, shown by Info.
     let warnings: [String]
@@ -153,6 +156,7 @@ public final class Agent: Sendable {
     public func shutdown() {
         if stopping.exchange(true, ordering: .acquiringAndReleasing) { return }
         Log.write("shutting down")
+        runtime.events.close()
         for l in listeners.withLock({ $0 }) { l.close() }
         for c in connections.withLock({ Array($0.values) }) {
             c.close(BerthError(.unavailable, "agent \(config.nodeName) is shutting down"))
@@ -173,13 +177,28 @@ public final class Agent: Sendable {
     /// A TCP connection on a TLS agent: the handshake (the client's certificate must be
     /// the CA's; refused before any request is read) on a thread of its own, then the
     /// connection as usual, with the role its certificate gives.
+    /// A connection in its handshake holds a slot of --max-connections, so a flood of
+    /// handshakes cannot take more threads than the limit allows; beyond it the socket is
+    /// closed at once (nothing can be said to a peer before TLS is up).
     private func acceptTLS(_ fd: FileDescriptor, _ label: String, _ context: TLSContext) {
+        let admitted = connections.withLock { c in
+            guard c.count + handshaking.load(ordering: .relaxed) < config.maxConnections else { return false }
+            handshaking.add(1, ordering: .relaxed)
+            return true
+        }
+        guard admitted else {
+            fd.close()
+            Log.write("TLS connection \(label) refused: \(config.maxConnections) connections already")
+            return
+        }
+        let timeout = config.handshakeTimeoutSeconds == 0 ? Int32.max : Int32(clamping: UInt64(config.handshakeTimeoutSeconds) * 1000)
         startThread("berth-tls-accept") { [self] in
             do {
-                let (plain, peer) = try TLS.wrap(fd, context: context, timeoutMillis: 10_000)
+                let (plain, peer) = try TLS.wrap(fd, context: context, timeoutMillis: timeout)
                 let role = Role(peer)
-                serve(plain, "\(label) \(peer.commonName) (\(role.rawValue))", role: role)
+                serve(plain, "\(label) \(peer.commonName) (\(role.rawValue))", role: role, reserved: true)
             } catch {
+                connections.withLock { _ in _ = handshaking.subtract(1, ordering: .relaxed) }
                 Log.write("TLS connection \(label) refused: \(error.berthError("tls").message)")
             }
         }
@@ -195,8 +214,13 @@ public final class Agent: Sendable {
         }
     }
 
-    private func serve(_ fd: FileDescriptor, _ label: String, role: Role) {
-        if stopping.load(ordering: .acquiring) { fd.close(); return }
+    /// `reserved`: the connection already holds a slot taken for its TLS handshake.
+    private func serve(_ fd: FileDescriptor, _ label: String, role: Role, reserved: Bool = false) {
+        if stopping.load(ordering: .acquiring) {
+            if reserved { connections.withLock { _ in _ = handshaking.subtract(1, ordering: .relaxed) } }
+            fd.close()
+            return
+        }
         var options = ConnectionOptions()
         options.keepaliveSeconds = config.keepaliveSeconds
         options.maxStreams = config.maxStreams
@@ -207,7 +231,8 @@ public final class Agent: Sendable {
         let key = ObjectIdentifier(connection)
         let session = Session(role: role, peer: label)
         let admitted = connections.withLock { c in
-            guard c.count < config.maxConnections else { return false }
+            if reserved { handshaking.subtract(1, ordering: .relaxed) }
+            guard c.count + handshaking.load(ordering: .relaxed) < config.maxConnections else { return false }
             c[key] = connection
             return true
         }
@@ -304,6 +329,8 @@ public final class Agent: Sendable {
                 try stream.send(.removePod(id: runtime.removePod(ref, force: force)), end: true)
             case .stats(let refs):
                 try stream.send(.stats(runtime.stats(refs)), end: true)
+            case .events(let request):
+                try events(stream, request, session)
             }
         } catch {
             let e = error.berthError("call")
@@ -314,12 +341,15 @@ public final class Agent: Sendable {
 
     private func hello(_ stream: Stream, _ hello: HelloRequest, _ session: Session) throws {
         guard hello.protocolVersion == berthProtocolVersion else {
-            let error = BerthError(.failedPrecondition, "unsupported protocol version \(hello.protocolVersion): agent \(config.nodeName) speaks version \(berthProtocolVersion)")
+            let error = BerthError(.failedPrecondition, "unsupported protocol version \(hello.protocolVersion): agent \(config.nodeName) (berthd \(berthVersion)) speaks Berth protocol version \(berthProtocolVersion)",
+                                   reason: "protocol_version")
             try? stream.send(.error(error), end: true)
             stream.connection.close(error)
             return
         }
         var response = HelloResponse()
+        response.protocolVersion = berthProtocolVersion
+        response.agentVersion = berthVersion
         response.nodeName = config.nodeName
         response.features = Agent.features
         response.keepaliveSeconds = hello.keepaliveSeconds == 0 ? config.keepaliveSeconds : min(max(hello.keepaliveSeconds, 1), 3600)
@@ -353,6 +383,11 @@ public final class Agent: Sendable {
         info.networks = runtime.networks.list()
         info.warnings = warnings
         addDiskUse(&info)  // Images.swift
+        info.memoryAvailableBytes = host.memoryAvailableBytes
+        (info.load1, info.load5, info.load15) = host.load
+        info.uptimeSeconds = host.uptimeSeconds
+        info.pods = UInt32(runtime.listPods().count)
+        info.protocolVersion = berthProtocolVersion
         return info
     }
 
@@ -374,6 +409,7 @@ public final class Agent: Sendable {
             }
             return nil
         }
+        runtime.events.record(Event(type: "image", action: "import", id: image.id, name: image.name))
         try stream.send(.importImage(image.wire), end: true)
     }
 
@@ -437,6 +473,34 @@ public final class Agent: Sendable {
         let waiter = request.follow && container.state == .running ? try runtime.exitWaiter(container.id) : nil
         try followLog(container.id, options, to: stream, until: waiter)
         try stream.send(.logs, end: true)
+    }
+
+    /// Sends the journal's events after the request's starting point in batches; with
+    /// `follow`, goes on sending new ones as they are recorded until the client cancels
+    /// or the agent stops. Without `follow`, the last batch ends the stream.
+    private func events(_ stream: Stream, _ request: EventsRequest, _ session: Session) throws {
+        let journal = runtime.events
+        var cursor = journal.cursor(for: request)
+        var first = true
+        while true {
+            let batch = journal.events(after: cursor, limit: 500)
+            if let last = batch.events.last { cursor = last.seq }
+            let more = journal.lastSeq > cursor
+            if !request.follow && !more {
+                try stream.send(viewable(.events(batch), session), end: true)
+                return
+            }
+            // The first answer goes out even when empty: the client knows the stream is live.
+            if first || !batch.events.isEmpty || batch.lost > 0 { try stream.send(viewable(.events(batch), session), end: false) }
+            first = false
+            if more { continue }
+            while !journal.waitForEvents(after: cursor, timeoutNanos: 1_000_000_000) {
+                if !stream.isOpen || stopping.load(ordering: .acquiring) {
+                    if stream.isOpen { try? stream.send(.error(BerthError(.unavailable, "agent \(config.nodeName) is stopping")), end: true) }
+                    return
+                }
+            }
+        }
     }
 
     private func wait(_ stream: Stream, _ ref: String) throws {

@@ -28,6 +28,9 @@ extension Agent {
                 }
                 return nil
             }
+            for image in images {
+                runtime.events.record(Event(type: "image", action: "load", id: image.id, name: image.name))
+            }
             try stream.send(.loadImage(images.map(\.wire)), end: true)
         case .pullImage(let pull):
             let image = try runtime.images.pull(pull, options: config.registry) { progress in
@@ -36,6 +39,7 @@ extension Agent {
                 try? stream.send(.pullImage(.progress(progress)), end: false)
             }
             Log.write("pulled \(image.name) \(image.id)")
+            runtime.events.record(Event(type: "image", action: "pull", id: image.id, name: image.name))
             try stream.send(.pullImage(.image(image.wire)), end: true)
         case .inspectImage(let ref):
             let image = try runtime.images.find(ref)
@@ -44,9 +48,12 @@ extension Agent {
             try stream.send(.inspectImage(wire), end: true)
         case .removeImage(let ref, let force):
             let (untagged, deleted) = try runtime.images.remove(ref, force: force, usedBy: runtime.imageUsers())
+            for name in untagged { runtime.events.record(Event(type: "image", action: "untag", id: "", name: name)) }
+            for id in deleted { runtime.events.record(Event(type: "image", action: "delete", id: id, name: "")) }
             try stream.send(.removeImage(untagged: untagged, deleted: deleted), end: true)
         case .pruneImages:
             let (deleted, bytes) = try runtime.images.prune(inUse: Set(runtime.imageUsers().keys))
+            for id in deleted { runtime.events.record(Event(type: "image", action: "delete", id: id, name: "")) }
             try stream.send(.pruneImages(deleted: deleted, reclaimedBytes: bytes), end: true)
         default:
             throw BerthError(.internal, "not an image call")

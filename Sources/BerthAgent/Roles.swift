@@ -18,7 +18,7 @@ extension Request {
     var isReadOnly: Bool {
         switch self {
         case .hello, .info, .listImages, .wait, .listContainers, .inspectContainer, .logs,
-             .listNetworks, .inspectNetwork, .listPods, .inspectPod, .stats, .inspectImage:
+             .listNetworks, .inspectNetwork, .listPods, .inspectPod, .stats, .events, .inspectImage:
             return true
         case .loadImage, .pullImage, .removeImage, .pruneImages:
             return false
@@ -64,6 +64,7 @@ extension Request {
         case .inspectImage: "InspectImage"
         case .removeImage: "RemoveImage"
         case .pruneImages: "PruneImages"
+        case .events: "Events"
         }
     }
 }
@@ -82,6 +83,14 @@ extension Response {
         case .inspectContainer(let c): return .inspectContainer(c.redactedForViewer())
         case .listPods(let list): return .listPods(list.map { $0.redactedForViewer() })
         case .inspectPod(let p): return .inspectPod(p.redactedForViewer())
+        case .events(var batch):
+            // A container of a host directory (--rootfs) has that path as its image.
+            batch.events = batch.events.map { e in
+                var e = e
+                if e.attributes["image"]?.hasPrefix("/") == true { e.attributes["image"] = hidden }
+                return e
+            }
+            return .events(batch)
         default: return self
         }
     }

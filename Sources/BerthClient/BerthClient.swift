@@ -36,15 +36,20 @@ public final class BerthClient: Sendable {
 
     /// Connects to `address` (`unix:///path` or `tcp://host:port`) and performs the
     /// Hello handshake. `keepaliveSeconds` (0: the agent's default) is proposed to it.
+    /// The TCP connect and the TLS handshake each give up after `timeoutMillis`; they
+    /// run on a thread of their own, never blocking the caller's executor.
     public static func connect(to address: String = defaultAddress, keepaliveSeconds: UInt32 = 0,
-                               tls: TLSOptions? = nil) async throws -> BerthClient {
+                               tls: TLSOptions? = nil, timeoutMillis: Int32 = 10_000) async throws -> BerthClient {
         let parsed = try SocketAddress.parse(address)
-        var fd = try SocketAddress.connect(parsed)
-        if let tls, case .tcp(let host, _) = parsed {
-            // Mutual TLS: the agent's certificate must be the CA's and name the host or IP
-            // we dialled (like docker --tlsverify); ours tells the agent who we are.
-            let context = try TLSContext(server: false, certificate: tls.certificate, key: tls.key, ca: tls.ca)
-            fd = try TLS.wrap(fd, context: context, expectedHost: host).0
+        let fd: FileDescriptor
+        if case .tcp = parsed {
+            fd = try await withCheckedThrowingContinuation { (cont: CheckedContinuation<FileDescriptor, any Error>) in
+                startThread("berth-dial") {
+                    cont.resume(with: Result { try dial(parsed, tls: tls, timeoutMillis: timeoutMillis) })
+                }
+            }
+        } else {
+            fd = try dial(parsed, tls: nil, timeoutMillis: timeoutMillis)
         }
         let connection = Connection(fd: fd, role: .client, label: address)
         connection.start()
@@ -54,13 +59,40 @@ public final class BerthClient: Sendable {
         do {
             let response = try await unary(connection, .hello(request))
             guard case .hello(let hello) = response else { throw unexpected(response, "Hello") }
+            // 0: an agent that does not fill the field in; any other value must be ours.
+            if hello.protocolVersion != 0 && hello.protocolVersion != berthProtocolVersion {
+                throw BerthError(.failedPrecondition, "agent \(hello.nodeName) at \(address) speaks Berth protocol version \(hello.protocolVersion) (berthd \(hello.agentVersion)); this client speaks version \(berthProtocolVersion): use a client and agent of the same protocol version",
+                                 reason: "protocol_version")
+            }
             connection.setKeepalive(seconds: hello.keepaliveSeconds)
             return BerthClient(connection: connection, hello: hello, address: address)
+        } catch let error as BerthError where error.reason == "protocol_version" && !error.message.contains("this client") {
+            // The agent refused our version: say which side is which.
+            connection.close()
+            throw BerthError(.failedPrecondition, "\(address): \(error.message); this client speaks version \(berthProtocolVersion): use a client and agent of the same protocol version",
+                             reason: "protocol_version")
         } catch {
             connection.close()
             throw error
         }
     }
+
+    /// Opens the socket and, for TLS, runs the handshake.
+    private static func dial(_ address: SocketAddress, tls: TLSOptions?, timeoutMillis: Int32) throws -> FileDescriptor {
+        let fd = try SocketAddress.connect(address, timeoutMillis: timeoutMillis)
+        guard let tls, case .tcp(let host, _) = address else { return fd }
+        // Mutual TLS: the agent's certificate must be the CA's and name the host or IP
+        // we dialled (like docker --tlsverify); ours tells the agent who we are.
+        let context: TLSContext
+        do { context = try TLSContext(server: false, certificate: tls.certificate, key: tls.key, ca: tls.ca) } catch {
+            fd.close()
+            throw error
+        }
+        return try TLS.wrap(fd, context: context, expectedHost: host, timeoutMillis: timeoutMillis).0
+    }
+
+    /// Whether the connection is still up (false once either side closed it).
+    public var isConnected: Bool { !connection.isClosed }
 
     /// The files of mutual TLS to a remote agent (`berth --tls-ca --tls-cert --tls-key`).
     public struct TLSOptions: Sendable, Hashable {

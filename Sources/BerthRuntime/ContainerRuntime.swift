@@ -67,6 +67,8 @@ public struct RuntimeOptions: Sendable {
     public var cgroupParent = "berth"
     /// Where the cgroup hierarchy is mounted.
     public var cgroupRoot = "/sys/fs/cgroup"
+    /// Events the journal keeps for clients that resume (docs/events.md).
+    public var eventRetention = 10_000
     public init(monitorBinary: String) { self.monitorBinary = monitorBinary }
 }
 
@@ -85,6 +87,8 @@ public final class ContainerRuntime: Sendable {
     public let images: ImageStore
     /// Bridge networks, addresses and published ports.
     public let networks: NetworkManager
+    /// Lifecycle events, numbered (docs/events.md).
+    public let events: EventJournal
     public let stateDir: String
     public let runDir: String
     public let options: RuntimeOptions
@@ -136,6 +140,7 @@ public final class ContainerRuntime: Sendable {
         images = try ImageStore(directory: stateDir + "/images")
         networks = try NetworkManager(stateDir: stateDir + "/networks", runDir: runDir + "/netns", options: options.network)
         cgroups = Cgroups.detect(root: options.cgroupRoot)
+        events = try EventJournal(path: stateDir + "/events.journal", retention: options.eventRetention)
         reaper = try Reaper()
         table = ConditionLock(Table())
         try load()
@@ -222,7 +227,16 @@ public final class ContainerRuntime: Sendable {
             throw error.berthError("create container \(record.name)").prefixed("container \(record.name)")
         }
         table.withLock { $0.byID[record.id]?.record = record }
+        recordEvent("create", record)
         return record
+    }
+
+    /// Journals a container event with its image (and pod) as attributes.
+    func recordEvent(_ action: String, _ c: Container, exitCode: Int32 = 0, extra: [String: String] = [:]) {
+        var attributes = extra
+        attributes["image"] = c.image
+        if !c.podName.isEmpty { attributes["pod"] = c.podName }
+        events.record(Event(type: "container", action: action, id: c.id, name: c.name, exitCode: exitCode, attributes: attributes))
     }
 
     // MARK: - Start
@@ -338,6 +352,7 @@ public final class ContainerRuntime: Sendable {
             return e.record
         }
         try? persist(running)
+        recordEvent("start", running)
         Log.write("container \(running.name) (\(id.prefix(12))) started, pid \(running.pid), monitor \(started.monitorPid)")
         watchMonitor(id, monitorPidfd)
         return running
@@ -549,6 +564,9 @@ public final class ContainerRuntime: Sendable {
         }
         if entry.record.spec.rootfs.isEmpty { Rootfs.unmount(mountPoint(id)) }
         try? persist(entry.record)
+        if entry.record.oomKilled { recordEvent("oom", entry.record) }
+        recordEvent("die", entry.record, exitCode: status.exitCode,
+                    extra: status.signal != 0 ? ["signal": String(status.signal)] : [:])
         if entry.restartPending {
             scheduleRestart(id, step: entry.backoffStep)
         } else if entry.record.spec.autoRemove && entry.attached == 0 {
@@ -772,7 +790,8 @@ public final class ContainerRuntime: Sendable {
             table.withLock { $0.byID[id]?.removing = false }
             throw error.berthError("remove container \(name)")
         }
-        table.withLock { $0.byID[id] = nil }
+        let removed = table.withLock { $0.byID.removeValue(forKey: id)?.record }
+        if let removed { recordEvent("remove", removed) }
         return id
     }
 

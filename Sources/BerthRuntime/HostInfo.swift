@@ -13,6 +13,12 @@ public struct HostInfo: Sendable {
     public var cgroupLayout: CgroupLayout
     public var cpus: UInt32
     public var memoryBytes: UInt64
+    /// MemAvailable from /proc/meminfo: what can be given without swapping.
+    public var memoryAvailableBytes: UInt64 = 0
+    /// The 1, 5 and 15 minute load averages from /proc/loadavg.
+    public var load: (Double, Double, Double) = (0, 0, 0)
+    /// Seconds since boot, from /proc/uptime.
+    public var uptimeSeconds: UInt64 = 0
 
     /// Reads the facts from the kernel: uname(2), sysconf(3), sysinfo(2), statfs(2)
     /// of the cgroup mount, /etc/os-release.
@@ -22,7 +28,7 @@ public struct HostInfo: Sendable {
         func field<T>(_ value: T) -> String {
             withUnsafeBytes(of: value) { raw in String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self) }
         }
-        return HostInfo(
+        var info = HostInfo(
             hostname: Host.hostname,
             kernel: field(u.release),
             os: osRelease(),
@@ -30,6 +36,20 @@ public struct HostInfo: Sendable {
             cgroupLayout: CgroupLayout.detect(),
             cpus: UInt32(max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))),
             memoryBytes: berth_total_ram())
+        if let meminfo = try? Files.readString("/proc/meminfo") {
+            for line in meminfo.split(separator: "\n") where line.hasPrefix("MemAvailable:") {
+                let kb = line.split(separator: " ").dropFirst().first.flatMap { UInt64($0) } ?? 0
+                info.memoryAvailableBytes = kb * 1024
+            }
+        }
+        if let loadavg = try? Files.readString("/proc/loadavg") {
+            let f = loadavg.split(separator: " ").prefix(3).map { Double($0) ?? 0 }
+            if f.count == 3 { info.load = (f[0], f[1], f[2]) }
+        }
+        if let uptime = try? Files.readString("/proc/uptime") {
+            info.uptimeSeconds = UInt64(Double(uptime.split(separator: " ").first ?? "0") ?? 0)
+        }
+        return info
     }
 
     static func osRelease() -> String {

@@ -26,6 +26,7 @@ public struct Errno: Error, Sendable, Hashable, CustomStringConvertible {
     public static let busy = Errno(rawValue: EBUSY)
     public static let crossDevice = Errno(rawValue: EXDEV)
     public static let invalid = Errno(rawValue: EINVAL)
+    public static let inProgress = Errno(rawValue: EINPROGRESS)
 
     /// `strerror(3)`: "No such file or directory".
     public var description: String { String(cString: strerror(rawValue)) }

@@ -107,6 +107,13 @@ public enum Host {
     /// Seconds since the epoch.
     public static var now: Int64 { Int64(time(nil)) }
 
+    /// The wall clock in nanoseconds since the epoch.
+    public static var realtimeNanos: Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+    }
+
     /// A monotonic clock in nanoseconds.
     public static var monotonicNanos: UInt64 {
         var ts = timespec()

@@ -49,7 +49,9 @@ public enum SocketAddress: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// Connects a stream socket (close-on-exec) to `address`.
-    public static func connect(_ address: SocketAddress) throws(BerthError) -> FileDescriptor {
+    /// With `timeoutMillis` ≥ 0, a TCP connect that has not completed by then fails with
+    /// DEADLINE_EXCEEDED (an address that drops SYNs would otherwise block for minutes).
+    public static func connect(_ address: SocketAddress, timeoutMillis: Int32 = -1) throws(BerthError) -> FileDescriptor {
         let family: Int32
         var target = address
         switch address {
@@ -61,11 +63,27 @@ public enum SocketAddress: Sendable, Hashable, CustomStringConvertible {
         }
         let fd = FileDescriptor(rawValue: try sys("socket") { socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) })
         do {
+            let bounded: Bool
+            if case .tcp = address, timeoutMillis >= 0 { bounded = true } else { bounded = false }
+            let flags = fcntl(fd.rawValue, F_GETFL)
+            if bounded { _ = fcntl(fd.rawValue, F_SETFL, flags | O_NONBLOCK) }
             try withSockaddr(target) { (sa, len) throws(BerthError) in
-                do { try syscall { Glibc.connect(fd.rawValue, sa, len) } } catch {
-                    throw BerthError(.unavailable, "cannot connect to \(address): \(error)")
+                if Glibc.connect(fd.rawValue, sa, len) == 0 { return }
+                var e = Errno.current
+                if bounded && e == .inProgress {
+                    var pfd = pollfd(fd: fd.rawValue, events: Int16(POLLOUT), revents: 0)
+                    var r: Int32
+                    repeat { r = poll(&pfd, 1, timeoutMillis) } while r < 0 && Errno.current == .interrupted
+                    if r == 0 { throw BerthError(.deadlineExceeded, "cannot connect to \(address): no answer within \(timeoutMillis) ms") }
+                    var soError: Int32 = 0
+                    var size = socklen_t(MemoryLayout<Int32>.size)
+                    _ = getsockopt(fd.rawValue, SOL_SOCKET, SO_ERROR, &soError, &size)
+                    if soError == 0 { return }
+                    e = Errno(rawValue: soError)
                 }
+                throw BerthError(.unavailable, "cannot connect to \(address): \(e)")
             }
+            if bounded { _ = fcntl(fd.rawValue, F_SETFL, flags) }
             if case .tcp = address {
                 var one: Int32 = 1
                 _ = setsockopt(fd.rawValue, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))

@@ -912,6 +912,13 @@ extension InfoResponse {
         imageBlobsBytes = c.image_blobs_bytes
         imageDownloadsBytes = c.image_downloads_bytes
         containersBytes = c.containers_bytes
+        memoryAvailableBytes = c.memory_available_bytes
+        load1 = c.load1
+        load5 = c.load5
+        load15 = c.load15
+        pods = c.pods
+        uptimeSeconds = c.uptime_seconds
+        protocolVersion = c.protocol_version
     }
 }
 
@@ -961,6 +968,13 @@ extension Arena {
         c.pointee.image_blobs_bytes = info.imageBlobsBytes
         c.pointee.image_downloads_bytes = info.imageDownloadsBytes
         c.pointee.containers_bytes = info.containersBytes
+        c.pointee.memory_available_bytes = info.memoryAvailableBytes
+        c.pointee.load1 = info.load1
+        c.pointee.load5 = info.load5
+        c.pointee.load15 = info.load15
+        c.pointee.pods = info.pods
+        c.pointee.uptime_seconds = info.uptimeSeconds
+        c.pointee.protocol_version = info.protocolVersion
         return c
     }
 }
@@ -1063,6 +1077,10 @@ extension Request {
             self = .removeImage(string(m?.image), force: (m?.force ?? 0) != 0)
         case BERTH__V1__REQUEST__CALL_PRUNE_IMAGES:
             self = .pruneImages
+        case BERTH__V1__REQUEST__CALL_EVENTS:
+            let m = c.events?.pointee
+            self = .events(EventsRequest(sinceSeq: m?.since_seq ?? 0, sinceUnixNanos: m?.since_unix_nanos ?? 0,
+                                         follow: (m?.follow ?? 0) != 0, fromStart: (m?.from_start ?? 0) != 0))
         default:
             return nil
         }
@@ -1254,6 +1272,14 @@ extension Arena {
         case .pruneImages:
             c.pointee.call_case = BERTH__V1__REQUEST__CALL_PRUNE_IMAGES
             c.pointee.prune_images = message(berth__v1__prune_images_request__init)
+        case .events(let r):
+            let m: UnsafeMutablePointer<Berth__V1__EventsRequest> = message(berth__v1__events_request__init)
+            m.pointee.since_seq = r.sinceSeq
+            m.pointee.since_unix_nanos = r.sinceUnixNanos
+            m.pointee.follow = r.follow ? 1 : 0
+            m.pointee.from_start = r.fromStart ? 1 : 0
+            c.pointee.call_case = BERTH__V1__REQUEST__CALL_EVENTS
+            c.pointee.events = m
         }
         return c
     }
@@ -1366,6 +1392,10 @@ extension Response {
         case BERTH__V1__RESPONSE__RESULT_PRUNE_IMAGES:
             let m = c.prune_images?.pointee
             self = .pruneImages(deleted: strings(m?.n_deleted ?? 0, m?.deleted), reclaimedBytes: m?.reclaimed_bytes ?? 0)
+        case BERTH__V1__RESPONSE__RESULT_EVENTS:
+            let m = c.events?.pointee
+            self = .events(EventBatch(events: messages(m?.n_events ?? 0, m?.events, Event.init),
+                                      oldestSeq: m?.oldest_seq ?? 0, lost: m?.lost ?? 0, position: m?.position ?? 0))
         case BERTH__V1__RESPONSE__RESULT_STATS:
             let list = c.stats?.pointee
             self = .stats(messages(list?.n_stats ?? 0, list?.stats) { (m: Berth__V1__ContainerStats) in
@@ -1595,7 +1625,58 @@ extension Arena {
             m.pointee.reclaimed_bytes = reclaimed
             c.pointee.result_case = BERTH__V1__RESPONSE__RESULT_PRUNE_IMAGES
             c.pointee.prune_images = m
+        case .events(let batch):
+            let m: UnsafeMutablePointer<Berth__V1__EventsResponse> = message(berth__v1__events_response__init)
+            (m.pointee.n_events, m.pointee.events) = cArray(batch.events, event)
+            m.pointee.oldest_seq = batch.oldestSeq
+            m.pointee.lost = batch.lost
+            m.pointee.position = batch.position
+            c.pointee.result_case = BERTH__V1__RESPONSE__RESULT_EVENTS
+            c.pointee.events = m
         }
         return c
+    }
+}
+
+// MARK: - Events
+
+extension Event {
+    fileprivate init(_ c: Berth__V1__Event) {
+        self.init()
+        seq = c.seq
+        timeUnixNanos = c.time_unix_nanos
+        type = string(c.type)
+        action = string(c.action)
+        id = string(c.id)
+        name = string(c.name)
+        exitCode = c.exit_code
+        attributes = labelMap(c.n_attributes, c.attributes)
+    }
+}
+
+extension Arena {
+    func event(_ e: Event) -> UnsafeMutablePointer<Berth__V1__Event> {
+        let c: UnsafeMutablePointer<Berth__V1__Event> = message(berth__v1__event__init)
+        c.pointee.seq = e.seq
+        c.pointee.time_unix_nanos = e.timeUnixNanos
+        c.pointee.type = cString(e.type)
+        c.pointee.action = cString(e.action)
+        c.pointee.id = cString(e.id)
+        c.pointee.name = cString(e.name)
+        c.pointee.exit_code = e.exitCode
+        (c.pointee.n_attributes, c.pointee.attributes) = cArray(e.attributes.sorted { $0.key < $1.key }, label)
+        return c
+    }
+}
+
+extension Event: WireMessage {
+    /// Decodes a `berth.v1.Event` (a record of the agent's journal file).
+    public init(wire: [UInt8]) throws(BerthError) {
+        self = try unpacked(wire, "Event", berth__v1__event__unpack, berth__v1__event__free_unpacked) { Event($0) }
+    }
+
+    /// The `berth.v1.Event` encoding.
+    public func wireEncoded() -> [UInt8] {
+        withArena { arena in packed(arena.event(self), berth__v1__event__get_packed_size, berth__v1__event__pack) }
     }
 }

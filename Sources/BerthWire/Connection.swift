@@ -49,6 +49,10 @@ public struct ConnectionOptions: Sendable {
     /// Queued outbound bytes at which the peer is judged not to be reading and the
     /// connection is closed (only control frames can push past the high-water mark).
     public var writeHardLimit = 16 << 20
+    /// Milliseconds a clean close waits for the peer to close its side after our GOAWAY
+    /// (or last frame) is written, dropping what it still sends, before the descriptor is
+    /// closed: the lingering close that keeps the GOAWAY from being lost to a reset.
+    public var lingerMillis: UInt32 = 2000
     public init() {}
 }
 
@@ -94,6 +98,9 @@ public final class Connection: Sendable {
         /// The descriptor has been closed; its number may already belong to another
         /// socket, so nothing may shut it down any more.
         var fdClosed = false
+        /// The writer ended cleanly and shut down only its direction (SHUT_WR): the reader
+        /// drains what the peer still sends before closing (a lingering close).
+        var halfClosed = false
         var lastReceived: UInt64 = Host.monotonicNanos
         var pingOutstanding = false
         var keepaliveSeconds: UInt32
@@ -417,9 +424,17 @@ public final class Connection: Sendable {
                 break
             }
         }
-        // A GOAWAY (and what was queued before it) has been written: now end the connection.
+        // A GOAWAY (and what was queued before it) has been written: now end our direction
+        // only. Closing with the peer's frames unread would make the kernel answer with a
+        // reset, and a reset makes the peer drop what it has not read yet: the GOAWAY that
+        // says why. The reader drains the peer's last frames, then closes (lingerAndClose).
         state.withLock { s in
-            shutdownSocket(&s)
+            if s.writeFailure == nil && !s.fdClosed {
+                _ = shutdown(fd.rawValue, Int32(SHUT_WR))
+                s.halfClosed = true
+            } else {
+                shutdownSocket(&s)
+            }
             s.writerDone = true
         }
     }
@@ -485,9 +500,30 @@ public final class Connection: Sendable {
             state.withLock { shutdownSocket(&$0) }
             _ = state.wait { $0.writerDone ? true : nil }
         }
+        if state.withLock({ $0.halfClosed }) { drainUntilPeerCloses(&buffer) }
         state.withLock { s in
             s.fdClosed = true
             fd.close()
+        }
+    }
+
+    /// The lingering half of a clean close: reads and drops what the peer still sends
+    /// until it closes its side too, for at most `lingerMillis` and 1 MiB, so that the
+    /// close that follows finds nothing unread and sends FIN, not a reset.
+    private func drainUntilPeerCloses(_ buffer: inout [UInt8]) {
+        let deadline = Host.monotonicNanos + UInt64(options.lingerMillis) * 1_000_000
+        var drained = 0
+        while drained < 1 << 20 {
+            let now = Host.monotonicNanos
+            guard now < deadline else { return }
+            var pfd = pollfd(fd: fd.rawValue, events: Int16(POLLIN), revents: 0)
+            let r = poll(&pfd, 1, Int32((deadline - now) / 1_000_000) + 1)
+            if r < 0 && Errno.current == .interrupted { continue }
+            guard r > 0 else { return }
+            let n = buffer.withUnsafeMutableBytes { Glibc.read(fd.rawValue, $0.baseAddress, $0.count) }
+            if n < 0 && (Errno.current == .interrupted || Errno.current == .again) { continue }
+            guard n > 0 else { return }
+            drained += n
         }
     }
 

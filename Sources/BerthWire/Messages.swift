@@ -82,6 +82,14 @@ public struct InfoResponse: Sendable, Hashable {
     public var imageBlobsBytes: UInt64 = 0
     public var imageDownloadsBytes: UInt64 = 0
     public var containersBytes: UInt64 = 0
+    /// MemAvailable: what the kernel can give without swapping.
+    public var memoryAvailableBytes: UInt64 = 0
+    public var load1 = 0.0
+    public var load5 = 0.0
+    public var load15 = 0.0
+    public var pods: UInt32 = 0
+    public var uptimeSeconds: UInt64 = 0
+    public var protocolVersion: UInt32 = 0
     public init() {}
 }
 
@@ -565,6 +573,7 @@ public enum Request: Sendable, Hashable {
     case inspectImage(String)
     case removeImage(String, force: Bool)
     case pruneImages
+    case events(EventsRequest)
 }
 
 /// `berth.v1.Response`: the payload of a RESPONSE frame, a result or an error.
@@ -603,6 +612,7 @@ public enum Response: Sendable, Hashable {
     case inspectImage(Image)
     case removeImage(untagged: [String], deleted: [String])
     case pruneImages(deleted: [String], reclaimedBytes: UInt64)
+    case events(EventBatch)
 }
 
 /// `berth.v1.GoAway`: the sender closes the connection.

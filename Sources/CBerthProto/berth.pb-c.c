@@ -4147,6 +4147,141 @@ void   berth__v1__remove_pod_response__free_unpacked
   assert(message->base.descriptor == &berth__v1__remove_pod_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   berth__v1__event__init
+                     (Berth__V1__Event         *message)
+{
+  static const Berth__V1__Event init_value = BERTH__V1__EVENT__INIT;
+  *message = init_value;
+}
+size_t berth__v1__event__get_packed_size
+                     (const Berth__V1__Event *message)
+{
+  assert(message->base.descriptor == &berth__v1__event__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__event__pack
+                     (const Berth__V1__Event *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__event__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__event__pack_to_buffer
+                     (const Berth__V1__Event *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__event__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__Event *
+       berth__v1__event__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__Event *)
+     protobuf_c_message_unpack (&berth__v1__event__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__event__free_unpacked
+                     (Berth__V1__Event *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__event__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   berth__v1__events_request__init
+                     (Berth__V1__EventsRequest         *message)
+{
+  static const Berth__V1__EventsRequest init_value = BERTH__V1__EVENTS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t berth__v1__events_request__get_packed_size
+                     (const Berth__V1__EventsRequest *message)
+{
+  assert(message->base.descriptor == &berth__v1__events_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__events_request__pack
+                     (const Berth__V1__EventsRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__events_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__events_request__pack_to_buffer
+                     (const Berth__V1__EventsRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__events_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__EventsRequest *
+       berth__v1__events_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__EventsRequest *)
+     protobuf_c_message_unpack (&berth__v1__events_request__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__events_request__free_unpacked
+                     (Berth__V1__EventsRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__events_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   berth__v1__events_response__init
+                     (Berth__V1__EventsResponse         *message)
+{
+  static const Berth__V1__EventsResponse init_value = BERTH__V1__EVENTS_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t berth__v1__events_response__get_packed_size
+                     (const Berth__V1__EventsResponse *message)
+{
+  assert(message->base.descriptor == &berth__v1__events_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__events_response__pack
+                     (const Berth__V1__EventsResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__events_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__events_response__pack_to_buffer
+                     (const Berth__V1__EventsResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__events_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__EventsResponse *
+       berth__v1__events_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__EventsResponse *)
+     protobuf_c_message_unpack (&berth__v1__events_response__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__events_response__free_unpacked
+                     (Berth__V1__EventsResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__events_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   berth__v1__request__init
                      (Berth__V1__Request         *message)
 {
@@ -4728,7 +4863,7 @@ const ProtobufCMessageDescriptor berth__v1__info_request__descriptor =
   (ProtobufCMessageInit) berth__v1__info_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor berth__v1__info_response__field_descriptors[22] =
+static const ProtobufCFieldDescriptor berth__v1__info_response__field_descriptors[29] =
 {
   {
     "hostname",
@@ -4994,6 +5129,90 @@ static const ProtobufCFieldDescriptor berth__v1__info_response__field_descriptor
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "memory_available_bytes",
+    40,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__InfoResponse, memory_available_bytes),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "load1",
+    41,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__InfoResponse, load1),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "load5",
+    42,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__InfoResponse, load5),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "load15",
+    43,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__InfoResponse, load15),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "pods",
+    44,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__InfoResponse, pods),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "uptime_seconds",
+    45,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__InfoResponse, uptime_seconds),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "protocol_version",
+    46,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__InfoResponse, protocol_version),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned berth__v1__info_response__field_indices_by_name[] = {
   2,   /* field[2] = agent_version */
@@ -5011,19 +5230,27 @@ static const unsigned berth__v1__info_response__field_indices_by_name[] = {
   18,   /* field[18] = image_layers_bytes */
   12,   /* field[12] = images */
   3,   /* field[3] = kernel */
+  23,   /* field[23] = load1 */
+  25,   /* field[25] = load15 */
+  24,   /* field[24] = load5 */
+  22,   /* field[22] = memory_available_bytes */
   8,   /* field[8] = memory_bytes */
   15,   /* field[15] = networks */
   1,   /* field[1] = node_name */
   4,   /* field[4] = os */
+  26,   /* field[26] = pods */
+  28,   /* field[28] = protocol_version */
   14,   /* field[14] = run_dir */
   13,   /* field[13] = state_dir */
+  27,   /* field[27] = uptime_seconds */
   16,   /* field[16] = warnings */
 };
-static const ProtobufCIntRange berth__v1__info_response__number_ranges[2 + 1] =
+static const ProtobufCIntRange berth__v1__info_response__number_ranges[3 + 1] =
 {
   { 1, 0 },
   { 30, 17 },
-  { 0, 22 }
+  { 40, 22 },
+  { 0, 29 }
 };
 const ProtobufCMessageDescriptor berth__v1__info_response__descriptor =
 {
@@ -5033,10 +5260,10 @@ const ProtobufCMessageDescriptor berth__v1__info_response__descriptor =
   "Berth__V1__InfoResponse",
   "berth.v1",
   sizeof(Berth__V1__InfoResponse),
-  22,
+  29,
   berth__v1__info_response__field_descriptors,
   berth__v1__info_response__field_indices_by_name,
-  2,  berth__v1__info_response__number_ranges,
+  3,  berth__v1__info_response__number_ranges,
   (ProtobufCMessageInit) berth__v1__info_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
@@ -10170,7 +10397,290 @@ const ProtobufCMessageDescriptor berth__v1__remove_pod_response__descriptor =
   (ProtobufCMessageInit) berth__v1__remove_pod_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor berth__v1__request__field_descriptors[32] =
+static const ProtobufCFieldDescriptor berth__v1__event__field_descriptors[8] =
+{
+  {
+    "seq",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__Event, seq),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "time_unix_nanos",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__Event, time_unix_nanos),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "type",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__Event, type),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "action",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__Event, action),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "id",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__Event, id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "name",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__Event, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "exit_code",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__Event, exit_code),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "attributes",
+    8,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__Event, n_attributes),
+    offsetof(Berth__V1__Event, attributes),
+    &berth__v1__label__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__event__field_indices_by_name[] = {
+  3,   /* field[3] = action */
+  7,   /* field[7] = attributes */
+  6,   /* field[6] = exit_code */
+  4,   /* field[4] = id */
+  5,   /* field[5] = name */
+  0,   /* field[0] = seq */
+  1,   /* field[1] = time_unix_nanos */
+  2,   /* field[2] = type */
+};
+static const ProtobufCIntRange berth__v1__event__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 8 }
+};
+const ProtobufCMessageDescriptor berth__v1__event__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.Event",
+  "Event",
+  "Berth__V1__Event",
+  "berth.v1",
+  sizeof(Berth__V1__Event),
+  8,
+  berth__v1__event__field_descriptors,
+  berth__v1__event__field_indices_by_name,
+  1,  berth__v1__event__number_ranges,
+  (ProtobufCMessageInit) berth__v1__event__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__events_request__field_descriptors[4] =
+{
+  {
+    "since_seq",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__EventsRequest, since_seq),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "since_unix_nanos",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__EventsRequest, since_unix_nanos),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "follow",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__EventsRequest, follow),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "from_start",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__EventsRequest, from_start),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__events_request__field_indices_by_name[] = {
+  2,   /* field[2] = follow */
+  3,   /* field[3] = from_start */
+  0,   /* field[0] = since_seq */
+  1,   /* field[1] = since_unix_nanos */
+};
+static const ProtobufCIntRange berth__v1__events_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor berth__v1__events_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.EventsRequest",
+  "EventsRequest",
+  "Berth__V1__EventsRequest",
+  "berth.v1",
+  sizeof(Berth__V1__EventsRequest),
+  4,
+  berth__v1__events_request__field_descriptors,
+  berth__v1__events_request__field_indices_by_name,
+  1,  berth__v1__events_request__number_ranges,
+  (ProtobufCMessageInit) berth__v1__events_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__events_response__field_descriptors[4] =
+{
+  {
+    "events",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__EventsResponse, n_events),
+    offsetof(Berth__V1__EventsResponse, events),
+    &berth__v1__event__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "oldest_seq",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__EventsResponse, oldest_seq),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "lost",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__EventsResponse, lost),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "position",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__EventsResponse, position),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__events_response__field_indices_by_name[] = {
+  0,   /* field[0] = events */
+  2,   /* field[2] = lost */
+  1,   /* field[1] = oldest_seq */
+  3,   /* field[3] = position */
+};
+static const ProtobufCIntRange berth__v1__events_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor berth__v1__events_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.EventsResponse",
+  "EventsResponse",
+  "Berth__V1__EventsResponse",
+  "berth.v1",
+  sizeof(Berth__V1__EventsResponse),
+  4,
+  berth__v1__events_response__field_descriptors,
+  berth__v1__events_response__field_indices_by_name,
+  1,  berth__v1__events_response__number_ranges,
+  (ProtobufCMessageInit) berth__v1__events_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__request__field_descriptors[33] =
 {
   {
     "hello",
@@ -10556,11 +11066,24 @@ static const ProtobufCFieldDescriptor berth__v1__request__field_descriptors[32] 
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "events",
+    60,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__Request, call_case),
+    offsetof(Berth__V1__Request, events),
+    &berth__v1__events_request__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned berth__v1__request__field_indices_by_name[] = {
   4,   /* field[4] = create_container */
   16,   /* field[16] = create_network */
   20,   /* field[20] = create_pod */
+  32,   /* field[32] = events */
   15,   /* field[15] = exec */
   0,   /* field[0] = hello */
   2,   /* field[2] = import_image */
@@ -10591,11 +11114,12 @@ static const unsigned berth__v1__request__field_indices_by_name[] = {
   24,   /* field[24] = stop_pod */
   7,   /* field[7] = wait */
 };
-static const ProtobufCIntRange berth__v1__request__number_ranges[2 + 1] =
+static const ProtobufCIntRange berth__v1__request__number_ranges[3 + 1] =
 {
   { 1, 0 },
   { 40, 27 },
-  { 0, 32 }
+  { 60, 32 },
+  { 0, 33 }
 };
 const ProtobufCMessageDescriptor berth__v1__request__descriptor =
 {
@@ -10605,14 +11129,14 @@ const ProtobufCMessageDescriptor berth__v1__request__descriptor =
   "Berth__V1__Request",
   "berth.v1",
   sizeof(Berth__V1__Request),
-  32,
+  33,
   berth__v1__request__field_descriptors,
   berth__v1__request__field_indices_by_name,
-  2,  berth__v1__request__number_ranges,
+  3,  berth__v1__request__number_ranges,
   (ProtobufCMessageInit) berth__v1__request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor berth__v1__response__field_descriptors[33] =
+static const ProtobufCFieldDescriptor berth__v1__response__field_descriptors[34] =
 {
   {
     "error",
@@ -11010,12 +11534,25 @@ static const ProtobufCFieldDescriptor berth__v1__response__field_descriptors[33]
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "events",
+    60,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__Response, result_case),
+    offsetof(Berth__V1__Response, events),
+    &berth__v1__events_response__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned berth__v1__response__field_indices_by_name[] = {
   5,   /* field[5] = create_container */
   17,   /* field[17] = create_network */
   21,   /* field[21] = create_pod */
   0,   /* field[0] = error */
+  33,   /* field[33] = events */
   16,   /* field[16] = exec */
   1,   /* field[1] = hello */
   3,   /* field[3] = import_image */
@@ -11046,11 +11583,12 @@ static const unsigned berth__v1__response__field_indices_by_name[] = {
   25,   /* field[25] = stop_pod */
   8,   /* field[8] = wait */
 };
-static const ProtobufCIntRange berth__v1__response__number_ranges[2 + 1] =
+static const ProtobufCIntRange berth__v1__response__number_ranges[3 + 1] =
 {
   { 1, 0 },
   { 40, 28 },
-  { 0, 33 }
+  { 60, 33 },
+  { 0, 34 }
 };
 const ProtobufCMessageDescriptor berth__v1__response__descriptor =
 {
@@ -11060,10 +11598,10 @@ const ProtobufCMessageDescriptor berth__v1__response__descriptor =
   "Berth__V1__Response",
   "berth.v1",
   sizeof(Berth__V1__Response),
-  33,
+  34,
   berth__v1__response__field_descriptors,
   berth__v1__response__field_indices_by_name,
-  2,  berth__v1__response__number_ranges,
+  3,  berth__v1__response__number_ranges,
   (ProtobufCMessageInit) berth__v1__response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };

@@ -33,24 +33,75 @@ struct Command: Sendable {
 
 /// Options that apply to every command.
 struct Globals: Sendable {
-    var host: String = Host.environment("BERTH_HOST") ?? BerthClient.defaultAddress
+    /// `-H`: an address (`unix://…`, `tcp://…`) or a node name of the hosts file.
+    var host: String = Host.environment("BERTH_HOST") ?? ""
     /// Mutual TLS files (`--tls-ca/--tls-cert/--tls-key`, or BERTH_TLS_CA/_CERT/_KEY).
     var tlsCA = Host.environment("BERTH_TLS_CA") ?? ""
     var tlsCert = Host.environment("BERTH_TLS_CERT") ?? ""
     var tlsKey = Host.environment("BERTH_TLS_KEY") ?? ""
+    /// `--hosts FILE` (default HostsFile.defaultPath).
+    var hostsPath = ""
+    /// `--node a,b`.
+    var nodeNames: [String] = []
+    /// `--all`: every node of the hosts file.
+    var allNodes = false
+    /// `--timeout SECS`: per node, for commands on several nodes.
+    var timeoutSeconds = 10
 
-    func connect() async throws -> BerthClient {
+    /// Whether the command goes to nodes picked from the hosts file (--node, --all):
+    /// output then has a NODE column and each node succeeds or fails on its own.
+    var isFleet: Bool { allNodes || !nodeNames.isEmpty }
+
+    func hostsFile() throws -> HostsFile {
+        try HostsFile.load(hostsPath.isEmpty ? HostsFile.defaultPath : hostsPath)
+    }
+
+    /// The nodes --node/--all pick, in the hosts file's order (--node: as given).
+    func nodes() throws -> [Node] {
+        let file = try hostsFile()
+        if allNodes {
+            guard !file.nodes.isEmpty else { throw BerthError(.notFound, "hosts file \(file.path) names no node") }
+            return file.nodes
+        }
+        var picked: [Node] = []
+        for name in nodeNames where !picked.contains(where: { $0.name == name }) { picked.append(try file.node(name)) }
+        return picked
+    }
+
+    /// The TLS files given on the command line or in the environment: all or none.
+    func explicitTLS() throws -> BerthClient.TLSOptions? {
         let given = [tlsCA, tlsCert, tlsKey].filter { !$0.isEmpty }.count
         if given != 0 && given != 3 {
             throw UsageError(message: "mutual TLS needs all of --tls-ca, --tls-cert and --tls-key", command: nil)
         }
-        let tls = given == 3 ? BerthClient.TLSOptions(ca: tlsCA, certificate: tlsCert, key: tlsKey) : nil
-        return try await BerthClient.connect(to: host, tls: tls)
+        return given == 3 ? BerthClient.TLSOptions(ca: tlsCA, certificate: tlsCert, key: tlsKey) : nil
+    }
+
+    /// The one agent a command talks to: -H ADDRESS, -H NODE (from the hosts file),
+    /// the only node --node picked, or the default socket.
+    func target() throws -> (address: String, tls: BerthClient.TLSOptions?) {
+        let tls = try explicitTLS()
+        if isFleet {
+            let picked = try nodes()
+            guard picked.count == 1, let node = picked.first else {
+                throw UsageError(message: "this command takes one agent; \(picked.count) nodes were picked", command: nil)
+            }
+            return (node.endpoint, tls ?? node.tls)
+        }
+        if host.isEmpty { return (BerthClient.defaultAddress, tls) }
+        if host.contains("://") { return (host, tls) }
+        let node = try hostsFile().node(host)
+        return (node.endpoint, tls ?? node.tls)
+    }
+
+    func connect() async throws -> BerthClient {
+        let (address, tls) = try target()
+        return try await BerthClient.connect(to: address, tls: tls)
     }
 }
 
 enum CLI {
-    static let mainUsage = "Usage: berth [-H unix://PATH|tcp://HOST:PORT] [--tls-ca F --tls-cert F --tls-key F] <command> [options]"
+    static let mainUsage = "Usage: berth [-H unix://PATH|tcp://HOST:PORT|NODE] [--tls-ca F --tls-cert F --tls-key F] [--hosts FILE] [--node N,…|--all] [--timeout S] <command> [options]"
 
     static let commands: [Command] = [
         Command(name: "info", usage: "berth info", summary: "Show the agent's host, kernel, cgroup layout and counts",
@@ -101,6 +152,13 @@ enum CLI {
         Command(name: "stats", usage: "berth stats [--no-stream] [NAME|ID...]",
                 summary: "Show containers' CPU, memory and pids, refreshed every second",
                 help: "      --no-stream    Print one table and exit\n", run: Commands.stats),
+        Command(name: "events", usage: "berth events [-f] [--since SEQ|TIME] [--all] [--format table|json]",
+                summary: "Show the agents' lifecycle events (container, pod, image)",
+                help: "  -f, --follow       Keep streaming new events (a dropped stream resumes where it stopped)\n      --since X      After sequence number X, or since a time: RFC 3339, unix seconds, or a duration (10m)\n      --all          From every node of the hosts file\n      --format FMT   table (default) or json (one object per line)\n",
+                run: { args, g in try await FleetCommands.events(&args, g) }),
+        Command(name: "node", usage: "berth node ls [--format table|json]",
+                summary: "Show each agent: reachable, version, kernel, cgroups, CPUs, memory, containers, pods, load",
+                help: "  ls   One line per node of the hosts file (or --node/--all, or the -H agent)\n", run: { args, g in try await FleetCommands.node(&args, g) }),
         Command(name: "version", usage: "berth version", summary: "Show the client's and the agent's versions",
                 help: "", run: Commands.version),
     ]
@@ -114,7 +172,14 @@ enum CLI {
         Control Berth agents: run containers on this host or on remote ones.
 
         Options:
-          -H, --host ADDRESS   Agent to talk to (default $BERTH_HOST or \(BerthClient.defaultAddress))
+          -H, --host ADDRESS   Agent to talk to: unix://PATH, tcp://IP:PORT or a node of the hosts
+                               file (default $BERTH_HOST or \(BerthClient.defaultAddress))
+              --tls-ca/--tls-cert/--tls-key FILE
+                               Mutual TLS to a tcp:// agent ($BERTH_TLS_CA/_CERT/_KEY)
+              --hosts FILE     The hosts file (default $BERTH_HOSTS or ~/.config/berth/hosts.json)
+              --node N[,N…]    Run on these nodes of the hosts file (NODE column, per-node errors)
+              --all            Run on every node of the hosts file
+              --timeout SECS   Per node, with --node/--all (default 10)
           -h, --help           Show help
               --version        Show the version
 
@@ -145,6 +210,16 @@ enum CLI {
                 case "--tls-ca": globals.tlsCA = try args.value(for: arg, nil)
                 case "--tls-cert": globals.tlsCert = try args.value(for: arg, nil)
                 case "--tls-key": globals.tlsKey = try args.value(for: arg, nil)
+                case "--hosts": globals.hostsPath = try args.value(for: arg, nil)
+                case "--node", "--nodes":
+                    let list = try args.value(for: arg, nil).split(separator: ",").map { String($0.filter { $0 != " " }) }.filter { !$0.isEmpty }
+                    guard !list.isEmpty else { throw UsageError(message: "\(arg) needs node names: --node a,b", command: nil) }
+                    globals.nodeNames += list
+                case "--all": globals.allNodes = true
+                case "--timeout":
+                    let v = try args.value(for: arg, nil)
+                    guard let n = Int(v), n > 0, n <= 3600 else { throw UsageError(message: "--timeout must be 1 to 3600 seconds, not \"\(v)\"", command: nil) }
+                    globals.timeoutSeconds = n
                 default:
                     if arg.hasPrefix("--host=") { globals.host = String(arg.dropFirst(7)) } else {
                         throw UsageError(message: "unknown option \(arg)", command: nil)
@@ -168,6 +243,12 @@ enum CLI {
                 out(help(for: c))
                 return ExitCode.ok
             }
+            if !globals.host.isEmpty && globals.isFleet {
+                throw UsageError(message: "-H and --node/--all pick agents in two ways: give one of them", command: nil)
+            }
+            // On nodes picked from the hosts file: reads fan out with a NODE column,
+            // anything else runs on each node in turn of its own (FleetCommands).
+            if globals.isFleet || c.name == "node" { return try await FleetCommands.run(c, &args, globals) }
             return try await c.run(&args, globals)
         } catch let e as UsageError {
             err("Error: \(e.message)\n\(e.command.map { "Usage: \($0.usage)" } ?? mainUsage)\n")

@@ -45,33 +45,41 @@ enum Commands {
     static func info(_ args: inout Arguments, _ g: Globals) async throws -> Int32 {
         try noMoreArguments(&args, "info")
         let client = try await g.connect()
-        let i = try await client.info()
-        out("""
+        out(infoText(try await client.info()))
+        return ExitCode.ok
+    }
+
+    /// What `info` prints for one agent (also per node with --node/--all).
+    static func infoText(_ i: InfoResponse) -> String {
+        var s = """
         Node:               \(i.nodeName)
         Hostname:           \(i.hostname)
-        Agent version:      \(i.agentVersion) (protocol \(client.hello.protocolVersion))
+        Agent version:      \(i.agentVersion) (protocol \(i.protocolVersion))
         Kernel:             \(i.kernel)
         Operating system:   \(i.os)
         Architecture:       \(i.architecture)
         Cgroup layout:      \(i.cgroupLayout)
         CPUs:               \(i.cpus)
         Total memory:       \(Format.bytesIEC(i.memoryBytes))
+        Available memory:   \(Format.bytesIEC(i.memoryAvailableBytes))
+        Load average:       \(FleetCommands.fixed2(i.load1)) \(FleetCommands.fixed2(i.load5)) \(FleetCommands.fixed2(i.load15))
         Containers:         \(i.containers) (running \(i.containersRunning), stopped \(i.containersStopped))
+        Pods:               \(i.pods)
         Images:             \(i.images) (\(i.imageLayers) layer\(i.imageLayers == 1 ? "" : "s"), \(Format.bytesIEC(i.imageLayersBytes)); blobs \(Format.bytesIEC(i.imageBlobsBytes)), partial downloads \(Format.bytesIEC(i.imageDownloadsBytes)))
         Containers' changes: \(Format.bytesIEC(i.containersBytes))
         State dir:          \(i.stateDir)
         Run dir:            \(i.runDir)
         Networks:           \(i.networks.isEmpty ? "none yet" : "")
 
-        """)
+        """
         for n in i.networks {
-            out("  \(n.name): \(n.subnet) on \(n.bridge), \(n.endpoints.count) container\(n.endpoints.count == 1 ? "" : "s")\n")
+            s += "  \(n.name): \(n.subnet) on \(n.bridge), \(n.endpoints.count) container\(n.endpoints.count == 1 ? "" : "s")\n"
         }
         if !i.warnings.isEmpty {
-            out("Warnings:\n")
-            for w in i.warnings { out("  \(w)\n") }
+            s += "Warnings:\n"
+            for w in i.warnings { s += "  \(w)\n" }
         }
-        return ExitCode.ok
+        return s
     }
 
     static func image(_ args: inout Arguments, _ g: Globals) async throws -> Int32 {
@@ -215,22 +223,7 @@ enum Commands {
 
     static func ps(_ args: inout Arguments, _ g: Globals) async throws -> Int32 {
         args.command = CLI.find("ps")
-        var all = false, quiet = false, json = false
-        var filters: [String] = []
-        while let a = args.next() {
-            let (flag, inline) = Arguments.split(a)
-            switch flag {
-            case "-f", "--filter": filters.append(try args.value(for: flag, inline))
-            case "-a", "--all": all = true
-            case "-q", "--quiet": quiet = true
-            case "-aq", "-qa": all = true; quiet = true
-            case "--format":
-                let f = try args.value(for: flag, inline)
-                guard f == "json" || f == "table" else { throw UsageError(message: "--format must be table or json, not \"\(f)\"", command: args.command) }
-                json = f == "json"
-            default: throw UsageError(message: "unexpected argument \(a)", command: args.command)
-            }
-        }
+        let (all, quiet, json, filters) = try psOptions(&args)
         let client = try await g.connect()
         let list = try await client.listContainers(all: all, filters: filters)
         if quiet {
@@ -250,6 +243,27 @@ enum Commands {
             out(Format.table(rows))
         }
         return ExitCode.ok
+    }
+
+    /// ps's options: -a, -q, -f K=V…, --format table|json.
+    static func psOptions(_ args: inout Arguments) throws -> (all: Bool, quiet: Bool, json: Bool, filters: [String]) {
+        var all = false, quiet = false, json = false
+        var filters: [String] = []
+        while let a = args.next() {
+            let (flag, inline) = Arguments.split(a)
+            switch flag {
+            case "-f", "--filter": filters.append(try args.value(for: flag, inline))
+            case "-a", "--all": all = true
+            case "-q", "--quiet": quiet = true
+            case "-aq", "-qa": all = true; quiet = true
+            case "--format":
+                let f = try args.value(for: flag, inline)
+                guard f == "json" || f == "table" else { throw UsageError(message: "--format must be table or json, not \"\(f)\"", command: args.command) }
+                json = f == "json"
+            default: throw UsageError(message: "unexpected argument \(a)", command: args.command)
+            }
+        }
+        return (all, quiet, json, filters)
     }
 
     static func network(_ args: inout Arguments, _ g: Globals) async throws -> Int32 {
@@ -428,23 +442,27 @@ enum Commands {
         repeat {
             try await Task.sleep(nanoseconds: stream ? 1_000_000_000 : 500_000_000)
             let current = try await client.stats(refs)
-            var rows = [["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "PIDS"]]
-            for s in current {
-                var cpu = 0.0
-                if let p = previous.first(where: { $0.id == s.id }), s.readUnixNano > p.readUnixNano, s.cpuUsageNanos >= p.cpuUsageNanos {
-                    cpu = Double(s.cpuUsageNanos - p.cpuUsageNanos) / Double(s.readUnixNano - p.readUnixNano) * 100
-                }
-                let limit = s.memoryLimitBytes
-                let mem = limit > 0 ? Double(s.memoryUsageBytes) / Double(limit) * 100 : 0
-                rows.append([String(s.id.prefix(12)), s.name, Format.percent(cpu),
-                             "\(Format.bytesIEC(s.memoryUsageBytes)) / \(limit > 0 ? Format.bytesIEC(limit) : "--")",
-                             limit > 0 ? Format.percent(mem) : "--", String(s.pids)])
-            }
+            let rows = [["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "PIDS"]] + statsRows(previous, current)
             if stream { out("\u{1b}[2J\u{1b}[H") }
             out(Format.table(rows))
             previous = current
         } while stream
         return ExitCode.ok
+    }
+
+    /// One row per container of `current`: CPU % over the time since `previous`.
+    static func statsRows(_ previous: [ContainerStats], _ current: [ContainerStats]) -> [[String]] {
+        current.map { s in
+            var cpu = 0.0
+            if let p = previous.first(where: { $0.id == s.id }), s.readUnixNano > p.readUnixNano, s.cpuUsageNanos >= p.cpuUsageNanos {
+                cpu = Double(s.cpuUsageNanos - p.cpuUsageNanos) / Double(s.readUnixNano - p.readUnixNano) * 100
+            }
+            let limit = s.memoryLimitBytes
+            let mem = limit > 0 ? Double(s.memoryUsageBytes) / Double(limit) * 100 : 0
+            return [String(s.id.prefix(12)), s.name, Format.percent(cpu),
+                    "\(Format.bytesIEC(s.memoryUsageBytes)) / \(limit > 0 ? Format.bytesIEC(limit) : "--")",
+                    limit > 0 ? Format.percent(mem) : "--", String(s.pids)]
+        }
     }
 
     static func version(_ args: inout Arguments, _ g: Globals) async throws -> Int32 {

@@ -232,17 +232,17 @@ struct SecuritySeccompTests {
     }
 
     @Test func jsonStrings() throws {
-        let doc = try ProfileJSON.parse(json(#"{"a": "x\"\\\/\n\u00e9\ud83d\ude00", "b": [true, false, null, -3, 18446744073709551615]}"#), what: "t")
+        let doc = try JSON.parse(json(#"{"a": "x\"\\\/\n\u00e9\ud83d\ude00", "b": [true, false, null, -3, 18446744073709551615]}"#), what: "t")
         guard case .string(let s) = doc["a"]?.value else { Issue.record("a"); return }
         #expect(s == "x\"\\/\n\u{e9}\u{1F600}")
         guard case .array(let items) = doc["b"]?.value, items.count == 5 else { Issue.record("b"); return }
         guard case .integer(true, 3) = items[3].value, case .integer(false, UInt64.max) = items[4].value else {
             Issue.record("numbers"); return
         }
-        _ = invalidArgument { () throws(BerthError) in _ = try ProfileJSON.parse(json(#"["\ud83d"]"#), what: "t") }
-        _ = invalidArgument { () throws(BerthError) in _ = try ProfileJSON.parse(json("[01]"), what: "t") }
-        _ = invalidArgument { () throws(BerthError) in _ = try ProfileJSON.parse(json("[tru]"), what: "t") }
-        _ = invalidArgument { () throws(BerthError) in _ = try ProfileJSON.parse(json("[\"a\nb\"]"), what: "t") }
+        _ = invalidArgument { () throws(BerthError) in _ = try JSON.parse(json(#"["\ud83d"]"#), what: "t") }
+        _ = invalidArgument { () throws(BerthError) in _ = try JSON.parse(json("[01]"), what: "t") }
+        _ = invalidArgument { () throws(BerthError) in _ = try JSON.parse(json("[tru]"), what: "t") }
+        _ = invalidArgument { () throws(BerthError) in _ = try JSON.parse(json("[\"a\nb\"]"), what: "t") }
     }
 
     @Test func loadFile() throws {

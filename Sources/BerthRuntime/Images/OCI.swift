@@ -1,4 +1,5 @@
 import BerthErrors
+import BerthSystem
 import BerthWire
 
 /// The JSON documents of OCI images and docker's v2 schema 2 (image-spec, distribution-spec):
@@ -41,7 +42,7 @@ enum ManifestDocument: Sendable {
     /// document's own `mediaType` tell which it is. Schema 1 and unknown types are
     /// INVALID_ARGUMENT.
     static func parse(_ bytes: [UInt8], contentType: String = "", what: String) throws -> ManifestDocument {
-        let json = try ProfileJSON.parse(bytes, what: what, fractions: true)
+        let json = try JSON.parse(bytes, what: what, fractions: true)
         guard case .object = json.value else { throw BerthError(.invalidArgument, "\(what) is not a JSON object") }
         var type = json.string("mediaType")
         if type.isEmpty { type = contentType.split(separator: ";").first.map { String($0).trimmed } ?? "" }
@@ -61,7 +62,7 @@ enum ManifestDocument: Sendable {
 }
 
 extension Descriptor {
-    init(_ j: ProfileJSON, what: String) throws {
+    init(_ j: JSON, what: String) throws {
         guard case .object = j.value else { throw BerthError(.invalidArgument, "\(what): a descriptor is not an object") }
         mediaType = j.string("mediaType")
         digest = j.string("digest")
@@ -89,7 +90,7 @@ struct OCIImageConfig: Sendable {
 
     static func parse(_ bytes: [UInt8]) throws -> OCIImageConfig {
         let what = "image config"
-        let json = try ProfileJSON.parse(bytes, what: what, fractions: true)
+        let json = try JSON.parse(bytes, what: what, fractions: true)
         guard case .object = json.value else { throw BerthError(.invalidArgument, "\(what) is not a JSON object") }
         var c = OCIImageConfig()
         c.os = json.string("os")
@@ -126,7 +127,7 @@ struct DockerArchiveEntry: Sendable {
 
     static func parse(_ bytes: [UInt8]) throws -> [DockerArchiveEntry] {
         let what = "docker-archive manifest.json"
-        let json = try ProfileJSON.parse(bytes, what: what, fractions: true)
+        let json = try JSON.parse(bytes, what: what, fractions: true)
         guard case .array(let items) = json.value else { throw BerthError(.invalidArgument, "\(what) is not a JSON array") }
         return try items.map { item in
             DockerArchiveEntry(config: item.string("Config"), repoTags: try item.strings("RepoTags", what),
@@ -135,7 +136,7 @@ struct DockerArchiveEntry: Sendable {
     }
 }
 
-extension ProfileJSON {
+extension JSON {
     /// The string member `key`, "" when absent or not a string.
     func string(_ key: String) -> String {
         if case .string(let s)? = self[key]?.value { return s }
@@ -150,7 +151,7 @@ extension ProfileJSON {
     }
 
     /// The array member `key` ([] when absent or null).
-    func array(_ key: String, _ what: String) throws -> [ProfileJSON] {
+    func array(_ key: String, _ what: String) throws -> [JSON] {
         switch self[key]?.value {
         case nil, .null?: return []
         case .array(let items)?: return items

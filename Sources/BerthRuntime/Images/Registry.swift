@@ -196,7 +196,7 @@ final class RegistryClient {
 
     private func statusError(_ status: Int, _ body: [UInt8], what: String) -> BerthError {
         var detail = ""
-        if let json = try? ProfileJSON.parse(body, what: "registry error", fractions: true),
+        if let json = try? JSON.parse(body, what: "registry error", fractions: true),
            let first = try? json.array("errors", "registry error").first {
             detail = [first.string("code"), first.string("message")].filter { !$0.isEmpty }.joined(separator: ": ")
         }
@@ -247,7 +247,7 @@ final class RegistryClient {
         guard result.status == 200 else {
             throw BerthError(.unauthenticated, "\(what): the token server \(realmHost) answered \(result.status)\(username.isEmpty ? "; the image may need credentials (--username, --password)" : "")", reason: "registry_unauthorized")
         }
-        let json = try ProfileJSON.parse(body, what: "token answer", fractions: true)
+        let json = try JSON.parse(body, what: "token answer", fractions: true)
         let token = json.string("token").isEmpty ? json.string("access_token") : json.string("token")
         guard !token.isEmpty else { throw BerthError(.unauthenticated, "\(what): the token server gave no token", reason: "registry_unauthorized") }
         authorization = "Bearer " + token

@@ -62,6 +62,7 @@ extension ContainerRuntime {
             throw error.berthError("create pod \(failed.name)").prefixed("pod \(failed.name)")
         }
         pods.withLock { $0[pod.id] = PodEntry(record: pod) }
+        events.record(Event(type: "pod", action: "create", id: pod.id, name: pod.name, attributes: ["share": pod.spec.share.joined(separator: ",")]))
         Log.write("pod \(pod.name) (\(pod.id.prefix(12))) created: \(pod.spec.share.joined(separator: ",")) shared\(pod.network.ip.isEmpty ? "" : ", address \(pod.network.ip)")")
         return pod
     }
@@ -332,6 +333,7 @@ extension ContainerRuntime {
         }
         teardownPod(pod)
         pods.withLock { $0[pod.id] = nil }
+        events.record(Event(type: "pod", action: "remove", id: pod.id, name: pod.name))
         Log.write("pod \(pod.name) (\(pod.id.prefix(12))) removed")
         return pod.id
     }

@@ -99,19 +99,19 @@ enum SeccompProfile {
         BerthError(.invalidArgument, "seccomp profile: line \(line): \(message)")
     }
 
-    private static func integer(_ j: ProfileJSON, _ field: String, max: UInt64) throws(BerthError) -> UInt64 {
+    private static func integer(_ j: JSON, _ field: String, max: UInt64) throws(BerthError) -> UInt64 {
         guard case .integer(let negative, let magnitude) = j.value, !negative, magnitude <= max else {
             throw fail(j.line, "\"\(field)\" must be an integer from 0 to \(max), not \(j.kind)")
         }
         return magnitude
     }
 
-    private static func string(_ j: ProfileJSON, _ field: String) throws(BerthError) -> String {
+    private static func string(_ j: JSON, _ field: String) throws(BerthError) -> String {
         guard case .string(let s) = j.value else { throw fail(j.line, "\"\(field)\" must be a string, not \(j.kind)") }
         return s
     }
 
-    private static func strings(_ j: ProfileJSON, _ field: String) throws(BerthError) -> [String] {
+    private static func strings(_ j: JSON, _ field: String) throws(BerthError) -> [String] {
         if case .null = j.value { return [] }
         guard case .array(let items) = j.value else { throw fail(j.line, "\"\(field)\" must be an array of strings, not \(j.kind)") }
         var out: [String] = []
@@ -119,7 +119,7 @@ enum SeccompProfile {
         return out
     }
 
-    private static func object(_ j: ProfileJSON, _ field: String) throws(BerthError) -> ProfileJSON? {
+    private static func object(_ j: JSON, _ field: String) throws(BerthError) -> JSON? {
         switch j.value {
         case .null: return nil
         case .object: return j
@@ -128,7 +128,7 @@ enum SeccompProfile {
     }
 
     /// A docker action name with its errno (for SCMP_ACT_ERRNO) or trace message number.
-    private static func action(_ j: ProfileJSON, errnoRet: UInt16) throws(BerthError) -> UInt32 {
+    private static func action(_ j: JSON, errnoRet: UInt16) throws(BerthError) -> UInt32 {
         let name = try string(j, "action")
         switch name {
         case "SCMP_ACT_ALLOW": return berth_scmp_act_allow()
@@ -172,9 +172,9 @@ enum SeccompProfile {
     /// Whether a rule's `includes`/`excludes` let it apply: every capability in
     /// includes.caps held and none in excludes.caps; the native arch in includes.arches
     /// (when given) and not in excludes.arches. `minKernel` is accepted and ignored.
-    private static func applies(_ rule: ProfileJSON, capMask: UInt64) throws(BerthError) -> Bool {
+    private static func applies(_ rule: JSON, capMask: UInt64) throws(BerthError) -> Bool {
         let arch = nativeArchNames
-        func capsMask(_ j: ProfileJSON) throws(BerthError) -> UInt64 {
+        func capsMask(_ j: JSON) throws(BerthError) -> UInt64 {
             var m: UInt64 = 0
             for name in try strings(j, "caps") {
                 do { m |= UInt64(1) << UInt64(try Capabilities.number(name)) } catch {
@@ -202,7 +202,7 @@ enum SeccompProfile {
 
     /// The conditions of a rule's `args`: one set (all must hold), or, when an argument
     /// index repeats, one set per condition (any may hold), as runc does.
-    private static func conditions(_ j: ProfileJSON) throws(BerthError) -> [[scmp_arg_cmp]] {
+    private static func conditions(_ j: JSON) throws(BerthError) -> [[scmp_arg_cmp]] {
         if case .null = j.value { return [[]] }
         guard case .array(let items) = j.value else { throw fail(j.line, "\"args\" must be an array, not \(j.kind)") }
         var conds: [scmp_arg_cmp] = []
@@ -233,7 +233,7 @@ enum SeccompProfile {
 
     /// The libseccomp filter of a docker JSON profile (see `compile`).
     static func filter(dockerJSON: [UInt8], capMask: UInt64) throws(BerthError) -> SeccompFilter {
-        let doc = try ProfileJSON.parse(dockerJSON, what: "seccomp profile")
+        let doc = try JSON.parse(dockerJSON, what: "seccomp profile")
         guard case .object = doc.value else { throw fail(doc.line, "the profile must be a JSON object, not \(doc.kind)") }
         guard let defaultJSON = doc["defaultAction"] else { throw fail(doc.line, "no \"defaultAction\"") }
         let defaultErrno = try doc["defaultErrnoRet"].map { (v) throws(BerthError) in UInt16(try integer(v, "defaultErrnoRet", max: 0xffff)) } ?? UInt16(EPERM)

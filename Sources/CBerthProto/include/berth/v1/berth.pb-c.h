@@ -107,6 +107,9 @@ typedef struct Berth__V1__StopPodRequest Berth__V1__StopPodRequest;
 typedef struct Berth__V1__StopPodResponse Berth__V1__StopPodResponse;
 typedef struct Berth__V1__RemovePodRequest Berth__V1__RemovePodRequest;
 typedef struct Berth__V1__RemovePodResponse Berth__V1__RemovePodResponse;
+typedef struct Berth__V1__Event Berth__V1__Event;
+typedef struct Berth__V1__EventsRequest Berth__V1__EventsRequest;
+typedef struct Berth__V1__EventsResponse Berth__V1__EventsResponse;
 typedef struct Berth__V1__Request Berth__V1__Request;
 typedef struct Berth__V1__Response Berth__V1__Response;
 
@@ -308,10 +311,21 @@ struct  Berth__V1__InfoResponse
   uint64_t image_blobs_bytes;
   uint64_t image_downloads_bytes;
   uint64_t containers_bytes;
+  /*
+   * What a scheduler weighs (berth node ls): memory the kernel reports available
+   * (MemAvailable), the load averages, pods, and seconds since the host booted.
+   */
+  uint64_t memory_available_bytes;
+  double load1;
+  double load5;
+  double load15;
+  uint32_t pods;
+  uint64_t uptime_seconds;
+  uint32_t protocol_version;
 };
 #define BERTH__V1__INFO_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&berth__v1__info_response__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0, 0, 0, 0, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
 
 
 struct  Berth__V1__Image
@@ -1773,6 +1787,92 @@ struct  Berth__V1__RemovePodResponse
     , (char *)protobuf_c_empty_string }
 
 
+/*
+ * One entry of the agent's event journal (docs/events.md).
+ */
+struct  Berth__V1__Event
+{
+  ProtobufCMessage base;
+  /*
+   * 1, 2, 3, … per agent, never reused (kept across restarts)
+   */
+  uint64_t seq;
+  int64_t time_unix_nanos;
+  /*
+   * "container", "pod" or "image"
+   */
+  char *type;
+  /*
+   * container: create, start, die, oom, remove; pod: create, remove; image: import
+   */
+  char *action;
+  /*
+   * the object's id
+   */
+  char *id;
+  /*
+   * its name ("busybox:latest" for an image)
+   */
+  char *name;
+  /*
+   * die: the exit code (128+N for signal N)
+   */
+  int32_t exit_code;
+  /*
+   * image, pod, signal, …
+   */
+  size_t n_attributes;
+  Berth__V1__Label **attributes;
+};
+#define BERTH__V1__EVENT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__event__descriptor) \
+    , 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0,NULL }
+
+
+/*
+ * Events after `since_seq` (0: none before the call, unless since_unix_nanos is set: the
+ * journal's events from that time). With `follow` the stream stays open and delivers
+ * new events as they happen; otherwise it ends after the events already in the journal.
+ */
+struct  Berth__V1__EventsRequest
+{
+  ProtobufCMessage base;
+  uint64_t since_seq;
+  int64_t since_unix_nanos;
+  protobuf_c_boolean follow;
+  /*
+   * every event still in the journal
+   */
+  protobuf_c_boolean from_start;
+};
+#define BERTH__V1__EVENTS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__events_request__descriptor) \
+    , 0, 0, 0, 0 }
+
+
+/*
+ * A batch of events in order. `oldest_seq` is the oldest event the journal still holds:
+ * a client asking from a sequence older than that has lost the events in between
+ * (`lost` counts them).
+ */
+struct  Berth__V1__EventsResponse
+{
+  ProtobufCMessage base;
+  size_t n_events;
+  Berth__V1__Event **events;
+  uint64_t oldest_seq;
+  uint64_t lost;
+  /*
+   * The stream's position: every event up to this number has been sent. A client that
+   * loses the stream resumes with since_seq = position, even if no event came yet.
+   */
+  uint64_t position;
+};
+#define BERTH__V1__EVENTS_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__events_response__descriptor) \
+    , 0,NULL, 0, 0, 0 }
+
+
 typedef enum {
   BERTH__V1__REQUEST__CALL__NOT_SET = 0,
   BERTH__V1__REQUEST__CALL_HELLO = 1,
@@ -1806,7 +1906,8 @@ typedef enum {
   BERTH__V1__REQUEST__CALL_PULL_IMAGE = 41,
   BERTH__V1__REQUEST__CALL_INSPECT_IMAGE = 42,
   BERTH__V1__REQUEST__CALL_REMOVE_IMAGE = 43,
-  BERTH__V1__REQUEST__CALL_PRUNE_IMAGES = 44
+  BERTH__V1__REQUEST__CALL_PRUNE_IMAGES = 44,
+  BERTH__V1__REQUEST__CALL_EVENTS = 60
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(BERTH__V1__REQUEST__CALL__CASE)
 } Berth__V1__Request__CallCase;
 
@@ -1853,6 +1954,7 @@ struct  Berth__V1__Request
     Berth__V1__InspectImageRequest *inspect_image;
     Berth__V1__RemoveImageRequest *remove_image;
     Berth__V1__PruneImagesRequest *prune_images;
+    Berth__V1__EventsRequest *events;
   };
 };
 #define BERTH__V1__REQUEST__INIT \
@@ -1894,7 +1996,8 @@ typedef enum {
   BERTH__V1__RESPONSE__RESULT_PULL_IMAGE = 41,
   BERTH__V1__RESPONSE__RESULT_INSPECT_IMAGE = 42,
   BERTH__V1__RESPONSE__RESULT_REMOVE_IMAGE = 43,
-  BERTH__V1__RESPONSE__RESULT_PRUNE_IMAGES = 44
+  BERTH__V1__RESPONSE__RESULT_PRUNE_IMAGES = 44,
+  BERTH__V1__RESPONSE__RESULT_EVENTS = 60
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(BERTH__V1__RESPONSE__RESULT__CASE)
 } Berth__V1__Response__ResultCase;
 
@@ -1942,6 +2045,7 @@ struct  Berth__V1__Response
     Berth__V1__InspectImageResponse *inspect_image;
     Berth__V1__RemoveImageResponse *remove_image;
     Berth__V1__PruneImagesResponse *prune_images;
+    Berth__V1__EventsResponse *events;
   };
 };
 #define BERTH__V1__RESPONSE__INIT \
@@ -3697,6 +3801,63 @@ Berth__V1__RemovePodResponse *
 void   berth__v1__remove_pod_response__free_unpacked
                      (Berth__V1__RemovePodResponse *message,
                       ProtobufCAllocator *allocator);
+/* Berth__V1__Event methods */
+void   berth__v1__event__init
+                     (Berth__V1__Event         *message);
+size_t berth__v1__event__get_packed_size
+                     (const Berth__V1__Event   *message);
+size_t berth__v1__event__pack
+                     (const Berth__V1__Event   *message,
+                      uint8_t             *out);
+size_t berth__v1__event__pack_to_buffer
+                     (const Berth__V1__Event   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__Event *
+       berth__v1__event__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__event__free_unpacked
+                     (Berth__V1__Event *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__EventsRequest methods */
+void   berth__v1__events_request__init
+                     (Berth__V1__EventsRequest         *message);
+size_t berth__v1__events_request__get_packed_size
+                     (const Berth__V1__EventsRequest   *message);
+size_t berth__v1__events_request__pack
+                     (const Berth__V1__EventsRequest   *message,
+                      uint8_t             *out);
+size_t berth__v1__events_request__pack_to_buffer
+                     (const Berth__V1__EventsRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__EventsRequest *
+       berth__v1__events_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__events_request__free_unpacked
+                     (Berth__V1__EventsRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__EventsResponse methods */
+void   berth__v1__events_response__init
+                     (Berth__V1__EventsResponse         *message);
+size_t berth__v1__events_response__get_packed_size
+                     (const Berth__V1__EventsResponse   *message);
+size_t berth__v1__events_response__pack
+                     (const Berth__V1__EventsResponse   *message,
+                      uint8_t             *out);
+size_t berth__v1__events_response__pack_to_buffer
+                     (const Berth__V1__EventsResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__EventsResponse *
+       berth__v1__events_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__events_response__free_unpacked
+                     (Berth__V1__EventsResponse *message,
+                      ProtobufCAllocator *allocator);
 /* Berth__V1__Request methods */
 void   berth__v1__request__init
                      (Berth__V1__Request         *message);
@@ -4013,6 +4174,15 @@ typedef void (*Berth__V1__RemovePodRequest_Closure)
 typedef void (*Berth__V1__RemovePodResponse_Closure)
                  (const Berth__V1__RemovePodResponse *message,
                   void *closure_data);
+typedef void (*Berth__V1__Event_Closure)
+                 (const Berth__V1__Event *message,
+                  void *closure_data);
+typedef void (*Berth__V1__EventsRequest_Closure)
+                 (const Berth__V1__EventsRequest *message,
+                  void *closure_data);
+typedef void (*Berth__V1__EventsResponse_Closure)
+                 (const Berth__V1__EventsResponse *message,
+                  void *closure_data);
 typedef void (*Berth__V1__Request_Closure)
                  (const Berth__V1__Request *message,
                   void *closure_data);
@@ -4120,6 +4290,9 @@ extern const ProtobufCMessageDescriptor berth__v1__stop_pod_request__descriptor;
 extern const ProtobufCMessageDescriptor berth__v1__stop_pod_response__descriptor;
 extern const ProtobufCMessageDescriptor berth__v1__remove_pod_request__descriptor;
 extern const ProtobufCMessageDescriptor berth__v1__remove_pod_response__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__event__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__events_request__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__events_response__descriptor;
 extern const ProtobufCMessageDescriptor berth__v1__request__descriptor;
 extern const ProtobufCMessageDescriptor berth__v1__response__descriptor;
 

@@ -1,24 +1,25 @@
 import BerthErrors
 
-/// A JSON value from a seccomp profile, with the line it starts on (for error messages).
-/// A small strict parser (RFC 8259, no Foundation): objects, arrays, strings with every
-/// escape, integers (up to UInt64, or down to Int64.min), true, false, null. Numbers with a
-/// fraction or an exponent are rejected: nothing in a seccomp profile needs them.
-struct ProfileJSON: Sendable {
-    enum Value: Sendable {
-        case object([(key: String, value: ProfileJSON)])
-        case array([ProfileJSON])
+/// A JSON value with the line it starts on (for error messages that point at it): a
+/// small strict parser (RFC 8259, no Foundation, so the CLI starts fast) for seccomp
+/// profiles and the fleet's hosts file. Objects, arrays, strings with every escape,
+/// integers (up to UInt64, or down to Int64.min), true, false, null. Numbers with a
+/// fraction or an exponent are rejected: nothing Berth reads needs them.
+public struct JSON: Sendable {
+    public enum Value: Sendable {
+        case object([(key: String, value: JSON)])
+        case array([JSON])
         case string(String)
         /// An integer: its magnitude and sign.
         case integer(negative: Bool, magnitude: UInt64)
         case bool(Bool)
         case null
     }
-    var value: Value
-    var line: Int
+    public var value: Value
+    public var line: Int
 
     /// "an object", "a string"…: for "expected X, found Y" messages.
-    var kind: String {
+    public var kind: String {
         switch value {
         case .object: "an object"
         case .array: "an array"
@@ -30,7 +31,7 @@ struct ProfileJSON: Sendable {
     }
 
     /// The member `key` of an object (the last one when repeated), nil if absent or not an object.
-    subscript(key: String) -> ProfileJSON? {
+    public subscript(key: String) -> JSON? {
         guard case .object(let members) = value else { return nil }
         return members.last(where: { $0.key == key })?.value
     }
@@ -38,7 +39,7 @@ struct ProfileJSON: Sendable {
     /// Parses a whole document; `what` prefixes error messages ("seccomp profile").
     /// `fractions`: numbers with a fraction or exponent are accepted and read as their
     /// integer part (image configs and manifests may hold them; Berth reads none).
-    static func parse(_ bytes: [UInt8], what: String, fractions: Bool = false) throws(BerthError) -> ProfileJSON {
+    public static func parse(_ bytes: [UInt8], what: String, fractions: Bool = false) throws(BerthError) -> JSON {
         var p = Parser(bytes: bytes, what: what)
         p.fractions = fractions
         p.skipSpace()
@@ -87,7 +88,7 @@ struct ProfileJSON: Sendable {
             pos += 1
         }
 
-        mutating func value(depth: Int) throws(BerthError) -> ProfileJSON {
+        mutating func value(depth: Int) throws(BerthError) -> JSON {
             skipSpace()
             if depth > 64 { throw fail("nested too deeply") }
             guard pos < bytes.count else { throw fail("expected a value, found end of input") }
@@ -95,9 +96,9 @@ struct ProfileJSON: Sendable {
             switch bytes[pos] {
             case UInt8(ascii: "{"):
                 pos += 1
-                var members: [(key: String, value: ProfileJSON)] = []
+                var members: [(key: String, value: JSON)] = []
                 skipSpace()
-                if pos < bytes.count && bytes[pos] == UInt8(ascii: "}") { pos += 1; return ProfileJSON(value: .object(members), line: startLine) }
+                if pos < bytes.count && bytes[pos] == UInt8(ascii: "}") { pos += 1; return JSON(value: .object(members), line: startLine) }
                 while true {
                     skipSpace()
                     guard pos < bytes.count, bytes[pos] == UInt8(ascii: "\"") else {
@@ -112,12 +113,12 @@ struct ProfileJSON: Sendable {
                     if bytes[pos] == UInt8(ascii: "}") { pos += 1; break }
                     throw fail("expected ',' or '}' after an object member, found \(describeHere())")
                 }
-                return ProfileJSON(value: .object(members), line: startLine)
+                return JSON(value: .object(members), line: startLine)
             case UInt8(ascii: "["):
                 pos += 1
-                var items: [ProfileJSON] = []
+                var items: [JSON] = []
                 skipSpace()
-                if pos < bytes.count && bytes[pos] == UInt8(ascii: "]") { pos += 1; return ProfileJSON(value: .array(items), line: startLine) }
+                if pos < bytes.count && bytes[pos] == UInt8(ascii: "]") { pos += 1; return JSON(value: .array(items), line: startLine) }
                 while true {
                     items.append(try value(depth: depth + 1))
                     skipSpace()
@@ -126,11 +127,11 @@ struct ProfileJSON: Sendable {
                     if bytes[pos] == UInt8(ascii: "]") { pos += 1; break }
                     throw fail("expected ',' or ']' after an array element, found \(describeHere())")
                 }
-                return ProfileJSON(value: .array(items), line: startLine)
+                return JSON(value: .array(items), line: startLine)
             case UInt8(ascii: "\""):
-                return ProfileJSON(value: .string(try string()), line: startLine)
+                return JSON(value: .string(try string()), line: startLine)
             case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
-                return ProfileJSON(value: try number(), line: startLine)
+                return JSON(value: try number(), line: startLine)
             default:
                 for (word, v) in [("true", Value.bool(true)), ("false", .bool(false)), ("null", .null)] {
                     let w = Array(word.utf8)
@@ -138,7 +139,7 @@ struct ProfileJSON: Sendable {
                         let end = pos + w.count
                         if end == bytes.count || !isWordByte(bytes[end]) {
                             pos = end
-                            return ProfileJSON(value: v, line: startLine)
+                            return JSON(value: v, line: startLine)
                         }
                     }
                 }
