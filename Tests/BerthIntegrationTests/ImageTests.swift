@@ -254,8 +254,8 @@ struct ImageTests {
             #expect(try Files.list(state + "/by-id").isEmpty)
             _ = try await client.pruneImages()
             #expect(try Files.list(state + "/layers").isEmpty)
-            // The agent still serves, and loads a good archive.
-            #expect(try await client.loadImage(path: fixtures + "/oci.tar").count == 1)
+            // The agent still serves, and loads a good archive (gzip-compressed as a whole).
+            #expect(try await client.loadImage(path: fixtures + "/oci.tar.gz", name: "renamed:v2").map(\.name) == ["renamed:v2"])
         }
     }
 
@@ -324,6 +324,56 @@ struct ImageTests {
                 }
                 #expect(try await client.listImages().isEmpty)
             }
+        }
+    }
+
+    @Test("a registry answering 500, or 401 without a usable challenge, is a clear error and the agent keeps serving")
+    func registryErrors() async throws {
+        // A fake registry (python3's http.server on loopback): every request gets the status
+        // its path names, /v2/five/… a 500 and /v2/auth/… a 401 with a challenge it cannot meet.
+        let dir = try TempDir("berth-fake-registry")
+        defer { dir.remove() }
+        let port = try registryPort()
+        let script = """
+        import http.server
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                if self.path.startswith("/v2/five/"):
+                    self.send_response(500); body = b'{"errors":[{"code":"UNKNOWN","message":"disk on fire"}]}'
+                else:
+                    self.send_response(401); self.send_header("WWW-Authenticate", 'Negotiate'); body = b""
+                self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
+            def log_message(self, *a): pass
+        http.server.HTTPServer(("127.0.0.1", \(port)), H).serve_forever()
+        """
+        try Files.writeAtomically(dir.path + "/fake.py", Array(script.utf8))
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, dir.path + "/log", O_WRONLY | O_CREAT, 0o600)
+        posix_spawn_file_actions_addopen(&actions, 2, dir.path + "/log", O_WRONLY | O_CREAT, 0o600)
+        var env = ["PATH=/usr/bin:/bin"]
+        let pid = try spawn(["/usr/bin/python3", dir.path + "/fake.py"], &env, &actions)
+        defer {
+            kill(pid, SIGKILL)
+            var status: Int32 = 0
+            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        }
+        for _ in 0..<600 {
+            if canConnect(port) { break }
+            try await Task.sleep(nanoseconds: 50_000_000)
+        }
+        try await withAgent(extraArgs: ["--insecure-registry", "127.0.0.1:\(port)"]) { agent in
+            let client = try await agent.connect()
+            await expectError(.unavailable, reason: "registry_unavailable", contains: "disk on fire") {
+                try await client.pullImage(PullImageRequest(reference: "127.0.0.1:\(port)/five/x:v1"))
+            }
+            await expectError(.unauthenticated, reason: "registry_unauthorized") {
+                try await client.pullImage(PullImageRequest(reference: "127.0.0.1:\(port)/auth/x:v1"))
+            }
+            #expect(try await client.listImages().isEmpty)
+            #expect(try await client.info().imageLayers == 0)
         }
     }
 

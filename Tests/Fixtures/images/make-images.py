@@ -4,7 +4,7 @@
     make-images.py OUTDIR [BIG_MIB]
 
 OUTDIR gets:
-  oci/, oci.tar          an OCI image layout "test/layers:v1" with 3 layers (gzip, plain, gzip):
+  oci/, oci.tar, oci.tar.gz  an OCI image layout "test/layers:v1" with 3 layers (gzip, plain, gzip):
                          busybox, then a whiteout (data/a) and an opaque dir (data/b), then files
   docker.tar             the same image as a docker-archive (docker save), named test/docker:v1
   bad-traversal.tar, bad-absolute.tar, bad-symlink.tar, bad-hardlink.tar, bad-hardlink-dotdot.tar
@@ -148,6 +148,8 @@ def main():
     write_layout(out + "/oci", blobs, [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": sha(manifest),
                                         "size": len(manifest), "annotations": {"org.opencontainers.image.ref.name": "test/layers:v1"}}])
     tar_dir(out + "/oci", out + "/oci.tar")
+    with open(out + "/oci.tar", "rb") as f, open(out + "/oci.tar.gz", "wb") as g:
+        g.write(gz(f.read()))
 
     # docker-archive: uncompressed layers named by directory, config by hex.
     with tarfile.open(out + "/docker.tar", "w") as t:
