@@ -17,6 +17,10 @@ packages=(
   busybox-static          # the test image (deploy/make-test-image.sh)
   iproute2                # tests inspect namespaces with ip(8); deploy/lab-cluster.sh wires the lab with it
   util-linux              # nsenter/unshare/mount used by tests; nsenter/setsid start the lab agents
+  libcurl4-openssl-dev    # the agent's registry client (HTTPS, redirects, Range resumes)
+  python3                 # builds the image tests' OCI layouts and docker-archives
+  skopeo                  # the image tests copy their images into a registry
+  docker-registry         # the image tests' registry on loopback (started by the tests themselves)
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -27,6 +31,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq "${missing[@]}" >/dev/null
   echo "installed: ${missing[*]}"
+fi
+# Debian's docker-registry package starts a registry on :5000 as a service; the tests run
+# their own, so the packaged one is stopped and kept off (a no-op without systemd).
+if command -v systemctl >/dev/null && systemctl is-enabled docker-registry >/dev/null 2>&1; then
+  systemctl disable --now docker-registry >/dev/null 2>&1 || true
 fi
 if ! command -v swift >/dev/null; then
   if [ -x /opt/swift/usr/bin/swift ]; then

@@ -47,6 +47,8 @@ public struct AgentConfig: Sendable {
     public var tlsCertificate = ""
     public var tlsKey = ""
     public var tlsCA = ""
+    /// Registries: plain-HTTP ones, CAs, timeout, download speed (Images.swift).
+    public var registry = RegistryOptions()
     public init() {}
 
     /// `name` in the directory of the running executable.
@@ -76,7 +78,8 @@ public final class Agent: Sendable {
     /// How this agent is set up unsafely, one sentence each: logged at start, shown by Info.
     let warnings: [String]
 
-    static let features = ["flow-control", "keepalive", "run", "import-image", "logs", "exec", "restart-policy"]
+    static let features = ["flow-control", "keepalive", "run", "import-image", "logs", "exec", "restart-policy",
+                           "load-image", "pull-image"]
 
     /// Takes the run-dir lock (one agent per set of dirs), opens the runtime state and
     /// the listeners. Nothing is served until `serve()`.
@@ -276,6 +279,8 @@ public final class Agent: Sendable {
                 try importImage(stream, name)
             case .listImages:
                 try stream.send(.listImages(runtime.images.list().map(\.wire)), end: true)
+            case .loadImage, .pullImage, .inspectImage, .removeImage, .pruneImages:
+                try images(stream, request)  // Images.swift
             case .createContainer(let spec):
                 try stream.send(.createContainer(runtime.create(spec)), end: true)
             case .startContainer(let ref):
@@ -377,6 +382,7 @@ public final class Agent: Sendable {
         info.runDir = config.runDir
         info.networks = runtime.networks.list()
         info.warnings = warnings
+        addDiskUse(&info)  // Images.swift
         info.memoryAvailableBytes = host.memoryAvailableBytes
         (info.load1, info.load5, info.load15) = host.load
         info.uptimeSeconds = host.uptimeSeconds
@@ -511,6 +517,14 @@ public final class Agent: Sendable {
 }
 
 extension ImageRecord {
-    var wire: Image { Image(name: name, id: id, sizeBytes: sizeBytes, createdUnix: createdUnix) }
+    var wire: Image {
+        var i = Image(name: name, id: id, sizeBytes: sizeBytes, createdUnix: createdUnix)
+        i.config = config
+        i.layers = layers
+        i.digest = digest
+        i.os = os
+        i.architecture = architecture
+        return i
+    }
 }
 

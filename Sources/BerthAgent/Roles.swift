@@ -18,8 +18,10 @@ extension Request {
     var isReadOnly: Bool {
         switch self {
         case .hello, .info, .listImages, .wait, .listContainers, .inspectContainer, .logs,
-             .listNetworks, .inspectNetwork, .listPods, .inspectPod, .stats, .events:
+             .listNetworks, .inspectNetwork, .listPods, .inspectPod, .stats, .events, .inspectImage:
             return true
+        case .loadImage, .pullImage, .removeImage, .pruneImages:
+            return false
         case .importImage, .createContainer, .startContainer, .run, .removeContainer, .stopContainer,
              .killContainer, .restartContainer, .exec, .createNetwork, .removeNetwork, .createPod,
              .startPod, .stopPod, .removePod:
@@ -57,6 +59,11 @@ extension Request {
         case .stopPod: "StopPod"
         case .removePod: "RemovePod"
         case .stats: "Stats"
+        case .loadImage: "LoadImage"
+        case .pullImage: "PullImage"
+        case .inspectImage: "InspectImage"
+        case .removeImage: "RemoveImage"
+        case .pruneImages: "PruneImages"
         case .events: "Events"
         }
     }

@@ -161,11 +161,13 @@ public final class ContainerRuntime: Sendable {
     /// Validates `spec`, resolves its image and records a new container in state `created`.
     public func create(_ spec: ContainerSpec) throws -> Container {
         var spec = spec
+        // The image's config gives the defaults (command, env, user…) before the checks.
+        let image = spec.rootfs.isEmpty && !spec.image.isEmpty ? try images.find(spec.image) : nil
+        if let image { try images.applyDefaults(image, to: &spec) }
         try Validate.spec(&spec)
         var record = Container()
-        if spec.rootfs.isEmpty {
-            let image = try images.resolve(spec.image)
-            spec.image = image.name
+        if let image {
+            spec.image = image.name.isEmpty ? image.id : image.name
             record.imageID = image.id
         } else if !Files.isDirectory(spec.rootfs) {
             throw BerthError(.invalidArgument, "rootfs \(spec.rootfs) is not a directory")
@@ -281,9 +283,9 @@ public final class ContainerRuntime: Sendable {
         var rootfs = spec.rootfs
         try Files.makeDirectories(containerRunDir(id), mode: 0o700)
         if rootfs.isEmpty {
-            let lower = try images.rootfs(id: record.imageID)
+            let lower = try images.lowerDirs(id: record.imageID)
             rootfs = mountPoint(id)
-            try Rootfs.mountOverlay(lower: lower, upper: containerDir(id) + "/upper",
+            try Rootfs.mountOverlay(lowers: lower, upper: containerDir(id) + "/upper",
                                     work: containerDir(id) + "/work", target: rootfs)
         }
         let paths = monitorPaths(id)

@@ -5,6 +5,7 @@ import Musl
 #endif
 import BerthErrors
 import BerthSystem
+import BerthWire
 import Synchronization
 
 /// An image known to the store: a name pointing at an unpacked root filesystem.
@@ -20,6 +21,14 @@ public struct ImageRecord: Sendable, Hashable {
     /// The absolute path of the unpacked root filesystem. Shared by every name and
     /// container using this id: treat it as read-only.
     public var rootfs: String
+    /// Loaded and pulled images: the layers' diff ids, bottom first (empty for `image import`,
+    /// whose tree is `rootfs`).
+    public var layers: [String] = []
+    /// Loaded and pulled images: the config's container defaults, platform and manifest digest.
+    public var config = ImageConfig()
+    public var digest = ""
+    public var os = ""
+    public var architecture = ""
 
     /// A record from its parts.
     public init(name: String, id: String, sizeBytes: UInt64, createdUnix: Int64, rootfs: String) {
@@ -52,19 +61,30 @@ public final class ImageStore: Sendable {
     /// The store's directory.
     public let directory: String
 
-    private struct Metadata: Sendable, Hashable {
+    struct Metadata: Sendable, Hashable {
         var sizeBytes: UInt64
         var createdUnix: Int64
+        /// Layered images (loaded, pulled): diff ids bottom first; empty for a plain import.
+        var layers: [String] = []
+        var digest = ""
+        var config = ImageConfig()
+        var os = ""
+        var architecture = ""
     }
 
-    private struct State: Sendable {
+    struct State: Sendable {
         /// Name → id.
         var refs: [String: String] = [:]
         /// Id → metadata, for every id some name points at.
         var images: [String: Metadata] = [:]
+        /// Layers being unpacked or just unpacked for an image not yet published, and
+        /// images being published: prune leaves them alone.
+        var busy: [String: Int] = [:]
     }
 
-    private let state: Mutex<State>
+    let state: Mutex<State>
+    /// One download and unpack per layer at a time (concurrent pulls of one layer).
+    let flights = Flights()
 
     private var refsPath: String { "\(directory)/refs" }
     private var temporaryDirectory: String { "\(directory)/tmp" }
@@ -76,6 +96,9 @@ public final class ImageStore: Sendable {
         try Files.makeDirectories(directory, mode: 0o700)
         try Files.makeDirectories("\(directory)/by-id", mode: 0o700)
         try Files.makeDirectories("\(directory)/tmp", mode: 0o700)
+        for sub in ["layers", "blobs", "blobs/sha256", "downloads"] {
+            try Files.makeDirectories("\(directory)/\(sub)", mode: 0o700)
+        }
         for name in try Files.list("\(directory)/tmp") {
             try FileTree.remove("\(directory)/tmp/\(name)")
         }
@@ -87,10 +110,18 @@ public final class ImageStore: Sendable {
         var loaded = State()
         if Files.exists("\(directory)/refs") {
             for (name, id) in Self.decodeRefs(try Files.readString("\(directory)/refs")) {
-                guard let hex = Self.hex(of: id), Files.isDirectory("\(directory)/by-id/\(hex)/rootfs") else { continue }
+                guard let hex = Self.hex(of: id) else { continue }
+                let meta = Self.readMetadata("\(directory)/by-id/\(hex)/meta")
+                // A layered image is its meta (layers) and config; a plain one its rootfs.
+                if let meta, !meta.layers.isEmpty {
+                    guard meta.layers.allSatisfy({ Self.hex(of: $0).map { Files.isDirectory("\(directory)/layers/\($0)/diff") } ?? false })
+                    else { continue }
+                } else if !Files.isDirectory("\(directory)/by-id/\(hex)/rootfs") {
+                    continue
+                }
                 loaded.refs[name] = id
                 if loaded.images[id] == nil {
-                    loaded.images[id] = Self.readMetadata("\(directory)/by-id/\(hex)/meta") ?? Metadata(sizeBytes: 0, createdUnix: 0)
+                    loaded.images[id] = meta ?? Metadata(sizeBytes: 0, createdUnix: 0)
                 }
             }
         }
@@ -108,7 +139,30 @@ public final class ImageStore: Sendable {
         func invalid(_ why: String) -> BerthError {
             BerthError(.invalidArgument, "invalid image name \(name.debugDescription): \(why); a name is lowercase letters and digits, in parts joined by \".\", \"_\", \"-\" or \"/\" (like busybox or library/my-app), optionally followed by :TAG (up to 128 letters, digits, \"_\", \".\" and \"-\", not starting with \".\" or \"-\")")
         }
-        let bytes = Array(name.utf8)
+        var bytes = Array(name.utf8)
+        // `repo@sha256:<hex>`: a name pinned to a manifest digest (pulled by digest); kept as is.
+        if let at = bytes.firstIndex(of: UInt8(ascii: "@")) {
+            let digest = String(decoding: bytes[(at + 1)...], as: UTF8.self)
+            guard hex(of: digest) != nil else { throw invalid("the digest after \"@\" is not sha256: and 64 lowercase hex digits") }
+            // Any tag before the digest is dropped, as docker does: the digest decides.
+            let repository = try normalize(String(decoding: bytes[..<at], as: UTF8.self))
+            return repositoryPart(repository) + "@" + digest
+        }
+        // A first component with "." or ":" (or localhost) is a registry host[:port].
+        var domain = ""
+        if let slash = bytes.firstIndex(of: UInt8(ascii: "/")) {
+            let first = bytes[..<slash]
+            // (One that is not a valid host, like "a_b.c", stays a path component, as before.)
+            if (first.contains(UInt8(ascii: ".")) || first.contains(UInt8(ascii: ":")) || first.elementsEqual("localhost".utf8)) && isDomain(first) {
+                domain = String(decoding: first, as: UTF8.self) + "/"
+                bytes = Array(bytes[(slash + 1)...])
+                // Docker Hub's names are shown short, as docker does: docker.io/library/x is x.
+                if domain == "docker.io/" || domain == "index.docker.io/" {
+                    domain = ""
+                    if bytes.starts(with: "library/".utf8) { bytes = Array(bytes.dropFirst("library/".utf8.count)) }
+                }
+            }
+        }
         var repository = bytes[...]
         var tag: ArraySlice<UInt8> = Array("latest".utf8)[...]
         if let colon = bytes.firstIndex(of: UInt8(ascii: ":")) {
@@ -133,7 +187,27 @@ public final class ImageStore: Sendable {
                 throw invalid("\(String(decoding: component, as: UTF8.self).debugDescription) is not a valid part")
             }
         }
-        return String(decoding: repository, as: UTF8.self) + ":" + String(decoding: tag, as: UTF8.self)
+        return domain + String(decoding: repository, as: UTF8.self) + ":" + String(decoding: tag, as: UTF8.self)
+    }
+
+    /// `host:5000/a/b` of `host:5000/a/b:tag`: everything before the tag's colon.
+    static func repositoryPart(_ normalized: String) -> String {
+        let slash = normalized.lastIndex(of: "/") ?? normalized.startIndex
+        if let colon = normalized[slash...].lastIndex(of: ":") { return String(normalized[..<colon]) }
+        if let at = normalized.firstIndex(of: "@") { return String(normalized[..<at]) }
+        return normalized
+    }
+
+    /// A registry host: letters, digits, "-" and "." (or an IPv4 address), then an optional ":PORT".
+    private static func isDomain(_ s: ArraySlice<UInt8>) -> Bool {
+        var host = s
+        if let colon = s.firstIndex(of: UInt8(ascii: ":")) {
+            host = s[..<colon]
+            let port = s[(colon + 1)...]
+            guard !port.isEmpty, port.count <= 5, port.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return false }
+        }
+        guard let first = host.first, isAlphanumeric(first), host.count <= 253 else { return false }
+        return host.allSatisfy { isAlphanumeric($0) || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: ".") }
     }
 
     private static func isLowerAlphanumeric(_ c: UInt8) -> Bool {
@@ -239,7 +313,8 @@ public final class ImageStore: Sendable {
         let name = try Self.normalize(name)
         let found = state.withLock { s in s.refs[name].flatMap { record(name: name, id: $0, s) } }
         guard let found else {
-            throw BerthError(.notFound, "image \(name.debugDescription) not found; import it with: berth image import \(name) FILE")
+            throw BerthError(.notFound, "image \(name.debugDescription) not found; pull it with: berth image pull \(name), or import it with: berth image import \(name) FILE",
+                             reason: "image_not_found")
         }
         return found
     }
@@ -247,16 +322,27 @@ public final class ImageStore: Sendable {
     /// The number of image names.
     public var count: Int { state.withLock { $0.refs.count } }
 
-    private func record(name: String, id: String, _ s: State) -> ImageRecord? {
-        guard let m = s.images[id], let hex = Self.hex(of: id) else { return nil }
-        return ImageRecord(name: name, id: id, sizeBytes: m.sizeBytes, createdUnix: m.createdUnix,
-                           rootfs: "\(directory)/by-id/\(hex)/rootfs")
+    func record(name: String, id: String, _ s: State) -> ImageRecord? {
+        guard let m = s.images[id] else { return nil }
+        return record(name: name, id: id, m)
+    }
+
+    func record(name: String, id: String, _ m: Metadata) -> ImageRecord? {
+        guard let hex = Self.hex(of: id) else { return nil }
+        var r = ImageRecord(name: name, id: id, sizeBytes: m.sizeBytes, createdUnix: m.createdUnix,
+                            rootfs: m.layers.isEmpty ? "\(directory)/by-id/\(hex)/rootfs" : "")
+        r.layers = m.layers
+        r.config = m.config
+        r.digest = m.digest
+        r.os = m.os
+        r.architecture = m.architecture
+        return r
     }
 
     // MARK: - Files
 
     /// The hex digest of a well-formed id (`sha256:` + 64 lowercase hex digits).
-    private static func hex(of id: String) -> String? {
+    static func hex(of id: String) -> String? {
         guard id.hasPrefix("sha256:") else { return nil }
         let hex = id.dropFirst("sha256:".count)
         guard hex.utf8.count == 64,
@@ -265,7 +351,7 @@ public final class ImageStore: Sendable {
         return String(hex)
     }
 
-    private static func encodeRefs(_ refs: [String: String]) -> [UInt8] {
+    static func encodeRefs(_ refs: [String: String]) -> [UInt8] {
         var text = "# Berth image names: NAME=ID, one a line. Rewritten atomically; do not edit while berthd runs.\n"
         for (name, id) in refs.sorted(by: { $0.key < $1.key }) { text += "\(name)=\(id)\n" }
         return Array(text.utf8)
@@ -278,21 +364,32 @@ public final class ImageStore: Sendable {
         keyValues(text).filter { name, id in (try? normalize(name)) == name && hex(of: id) != nil }
     }
 
-    private static func encodeMetadata(_ m: Metadata, id: String) -> [UInt8] {
-        Array("id=\(id)\nsize=\(m.sizeBytes)\ncreated=\(m.createdUnix)\n".utf8)
+    static func encodeMetadata(_ m: Metadata, id: String) -> [UInt8] {
+        var text = "id=\(id)\nsize=\(m.sizeBytes)\ncreated=\(m.createdUnix)\n"
+        if !m.layers.isEmpty { text += "layers=\(m.layers.joined(separator: ","))\n" }
+        if !m.digest.isEmpty { text += "digest=\(m.digest)\n" }
+        return Array(text.utf8)
     }
 
     /// An id's metadata; nil when the file is missing. Unknown keys are ignored and
     /// unparsable values read as 0.
-    private static func readMetadata(_ path: String) -> Metadata? {
+    static func readMetadata(_ path: String) -> Metadata? {
         guard let text = try? Files.readString(path) else { return nil }
         var m = Metadata(sizeBytes: 0, createdUnix: 0)
         for (key, value) in keyValues(text) {
             switch key {
             case "size": m.sizeBytes = UInt64(value) ?? 0
             case "created": m.createdUnix = Int64(value) ?? 0
+            case "layers": m.layers = value.split(separator: ",").map(String.init)
+            case "digest": m.digest = value
             default: continue
             }
+        }
+        // A layered image's config (defaults, platform) is read from its stored config blob.
+        if !m.layers.isEmpty, let config = try? OCIImageConfig.parse(Array(Files.readString(Files.dirname(of: path) + "/config.json").utf8)) {
+            m.config = config.config
+            m.os = config.os
+            m.architecture = config.architecture
         }
         return m
     }
@@ -309,7 +406,7 @@ public final class ImageStore: Sendable {
 
     /// fsync of a directory, making a rename in it durable. Best effort: the rename
     /// has happened either way.
-    private static func syncDirectory(_ path: String) {
+    static func syncDirectory(_ path: String) {
         let fd = Glibc.open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if fd >= 0 { _ = fsync(fd); Glibc.close(fd) }
     }

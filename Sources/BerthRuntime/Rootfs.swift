@@ -10,7 +10,12 @@ enum Rootfs {
     /// Mounts `overlay` at `target` with the image's `lower` dir and the container's
     /// `upper` and `work` dirs (created here when missing).
     static func mountOverlay(lower: String, upper: String, work: String, target: String) throws {
-        for path in [lower, upper, work, target] where path.contains(where: { $0 == "," || $0 == ":" || $0 == "\\" }) {
+        try mountOverlay(lowers: [lower], upper: upper, work: work, target: target)
+    }
+
+    /// The same over several lower dirs, top first: an image's layers.
+    static func mountOverlay(lowers: [String], upper: String, work: String, target: String) throws {
+        for path in lowers + [upper, work, target] where path.contains(where: { $0 == "," || $0 == ":" || $0 == "\\" }) {
             // overlayfs splits its options on these characters.
             throw BerthError(.invalidArgument, "path \(path) contains a character overlayfs cannot take (, : \\)")
         }
@@ -18,7 +23,11 @@ enum Rootfs {
         try Files.makeDirectories(work)
         try Files.makeDirectories(target)
         if isMountPoint(target) { return }
-        let options = "lowerdir=\(lower),upperdir=\(upper),workdir=\(work)"
+        let options = "lowerdir=\(lowers.joined(separator: ":")),upperdir=\(upper),workdir=\(work)"
+        // mount(2) takes one page of options: about 40 layers under /var/lib/berth.
+        guard options.utf8.count < 4000 else {
+            throw BerthError(.invalidArgument, "the image has \(lowers.count) layers, more than one overlayfs mount takes with these paths; flatten the image (fewer layers)")
+        }
         try sys("mount overlay at \(target)") { mount("overlay", target, "overlay", UInt(MS_NODEV), options) }
     }
 

@@ -6,6 +6,7 @@ import Musl
 import BerthErrors
 import BerthSystem
 import CArchive
+import CBerthImages
 import CBerthShim
 
 /// What `TarExtractor.extract` produced.
@@ -50,6 +51,10 @@ final class TarExtractor {
     private let root: Int32
     private let isRoot = geteuid() == 0
     private var directories: [PathBytes: Attributes] = [:]
+    /// An image layer (OCI/docker): `.wh.NAME` entries become overlayfs whiteouts (a 0/0
+    /// character device), `.wh..wh..opq` marks its directory opaque
+    /// (`trusted.overlay.opaque=y`), and an archive with no entries is a valid empty layer.
+    private var layer = false
 
     /// Ownership, permission bits and mtime of one entry.
     private struct Attributes {
@@ -65,10 +70,11 @@ final class TarExtractor {
     /// empty directory `rootPath`. Errors thrown by `read` propagate unchanged; a
     /// malformed, truncated or unsafe tarball is INVALID_ARGUMENT. On error the tree is
     /// left half-written: the caller removes it.
-    static func extract(into rootPath: String, read: () throws -> [UInt8]?) throws -> ExtractedTree {
+    static func extract(into rootPath: String, layer: Bool = false, read: () throws -> [UInt8]?) throws -> ExtractedTree {
         let rootFd = try FileDescriptor.open(rootPath, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
         defer { rootFd.close() }
         let extractor = TarExtractor(root: rootFd.rawValue)
+        extractor.layer = layer
         return try withoutActuallyEscaping(read) { read in
             let input = try Input(read: read)
             guard let archive = archive_read_new() else {
@@ -97,7 +103,7 @@ final class TarExtractor {
                 try extractor.unpack(entry, archive, input)
                 entries += 1
             }
-            guard entries > 0 else {
+            guard entries > 0 || layer else {
                 throw BerthError(.invalidArgument, "image tarball has no entries; create it with: tar -C ROOTFS -cf IMAGE.tar .")
             }
             try extractor.applyDirectoryAttributes()
@@ -185,6 +191,10 @@ final class TarExtractor {
         }
         let parent = try openParent(components.dropLast(), entry: shown, escape: "tar entry \(shown) resolves through a symlink outside the image root")
         defer { Glibc.close(parent) }
+        if layer, name.starts(with: Self.whiteoutPrefix) {
+            try whiteout(name, parent: parent, directory: Array(components.dropLast().joined(separator: [UInt8(ascii: "/")])), shown)
+            return
+        }
         let cName = name.cPath
 
         // Later entries win: an existing non-directory (or a directory that is to become
@@ -209,6 +219,10 @@ final class TarExtractor {
         case .directory:
             if !keepDirectory { try check(shown, "mkdir") { mkdirat(parent, cName, 0o700) } }
             directories[Array(components.joined(separator: [UInt8(ascii: "/")]))] = attributes
+            if layer && archive_entry_xattr_count(entry) > 0 {
+                let fd = openat(parent, cName, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                if fd >= 0 { applyXattrs(entry, fd: fd, shown); Glibc.close(fd) }
+            }
 
         case .regular:
             let fd = berth_openat2(parent, cName, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600, 0)
@@ -216,6 +230,8 @@ final class TarExtractor {
             defer { Glibc.close(fd) }
             try writeData(archive, to: fd, entry: entry, shown, input)
             try apply(attributes, fd: fd, shown)
+            // After chown, which would clear security.capability.
+            if layer { applyXattrs(entry, fd: fd, shown) }
 
         case .symlink(let target):
             try check(shown, "symlink") { symlinkat(target.cPath, parent, cName) }
@@ -245,6 +261,51 @@ final class TarExtractor {
         case .fifo:
             try check(shown, "mkfifo") { mknodat(parent, cName, S_IFIFO | 0o600, 0) }
             try apply(attributes, parent: parent, name: cName, isSymlink: false, shown)
+        }
+    }
+
+    static let whiteoutPrefix = Array(".wh.".utf8)
+    static let opaqueMarker = Array(".wh..wh..opq".utf8)
+
+    /// A whiteout entry of a layer, in overlayfs's format: `.wh..wh..opq` makes the
+    /// directory opaque (what lower layers have there is hidden), `.wh.NAME` hides NAME
+    /// of the lower layers with a 0/0 character device.
+    private func whiteout(_ name: PathBytes, parent: Int32, directory: PathBytes, _ shown: String) throws {
+        if name == Self.opaqueMarker {
+            // `parent` is an O_PATH descriptor, which fsetxattr refuses; its /proc link
+            // names the very directory (no path lookup an entry could redirect).
+            let value: [UInt8] = [UInt8(ascii: "y")]
+            let r = berth_setxattr("/proc/self/fd/\(parent)", "trusted.overlay.opaque", value, 1)
+            if r != 0 { throw entryError(errno, shown, "mark \(directory.quoted) opaque (trusted.overlay.opaque)") }
+            return
+        }
+        let target = Array(name.dropFirst(Self.whiteoutPrefix.count))
+        if target.isEmpty || target == [UInt8(ascii: ".")] || target == [UInt8(ascii: "."), UInt8(ascii: ".")] || target.starts(with: Self.whiteoutPrefix) {
+            throw BerthError(.invalidArgument, "tar entry \(shown) is a whiteout of nothing valid")
+        }
+        let cTarget = target.cPath
+        var st = stat()
+        if fstatat(parent, cTarget, &st, AT_SYMLINK_NOFOLLOW) == 0 {
+            if (st.st_mode & S_IFMT) == S_IFDIR { try FileTree.removeDirectory(parent, target) }
+            else { try check(shown, "remove the entry it whites out") { unlinkat(parent, cTarget, 0) } }
+        }
+        try check(shown, "mknod whiteout") { mknodat(parent, cTarget, S_IFCHR, 0) }
+    }
+
+    /// The entry's extended attributes, where allowed: `user.*` and `security.capability`
+    /// (file capabilities). Others are skipped: `trusted.overlay.*` would let a layer
+    /// steer overlayfs (redirects, opaque dirs it did not declare), and `security.selinux`
+    /// labels belong to the host's policy. A file system that takes none is not an error.
+    private func applyXattrs(_ entry: OpaquePointer, fd: Int32, _ shown: String) {
+        guard archive_entry_xattr_reset(entry) > 0 else { return }
+        var name: UnsafePointer<CChar>?
+        var value: UnsafeRawPointer?
+        var size = 0
+        while archive_entry_xattr_next(entry, &name, &value, &size) == ARCHIVE_OK {
+            guard let name else { continue }
+            let key = String(cString: name)
+            guard key.hasPrefix("user.") || key == "security.capability" else { continue }
+            _ = berth_fsetxattr(fd, name, value, size)
         }
     }
 

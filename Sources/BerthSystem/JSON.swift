@@ -37,8 +37,11 @@ public struct JSON: Sendable {
     }
 
     /// Parses a whole document; `what` prefixes error messages ("seccomp profile").
-    public static func parse(_ bytes: [UInt8], what: String) throws(BerthError) -> JSON {
+    /// `fractions`: numbers with a fraction or exponent are accepted and read as their
+    /// integer part (image configs and manifests may hold them; Berth reads none).
+    public static func parse(_ bytes: [UInt8], what: String, fractions: Bool = false) throws(BerthError) -> JSON {
         var p = Parser(bytes: bytes, what: what)
+        p.fractions = fractions
         p.skipSpace()
         let v = try p.value(depth: 0)
         p.skipSpace()
@@ -52,6 +55,7 @@ public struct JSON: Sendable {
         var pos = 0
         var line = 1
         var lineStart = 0
+        var fractions = false
 
         init(bytes: [UInt8], what: String) { self.bytes = bytes; self.what = what }
 
@@ -163,6 +167,12 @@ public struct JSON: Sendable {
                 if o1 || o2 { throw fail("number too large (the largest is \(UInt64.max))") }
                 magnitude = s
                 pos += 1
+            }
+            if fractions {
+                while pos < bytes.count, bytes[pos] == UInt8(ascii: ".") || bytes[pos] == UInt8(ascii: "e") || bytes[pos] == UInt8(ascii: "E")
+                        || bytes[pos] == UInt8(ascii: "+") || bytes[pos] == UInt8(ascii: "-") || (bytes[pos] >= 0x30 && bytes[pos] <= 0x39) {
+                    pos += 1
+                }
             }
             if pos < bytes.count, bytes[pos] == UInt8(ascii: ".") || bytes[pos] == UInt8(ascii: "e") || bytes[pos] == UInt8(ascii: "E") {
                 throw fail("only integers are allowed here (no fraction or exponent)")

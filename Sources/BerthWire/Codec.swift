@@ -339,6 +339,12 @@ extension Arena {
 extension Image {
     fileprivate init(_ c: Berth__V1__Image) {
         self.init(name: string(c.name), id: string(c.id), sizeBytes: c.size_bytes, createdUnix: c.created_unix)
+        if let k = c.config?.pointee { config = ImageConfig(k) }
+        layers = strings(c.n_layers, c.layers)
+        digest = string(c.digest)
+        os = string(c.os)
+        architecture = string(c.architecture)
+        containers = strings(c.n_containers, c.containers)
     }
 
     fileprivate init(_ c: UnsafeMutablePointer<Berth__V1__Image>?) {
@@ -353,7 +359,49 @@ extension Arena {
         c.pointee.id = cString(image.id)
         c.pointee.size_bytes = image.sizeBytes
         c.pointee.created_unix = image.createdUnix
+        if image.config != ImageConfig() { c.pointee.config = imageConfig(image.config) }
+        (c.pointee.n_layers, c.pointee.layers) = cStrings(image.layers)
+        c.pointee.digest = cString(image.digest)
+        c.pointee.os = cString(image.os)
+        c.pointee.architecture = cString(image.architecture)
+        (c.pointee.n_containers, c.pointee.containers) = cStrings(image.containers)
         return c
+    }
+
+    func imageConfig(_ k: ImageConfig) -> UnsafeMutablePointer<Berth__V1__ImageConfig> {
+        let c: UnsafeMutablePointer<Berth__V1__ImageConfig> = message(berth__v1__image_config__init)
+        (c.pointee.n_entrypoint, c.pointee.entrypoint) = cStrings(k.entrypoint)
+        (c.pointee.n_cmd, c.pointee.cmd) = cStrings(k.cmd)
+        (c.pointee.n_env, c.pointee.env) = cStrings(k.env)
+        c.pointee.working_dir = cString(k.workingDir)
+        c.pointee.user = cString(k.user)
+        (c.pointee.n_exposed_ports, c.pointee.exposed_ports) = cStrings(k.exposedPorts)
+        c.pointee.stop_signal = cString(k.stopSignal)
+        (c.pointee.n_labels, c.pointee.labels) = cArray(k.labels.sorted { $0.key < $1.key }, label)
+        return c
+    }
+
+    func imageProgress(_ p: ImageProgress) -> UnsafeMutablePointer<Berth__V1__ImageProgress> {
+        let c: UnsafeMutablePointer<Berth__V1__ImageProgress> = message(berth__v1__image_progress__init)
+        c.pointee.id = cString(p.id)
+        c.pointee.status = cString(p.status)
+        c.pointee.current = p.current
+        c.pointee.total = p.total
+        return c
+    }
+}
+
+extension ImageConfig {
+    fileprivate init(_ c: Berth__V1__ImageConfig) {
+        self.init()
+        entrypoint = strings(c.n_entrypoint, c.entrypoint)
+        cmd = strings(c.n_cmd, c.cmd)
+        env = strings(c.n_env, c.env)
+        workingDir = string(c.working_dir)
+        user = string(c.user)
+        exposedPorts = strings(c.n_exposed_ports, c.exposed_ports)
+        stopSignal = string(c.stop_signal)
+        labels = labelMap(c.n_labels, c.labels)
     }
 }
 
@@ -413,6 +461,9 @@ extension ContainerSpec {
             Mount(kind: Mount.Kind(rawValue: string(m.type)) ?? .bind, source: string(m.source), target: string(m.target),
                   readOnly: m.read_only != 0, options: string(m.options))
         }
+        userSet = c.user_set != 0
+        entrypoint = strings(c.n_entrypoint, c.entrypoint)
+        entrypointSet = c.entrypoint_set != 0
     }
 
     fileprivate init(_ c: UnsafeMutablePointer<Berth__V1__ContainerSpec>?) {
@@ -535,6 +586,9 @@ extension Arena {
             m.pointee.options = cString(mount.options)
             return m
         }
+        c.pointee.user_set = spec.userSet ? 1 : 0
+        (c.pointee.n_entrypoint, c.pointee.entrypoint) = cStrings(spec.entrypoint)
+        c.pointee.entrypoint_set = spec.entrypointSet ? 1 : 0
         return c
     }
 
@@ -853,6 +907,11 @@ extension InfoResponse {
         runDir = string(c.run_dir)
         networks = messages(c.n_networks, c.networks, Network.init)
         warnings = strings(c.n_warnings, c.warnings)
+        imageLayers = c.image_layers
+        imageLayersBytes = c.image_layers_bytes
+        imageBlobsBytes = c.image_blobs_bytes
+        imageDownloadsBytes = c.image_downloads_bytes
+        containersBytes = c.containers_bytes
         memoryAvailableBytes = c.memory_available_bytes
         load1 = c.load1
         load5 = c.load5
@@ -904,6 +963,11 @@ extension Arena {
         c.pointee.run_dir = cString(info.runDir)
         (c.pointee.n_networks, c.pointee.networks) = cArray(info.networks, network)
         (c.pointee.n_warnings, c.pointee.warnings) = cStrings(info.warnings)
+        c.pointee.image_layers = info.imageLayers
+        c.pointee.image_layers_bytes = info.imageLayersBytes
+        c.pointee.image_blobs_bytes = info.imageBlobsBytes
+        c.pointee.image_downloads_bytes = info.imageDownloadsBytes
+        c.pointee.containers_bytes = info.containersBytes
         c.pointee.memory_available_bytes = info.memoryAvailableBytes
         c.pointee.load1 = info.load1
         c.pointee.load5 = info.load5
@@ -999,6 +1063,20 @@ extension Request {
             self = .removePod(string(m?.pod), force: (m?.force ?? 0) != 0)
         case BERTH__V1__REQUEST__CALL_STATS:
             self = .stats(strings(c.stats?.pointee.n_containers ?? 0, c.stats?.pointee.containers))
+        // Images (issue 9)
+        case BERTH__V1__REQUEST__CALL_LOAD_IMAGE:
+            self = .loadImage(name: string(c.load_image?.pointee.name))
+        case BERTH__V1__REQUEST__CALL_PULL_IMAGE:
+            let m = c.pull_image?.pointee
+            self = .pullImage(PullImageRequest(reference: string(m?.reference), username: string(m?.username),
+                                               password: string(m?.password)))
+        case BERTH__V1__REQUEST__CALL_INSPECT_IMAGE:
+            self = .inspectImage(string(c.inspect_image?.pointee.image))
+        case BERTH__V1__REQUEST__CALL_REMOVE_IMAGE:
+            let m = c.remove_image?.pointee
+            self = .removeImage(string(m?.image), force: (m?.force ?? 0) != 0)
+        case BERTH__V1__REQUEST__CALL_PRUNE_IMAGES:
+            self = .pruneImages
         case BERTH__V1__REQUEST__CALL_EVENTS:
             let m = c.events?.pointee
             self = .events(EventsRequest(sinceSeq: m?.since_seq ?? 0, sinceUnixNanos: m?.since_unix_nanos ?? 0,
@@ -1167,6 +1245,33 @@ extension Arena {
             (m.pointee.n_containers, m.pointee.containers) = cStrings(refs)
             c.pointee.call_case = BERTH__V1__REQUEST__CALL_STATS
             c.pointee.stats = m
+        // Images (issue 9)
+        case .loadImage(let name):
+            let m: UnsafeMutablePointer<Berth__V1__LoadImageRequest> = message(berth__v1__load_image_request__init)
+            m.pointee.name = cString(name)
+            c.pointee.call_case = BERTH__V1__REQUEST__CALL_LOAD_IMAGE
+            c.pointee.load_image = m
+        case .pullImage(let pull):
+            let m: UnsafeMutablePointer<Berth__V1__PullImageRequest> = message(berth__v1__pull_image_request__init)
+            m.pointee.reference = cString(pull.reference)
+            m.pointee.username = cString(pull.username)
+            m.pointee.password = cString(pull.password)
+            c.pointee.call_case = BERTH__V1__REQUEST__CALL_PULL_IMAGE
+            c.pointee.pull_image = m
+        case .inspectImage(let ref):
+            let m: UnsafeMutablePointer<Berth__V1__InspectImageRequest> = message(berth__v1__inspect_image_request__init)
+            m.pointee.image = cString(ref)
+            c.pointee.call_case = BERTH__V1__REQUEST__CALL_INSPECT_IMAGE
+            c.pointee.inspect_image = m
+        case .removeImage(let ref, let force):
+            let m: UnsafeMutablePointer<Berth__V1__RemoveImageRequest> = message(berth__v1__remove_image_request__init)
+            m.pointee.image = cString(ref)
+            m.pointee.force = force ? 1 : 0
+            c.pointee.call_case = BERTH__V1__REQUEST__CALL_REMOVE_IMAGE
+            c.pointee.remove_image = m
+        case .pruneImages:
+            c.pointee.call_case = BERTH__V1__REQUEST__CALL_PRUNE_IMAGES
+            c.pointee.prune_images = message(berth__v1__prune_images_request__init)
         case .events(let r):
             let m: UnsafeMutablePointer<Berth__V1__EventsRequest> = message(berth__v1__events_request__init)
             m.pointee.since_seq = r.sinceSeq
@@ -1263,6 +1368,30 @@ extension Response {
             self = .stopPod(Pod(c.stop_pod?.pointee.pod))
         case BERTH__V1__RESPONSE__RESULT_REMOVE_POD:
             self = .removePod(id: string(c.remove_pod?.pointee.id))
+        // Images (issue 9)
+        case BERTH__V1__RESPONSE__RESULT_LOAD_IMAGE:
+            let list = c.load_image?.pointee
+            self = .loadImage(messages(list?.n_images ?? 0, list?.images, Image.init))
+        case BERTH__V1__RESPONSE__RESULT_PULL_IMAGE:
+            guard let pull = c.pull_image?.pointee else { return nil }
+            switch pull.event_case {
+            case BERTH__V1__PULL_IMAGE_RESPONSE__EVENT_PROGRESS:
+                let p = pull.progress?.pointee
+                self = .pullImage(.progress(ImageProgress(id: string(p?.id), status: string(p?.status),
+                                                          current: p?.current ?? 0, total: p?.total ?? 0)))
+            case BERTH__V1__PULL_IMAGE_RESPONSE__EVENT_IMAGE:
+                self = .pullImage(.image(Image(pull.image)))
+            default:
+                return nil
+            }
+        case BERTH__V1__RESPONSE__RESULT_INSPECT_IMAGE:
+            self = .inspectImage(Image(c.inspect_image?.pointee.image))
+        case BERTH__V1__RESPONSE__RESULT_REMOVE_IMAGE:
+            let m = c.remove_image?.pointee
+            self = .removeImage(untagged: strings(m?.n_untagged ?? 0, m?.untagged), deleted: strings(m?.n_deleted ?? 0, m?.deleted))
+        case BERTH__V1__RESPONSE__RESULT_PRUNE_IMAGES:
+            let m = c.prune_images?.pointee
+            self = .pruneImages(deleted: strings(m?.n_deleted ?? 0, m?.deleted), reclaimedBytes: m?.reclaimed_bytes ?? 0)
         case BERTH__V1__RESPONSE__RESULT_EVENTS:
             let m = c.events?.pointee
             self = .events(EventBatch(events: messages(m?.n_events ?? 0, m?.events, Event.init),
@@ -1461,6 +1590,41 @@ extension Arena {
             }
             c.pointee.result_case = BERTH__V1__RESPONSE__RESULT_STATS
             c.pointee.stats = m
+        // Images (issue 9)
+        case .loadImage(let images):
+            let m: UnsafeMutablePointer<Berth__V1__LoadImageResponse> = message(berth__v1__load_image_response__init)
+            (m.pointee.n_images, m.pointee.images) = cArray(images, image)
+            c.pointee.result_case = BERTH__V1__RESPONSE__RESULT_LOAD_IMAGE
+            c.pointee.load_image = m
+        case .pullImage(let event):
+            let m: UnsafeMutablePointer<Berth__V1__PullImageResponse> = message(berth__v1__pull_image_response__init)
+            switch event {
+            case .progress(let p):
+                m.pointee.event_case = BERTH__V1__PULL_IMAGE_RESPONSE__EVENT_PROGRESS
+                m.pointee.progress = imageProgress(p)
+            case .image(let i):
+                m.pointee.event_case = BERTH__V1__PULL_IMAGE_RESPONSE__EVENT_IMAGE
+                m.pointee.image = image(i)
+            }
+            c.pointee.result_case = BERTH__V1__RESPONSE__RESULT_PULL_IMAGE
+            c.pointee.pull_image = m
+        case .inspectImage(let i):
+            let m: UnsafeMutablePointer<Berth__V1__InspectImageResponse> = message(berth__v1__inspect_image_response__init)
+            m.pointee.image = image(i)
+            c.pointee.result_case = BERTH__V1__RESPONSE__RESULT_INSPECT_IMAGE
+            c.pointee.inspect_image = m
+        case .removeImage(let untagged, let deleted):
+            let m: UnsafeMutablePointer<Berth__V1__RemoveImageResponse> = message(berth__v1__remove_image_response__init)
+            (m.pointee.n_untagged, m.pointee.untagged) = cStrings(untagged)
+            (m.pointee.n_deleted, m.pointee.deleted) = cStrings(deleted)
+            c.pointee.result_case = BERTH__V1__RESPONSE__RESULT_REMOVE_IMAGE
+            c.pointee.remove_image = m
+        case .pruneImages(let deleted, let reclaimed):
+            let m: UnsafeMutablePointer<Berth__V1__PruneImagesResponse> = message(berth__v1__prune_images_response__init)
+            (m.pointee.n_deleted, m.pointee.deleted) = cStrings(deleted)
+            m.pointee.reclaimed_bytes = reclaimed
+            c.pointee.result_case = BERTH__V1__RESPONSE__RESULT_PRUNE_IMAGES
+            c.pointee.prune_images = m
         case .events(let batch):
             let m: UnsafeMutablePointer<Berth__V1__EventsResponse> = message(berth__v1__events_response__init)
             (m.pointee.n_events, m.pointee.events) = cArray(batch.events, event)

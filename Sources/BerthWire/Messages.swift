@@ -76,6 +76,12 @@ public struct InfoResponse: Sendable, Hashable {
     public var networks: [Network] = []
     /// How the agent is set up unsafely, one sentence each (plain TCP off loopback).
     public var warnings: [String] = []
+    /// Disk use of the image store and of the containers' upper dirs (fields 30-34).
+    public var imageLayers: UInt32 = 0
+    public var imageLayersBytes: UInt64 = 0
+    public var imageBlobsBytes: UInt64 = 0
+    public var imageDownloadsBytes: UInt64 = 0
+    public var containersBytes: UInt64 = 0
     /// MemAvailable: what the kernel can give without swapping.
     public var memoryAvailableBytes: UInt64 = 0
     public var load1 = 0.0
@@ -95,6 +101,16 @@ public struct Image: Sendable, Hashable {
     public var id: String
     public var sizeBytes: UInt64
     public var createdUnix: Int64
+    /// Loaded and pulled images: the defaults a container takes (empty for `image import`).
+    public var config = ImageConfig()
+    /// Loaded and pulled images: the layers' diff ids, bottom first.
+    public var layers: [String] = []
+    /// The manifest digest it was pulled by; empty otherwise.
+    public var digest = ""
+    public var os = ""
+    public var architecture = ""
+    /// InspectImage only: the containers using it.
+    public var containers: [String] = []
     public init(name: String, id: String, sizeBytes: UInt64, createdUnix: Int64) {
         self.name = name; self.id = id; self.sizeBytes = sizeBytes; self.createdUnix = createdUnix
     }
@@ -181,6 +197,11 @@ public struct ContainerSpec: Sendable, Hashable {
     public var readOnly = false
     /// `-v` and `--tmpfs`.
     public var mounts: [Mount] = []
+    /// `user` was given (-u): it overrides the image's User even when it is 0:0.
+    public var userSet = false
+    /// --entrypoint: replaces the image's Entrypoint (and its Cmd) when `entrypointSet`.
+    public var entrypoint: [String] = []
+    public var entrypointSet = false
     public init() {}
 }
 
@@ -545,6 +566,13 @@ public enum Request: Sendable, Hashable {
     case removePod(String, force: Bool)
     /// Empty: every running container.
     case stats([String])
+    /// Followed by DATA frames (channel `.payload`) with an OCI layout or docker-archive tar.
+    /// `name`: for an archive whose only image has no name.
+    case loadImage(name: String)
+    case pullImage(PullImageRequest)
+    case inspectImage(String)
+    case removeImage(String, force: Bool)
+    case pruneImages
     case events(EventsRequest)
 }
 
@@ -579,6 +607,11 @@ public enum Response: Sendable, Hashable {
     case stopPod(Pod)
     case removePod(id: String)
     case stats([ContainerStats])
+    case loadImage([Image])
+    case pullImage(PullEvent)
+    case inspectImage(Image)
+    case removeImage(untagged: [String], deleted: [String])
+    case pruneImages(deleted: [String], reclaimedBytes: UInt64)
     case events(EventBatch)
 }
 

@@ -502,6 +502,546 @@ void   berth__v1__image__free_unpacked
   assert(message->base.descriptor == &berth__v1__image__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   berth__v1__image_config__init
+                     (Berth__V1__ImageConfig         *message)
+{
+  static const Berth__V1__ImageConfig init_value = BERTH__V1__IMAGE_CONFIG__INIT;
+  *message = init_value;
+}
+size_t berth__v1__image_config__get_packed_size
+                     (const Berth__V1__ImageConfig *message)
+{
+  assert(message->base.descriptor == &berth__v1__image_config__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__image_config__pack
+                     (const Berth__V1__ImageConfig *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__image_config__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__image_config__pack_to_buffer
+                     (const Berth__V1__ImageConfig *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__image_config__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__ImageConfig *
+       berth__v1__image_config__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__ImageConfig *)
+     protobuf_c_message_unpack (&berth__v1__image_config__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__image_config__free_unpacked
+                     (Berth__V1__ImageConfig *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__image_config__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   berth__v1__load_image_request__init
+                     (Berth__V1__LoadImageRequest         *message)
+{
+  static const Berth__V1__LoadImageRequest init_value = BERTH__V1__LOAD_IMAGE_REQUEST__INIT;
+  *message = init_value;
+}
+size_t berth__v1__load_image_request__get_packed_size
+                     (const Berth__V1__LoadImageRequest *message)
+{
+  assert(message->base.descriptor == &berth__v1__load_image_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__load_image_request__pack
+                     (const Berth__V1__LoadImageRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__load_image_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__load_image_request__pack_to_buffer
+                     (const Berth__V1__LoadImageRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__load_image_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__LoadImageRequest *
+       berth__v1__load_image_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__LoadImageRequest *)
+     protobuf_c_message_unpack (&berth__v1__load_image_request__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__load_image_request__free_unpacked
+                     (Berth__V1__LoadImageRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__load_image_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   berth__v1__load_image_response__init
+                     (Berth__V1__LoadImageResponse         *message)
+{
+  static const Berth__V1__LoadImageResponse init_value = BERTH__V1__LOAD_IMAGE_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t berth__v1__load_image_response__get_packed_size
+                     (const Berth__V1__LoadImageResponse *message)
+{
+  assert(message->base.descriptor == &berth__v1__load_image_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__load_image_response__pack
+                     (const Berth__V1__LoadImageResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__load_image_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__load_image_response__pack_to_buffer
+                     (const Berth__V1__LoadImageResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__load_image_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__LoadImageResponse *
+       berth__v1__load_image_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__LoadImageResponse *)
+     protobuf_c_message_unpack (&berth__v1__load_image_response__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__load_image_response__free_unpacked
+                     (Berth__V1__LoadImageResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__load_image_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   berth__v1__pull_image_request__init
+                     (Berth__V1__PullImageRequest         *message)
+{
+  static const Berth__V1__PullImageRequest init_value = BERTH__V1__PULL_IMAGE_REQUEST__INIT;
+  *message = init_value;
+}
+size_t berth__v1__pull_image_request__get_packed_size
+                     (const Berth__V1__PullImageRequest *message)
+{
+  assert(message->base.descriptor == &berth__v1__pull_image_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__pull_image_request__pack
+                     (const Berth__V1__PullImageRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__pull_image_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__pull_image_request__pack_to_buffer
+                     (const Berth__V1__PullImageRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__pull_image_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__PullImageRequest *
+       berth__v1__pull_image_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__PullImageRequest *)
+     protobuf_c_message_unpack (&berth__v1__pull_image_request__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__pull_image_request__free_unpacked
+                     (Berth__V1__PullImageRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__pull_image_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   berth__v1__image_progress__init
+                     (Berth__V1__ImageProgress         *message)
+{
+  static const Berth__V1__ImageProgress init_value = BERTH__V1__IMAGE_PROGRESS__INIT;
+  *message = init_value;
+}
+size_t berth__v1__image_progress__get_packed_size
+                     (const Berth__V1__ImageProgress *message)
+{
+  assert(message->base.descriptor == &berth__v1__image_progress__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__image_progress__pack
+                     (const Berth__V1__ImageProgress *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__image_progress__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__image_progress__pack_to_buffer
+                     (const Berth__V1__ImageProgress *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__image_progress__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__ImageProgress *
+       berth__v1__image_progress__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__ImageProgress *)
+     protobuf_c_message_unpack (&berth__v1__image_progress__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__image_progress__free_unpacked
+                     (Berth__V1__ImageProgress *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__image_progress__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   berth__v1__pull_image_response__init
+                     (Berth__V1__PullImageResponse         *message)
+{
+  static const Berth__V1__PullImageResponse init_value = BERTH__V1__PULL_IMAGE_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t berth__v1__pull_image_response__get_packed_size
+                     (const Berth__V1__PullImageResponse *message)
+{
+  assert(message->base.descriptor == &berth__v1__pull_image_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__pull_image_response__pack
+                     (const Berth__V1__PullImageResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__pull_image_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__pull_image_response__pack_to_buffer
+                     (const Berth__V1__PullImageResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__pull_image_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__PullImageResponse *
+       berth__v1__pull_image_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__PullImageResponse *)
+     protobuf_c_message_unpack (&berth__v1__pull_image_response__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__pull_image_response__free_unpacked
+                     (Berth__V1__PullImageResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__pull_image_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   berth__v1__inspect_image_request__init
+                     (Berth__V1__InspectImageRequest         *message)
+{
+  static const Berth__V1__InspectImageRequest init_value = BERTH__V1__INSPECT_IMAGE_REQUEST__INIT;
+  *message = init_value;
+}
+size_t berth__v1__inspect_image_request__get_packed_size
+                     (const Berth__V1__InspectImageRequest *message)
+{
+  assert(message->base.descriptor == &berth__v1__inspect_image_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__inspect_image_request__pack
+                     (const Berth__V1__InspectImageRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__inspect_image_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__inspect_image_request__pack_to_buffer
+                     (const Berth__V1__InspectImageRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__inspect_image_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__InspectImageRequest *
+       berth__v1__inspect_image_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__InspectImageRequest *)
+     protobuf_c_message_unpack (&berth__v1__inspect_image_request__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__inspect_image_request__free_unpacked
+                     (Berth__V1__InspectImageRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__inspect_image_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   berth__v1__inspect_image_response__init
+                     (Berth__V1__InspectImageResponse         *message)
+{
+  static const Berth__V1__InspectImageResponse init_value = BERTH__V1__INSPECT_IMAGE_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t berth__v1__inspect_image_response__get_packed_size
+                     (const Berth__V1__InspectImageResponse *message)
+{
+  assert(message->base.descriptor == &berth__v1__inspect_image_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__inspect_image_response__pack
+                     (const Berth__V1__InspectImageResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__inspect_image_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__inspect_image_response__pack_to_buffer
+                     (const Berth__V1__InspectImageResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__inspect_image_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__InspectImageResponse *
+       berth__v1__inspect_image_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__InspectImageResponse *)
+     protobuf_c_message_unpack (&berth__v1__inspect_image_response__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__inspect_image_response__free_unpacked
+                     (Berth__V1__InspectImageResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__inspect_image_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   berth__v1__remove_image_request__init
+                     (Berth__V1__RemoveImageRequest         *message)
+{
+  static const Berth__V1__RemoveImageRequest init_value = BERTH__V1__REMOVE_IMAGE_REQUEST__INIT;
+  *message = init_value;
+}
+size_t berth__v1__remove_image_request__get_packed_size
+                     (const Berth__V1__RemoveImageRequest *message)
+{
+  assert(message->base.descriptor == &berth__v1__remove_image_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__remove_image_request__pack
+                     (const Berth__V1__RemoveImageRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__remove_image_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__remove_image_request__pack_to_buffer
+                     (const Berth__V1__RemoveImageRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__remove_image_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__RemoveImageRequest *
+       berth__v1__remove_image_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__RemoveImageRequest *)
+     protobuf_c_message_unpack (&berth__v1__remove_image_request__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__remove_image_request__free_unpacked
+                     (Berth__V1__RemoveImageRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__remove_image_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   berth__v1__remove_image_response__init
+                     (Berth__V1__RemoveImageResponse         *message)
+{
+  static const Berth__V1__RemoveImageResponse init_value = BERTH__V1__REMOVE_IMAGE_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t berth__v1__remove_image_response__get_packed_size
+                     (const Berth__V1__RemoveImageResponse *message)
+{
+  assert(message->base.descriptor == &berth__v1__remove_image_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__remove_image_response__pack
+                     (const Berth__V1__RemoveImageResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__remove_image_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__remove_image_response__pack_to_buffer
+                     (const Berth__V1__RemoveImageResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__remove_image_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__RemoveImageResponse *
+       berth__v1__remove_image_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__RemoveImageResponse *)
+     protobuf_c_message_unpack (&berth__v1__remove_image_response__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__remove_image_response__free_unpacked
+                     (Berth__V1__RemoveImageResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__remove_image_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   berth__v1__prune_images_request__init
+                     (Berth__V1__PruneImagesRequest         *message)
+{
+  static const Berth__V1__PruneImagesRequest init_value = BERTH__V1__PRUNE_IMAGES_REQUEST__INIT;
+  *message = init_value;
+}
+size_t berth__v1__prune_images_request__get_packed_size
+                     (const Berth__V1__PruneImagesRequest *message)
+{
+  assert(message->base.descriptor == &berth__v1__prune_images_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__prune_images_request__pack
+                     (const Berth__V1__PruneImagesRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__prune_images_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__prune_images_request__pack_to_buffer
+                     (const Berth__V1__PruneImagesRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__prune_images_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__PruneImagesRequest *
+       berth__v1__prune_images_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__PruneImagesRequest *)
+     protobuf_c_message_unpack (&berth__v1__prune_images_request__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__prune_images_request__free_unpacked
+                     (Berth__V1__PruneImagesRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__prune_images_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   berth__v1__prune_images_response__init
+                     (Berth__V1__PruneImagesResponse         *message)
+{
+  static const Berth__V1__PruneImagesResponse init_value = BERTH__V1__PRUNE_IMAGES_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t berth__v1__prune_images_response__get_packed_size
+                     (const Berth__V1__PruneImagesResponse *message)
+{
+  assert(message->base.descriptor == &berth__v1__prune_images_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t berth__v1__prune_images_response__pack
+                     (const Berth__V1__PruneImagesResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &berth__v1__prune_images_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t berth__v1__prune_images_response__pack_to_buffer
+                     (const Berth__V1__PruneImagesResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &berth__v1__prune_images_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Berth__V1__PruneImagesResponse *
+       berth__v1__prune_images_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Berth__V1__PruneImagesResponse *)
+     protobuf_c_message_unpack (&berth__v1__prune_images_response__descriptor,
+                                allocator, len, data);
+}
+void   berth__v1__prune_images_response__free_unpacked
+                     (Berth__V1__PruneImagesResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &berth__v1__prune_images_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   berth__v1__import_image_request__init
                      (Berth__V1__ImportImageRequest         *message)
 {
@@ -4323,7 +4863,7 @@ const ProtobufCMessageDescriptor berth__v1__info_request__descriptor =
   (ProtobufCMessageInit) berth__v1__info_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor berth__v1__info_response__field_descriptors[24] =
+static const ProtobufCFieldDescriptor berth__v1__info_response__field_descriptors[29] =
 {
   {
     "hostname",
@@ -4530,6 +5070,66 @@ static const ProtobufCFieldDescriptor berth__v1__info_response__field_descriptor
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
   {
+    "image_layers",
+    30,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__InfoResponse, image_layers),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "image_layers_bytes",
+    31,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__InfoResponse, image_layers_bytes),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "image_blobs_bytes",
+    32,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__InfoResponse, image_blobs_bytes),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "image_downloads_bytes",
+    33,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__InfoResponse, image_downloads_bytes),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "containers_bytes",
+    34,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__InfoResponse, containers_bytes),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
     "memory_available_bytes",
     40,
     PROTOBUF_C_LABEL_NONE,
@@ -4619,32 +5219,38 @@ static const unsigned berth__v1__info_response__field_indices_by_name[] = {
   5,   /* field[5] = architecture */
   6,   /* field[6] = cgroup_layout */
   9,   /* field[9] = containers */
+  21,   /* field[21] = containers_bytes */
   10,   /* field[10] = containers_running */
   11,   /* field[11] = containers_stopped */
   7,   /* field[7] = cpus */
   0,   /* field[0] = hostname */
+  19,   /* field[19] = image_blobs_bytes */
+  20,   /* field[20] = image_downloads_bytes */
+  17,   /* field[17] = image_layers */
+  18,   /* field[18] = image_layers_bytes */
   12,   /* field[12] = images */
   3,   /* field[3] = kernel */
-  18,   /* field[18] = load1 */
-  20,   /* field[20] = load15 */
-  19,   /* field[19] = load5 */
-  17,   /* field[17] = memory_available_bytes */
+  23,   /* field[23] = load1 */
+  25,   /* field[25] = load15 */
+  24,   /* field[24] = load5 */
+  22,   /* field[22] = memory_available_bytes */
   8,   /* field[8] = memory_bytes */
   15,   /* field[15] = networks */
   1,   /* field[1] = node_name */
   4,   /* field[4] = os */
-  21,   /* field[21] = pods */
-  23,   /* field[23] = protocol_version */
+  26,   /* field[26] = pods */
+  28,   /* field[28] = protocol_version */
   14,   /* field[14] = run_dir */
   13,   /* field[13] = state_dir */
-  22,   /* field[22] = uptime_seconds */
+  27,   /* field[27] = uptime_seconds */
   16,   /* field[16] = warnings */
 };
-static const ProtobufCIntRange berth__v1__info_response__number_ranges[2 + 1] =
+static const ProtobufCIntRange berth__v1__info_response__number_ranges[3 + 1] =
 {
   { 1, 0 },
-  { 40, 17 },
-  { 0, 24 }
+  { 30, 17 },
+  { 40, 22 },
+  { 0, 29 }
 };
 const ProtobufCMessageDescriptor berth__v1__info_response__descriptor =
 {
@@ -4654,14 +5260,14 @@ const ProtobufCMessageDescriptor berth__v1__info_response__descriptor =
   "Berth__V1__InfoResponse",
   "berth.v1",
   sizeof(Berth__V1__InfoResponse),
-  24,
+  29,
   berth__v1__info_response__field_descriptors,
   berth__v1__info_response__field_indices_by_name,
-  2,  berth__v1__info_response__number_ranges,
+  3,  berth__v1__info_response__number_ranges,
   (ProtobufCMessageInit) berth__v1__info_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor berth__v1__image__field_descriptors[4] =
+static const ProtobufCFieldDescriptor berth__v1__image__field_descriptors[10] =
 {
   {
     "name",
@@ -4711,17 +5317,96 @@ static const ProtobufCFieldDescriptor berth__v1__image__field_descriptors[4] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "config",
+    40,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__Image, config),
+    &berth__v1__image_config__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "layers",
+    41,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Berth__V1__Image, n_layers),
+    offsetof(Berth__V1__Image, layers),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "digest",
+    42,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__Image, digest),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "os",
+    43,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__Image, os),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "architecture",
+    44,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__Image, architecture),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "containers",
+    45,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Berth__V1__Image, n_containers),
+    offsetof(Berth__V1__Image, containers),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned berth__v1__image__field_indices_by_name[] = {
+  8,   /* field[8] = architecture */
+  4,   /* field[4] = config */
+  9,   /* field[9] = containers */
   3,   /* field[3] = created_unix */
+  6,   /* field[6] = digest */
   1,   /* field[1] = id */
+  5,   /* field[5] = layers */
   0,   /* field[0] = name */
+  7,   /* field[7] = os */
   2,   /* field[2] = size_bytes */
 };
-static const ProtobufCIntRange berth__v1__image__number_ranges[1 + 1] =
+static const ProtobufCIntRange berth__v1__image__number_ranges[2 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 40, 4 },
+  { 0, 10 }
 };
 const ProtobufCMessageDescriptor berth__v1__image__descriptor =
 {
@@ -4731,11 +5416,655 @@ const ProtobufCMessageDescriptor berth__v1__image__descriptor =
   "Berth__V1__Image",
   "berth.v1",
   sizeof(Berth__V1__Image),
-  4,
+  10,
   berth__v1__image__field_descriptors,
   berth__v1__image__field_indices_by_name,
-  1,  berth__v1__image__number_ranges,
+  2,  berth__v1__image__number_ranges,
   (ProtobufCMessageInit) berth__v1__image__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__image_config__field_descriptors[8] =
+{
+  {
+    "entrypoint",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Berth__V1__ImageConfig, n_entrypoint),
+    offsetof(Berth__V1__ImageConfig, entrypoint),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "cmd",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Berth__V1__ImageConfig, n_cmd),
+    offsetof(Berth__V1__ImageConfig, cmd),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "env",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Berth__V1__ImageConfig, n_env),
+    offsetof(Berth__V1__ImageConfig, env),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "working_dir",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__ImageConfig, working_dir),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "user",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__ImageConfig, user),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "exposed_ports",
+    6,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Berth__V1__ImageConfig, n_exposed_ports),
+    offsetof(Berth__V1__ImageConfig, exposed_ports),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "stop_signal",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__ImageConfig, stop_signal),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "labels",
+    8,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__ImageConfig, n_labels),
+    offsetof(Berth__V1__ImageConfig, labels),
+    &berth__v1__label__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__image_config__field_indices_by_name[] = {
+  1,   /* field[1] = cmd */
+  0,   /* field[0] = entrypoint */
+  2,   /* field[2] = env */
+  5,   /* field[5] = exposed_ports */
+  7,   /* field[7] = labels */
+  6,   /* field[6] = stop_signal */
+  4,   /* field[4] = user */
+  3,   /* field[3] = working_dir */
+};
+static const ProtobufCIntRange berth__v1__image_config__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 8 }
+};
+const ProtobufCMessageDescriptor berth__v1__image_config__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.ImageConfig",
+  "ImageConfig",
+  "Berth__V1__ImageConfig",
+  "berth.v1",
+  sizeof(Berth__V1__ImageConfig),
+  8,
+  berth__v1__image_config__field_descriptors,
+  berth__v1__image_config__field_indices_by_name,
+  1,  berth__v1__image_config__number_ranges,
+  (ProtobufCMessageInit) berth__v1__image_config__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__load_image_request__field_descriptors[1] =
+{
+  {
+    "name",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__LoadImageRequest, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__load_image_request__field_indices_by_name[] = {
+  0,   /* field[0] = name */
+};
+static const ProtobufCIntRange berth__v1__load_image_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor berth__v1__load_image_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.LoadImageRequest",
+  "LoadImageRequest",
+  "Berth__V1__LoadImageRequest",
+  "berth.v1",
+  sizeof(Berth__V1__LoadImageRequest),
+  1,
+  berth__v1__load_image_request__field_descriptors,
+  berth__v1__load_image_request__field_indices_by_name,
+  1,  berth__v1__load_image_request__number_ranges,
+  (ProtobufCMessageInit) berth__v1__load_image_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__load_image_response__field_descriptors[1] =
+{
+  {
+    "images",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__LoadImageResponse, n_images),
+    offsetof(Berth__V1__LoadImageResponse, images),
+    &berth__v1__image__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__load_image_response__field_indices_by_name[] = {
+  0,   /* field[0] = images */
+};
+static const ProtobufCIntRange berth__v1__load_image_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor berth__v1__load_image_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.LoadImageResponse",
+  "LoadImageResponse",
+  "Berth__V1__LoadImageResponse",
+  "berth.v1",
+  sizeof(Berth__V1__LoadImageResponse),
+  1,
+  berth__v1__load_image_response__field_descriptors,
+  berth__v1__load_image_response__field_indices_by_name,
+  1,  berth__v1__load_image_response__number_ranges,
+  (ProtobufCMessageInit) berth__v1__load_image_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__pull_image_request__field_descriptors[3] =
+{
+  {
+    "reference",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__PullImageRequest, reference),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "username",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__PullImageRequest, username),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "password",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__PullImageRequest, password),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__pull_image_request__field_indices_by_name[] = {
+  2,   /* field[2] = password */
+  0,   /* field[0] = reference */
+  1,   /* field[1] = username */
+};
+static const ProtobufCIntRange berth__v1__pull_image_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor berth__v1__pull_image_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.PullImageRequest",
+  "PullImageRequest",
+  "Berth__V1__PullImageRequest",
+  "berth.v1",
+  sizeof(Berth__V1__PullImageRequest),
+  3,
+  berth__v1__pull_image_request__field_descriptors,
+  berth__v1__pull_image_request__field_indices_by_name,
+  1,  berth__v1__pull_image_request__number_ranges,
+  (ProtobufCMessageInit) berth__v1__pull_image_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__image_progress__field_descriptors[4] =
+{
+  {
+    "id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__ImageProgress, id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "status",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__ImageProgress, status),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "current",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__ImageProgress, current),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "total",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__ImageProgress, total),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__image_progress__field_indices_by_name[] = {
+  2,   /* field[2] = current */
+  0,   /* field[0] = id */
+  1,   /* field[1] = status */
+  3,   /* field[3] = total */
+};
+static const ProtobufCIntRange berth__v1__image_progress__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor berth__v1__image_progress__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.ImageProgress",
+  "ImageProgress",
+  "Berth__V1__ImageProgress",
+  "berth.v1",
+  sizeof(Berth__V1__ImageProgress),
+  4,
+  berth__v1__image_progress__field_descriptors,
+  berth__v1__image_progress__field_indices_by_name,
+  1,  berth__v1__image_progress__number_ranges,
+  (ProtobufCMessageInit) berth__v1__image_progress__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__pull_image_response__field_descriptors[2] =
+{
+  {
+    "progress",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__PullImageResponse, event_case),
+    offsetof(Berth__V1__PullImageResponse, progress),
+    &berth__v1__image_progress__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "image",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__PullImageResponse, event_case),
+    offsetof(Berth__V1__PullImageResponse, image),
+    &berth__v1__image__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__pull_image_response__field_indices_by_name[] = {
+  1,   /* field[1] = image */
+  0,   /* field[0] = progress */
+};
+static const ProtobufCIntRange berth__v1__pull_image_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor berth__v1__pull_image_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.PullImageResponse",
+  "PullImageResponse",
+  "Berth__V1__PullImageResponse",
+  "berth.v1",
+  sizeof(Berth__V1__PullImageResponse),
+  2,
+  berth__v1__pull_image_response__field_descriptors,
+  berth__v1__pull_image_response__field_indices_by_name,
+  1,  berth__v1__pull_image_response__number_ranges,
+  (ProtobufCMessageInit) berth__v1__pull_image_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__inspect_image_request__field_descriptors[1] =
+{
+  {
+    "image",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__InspectImageRequest, image),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__inspect_image_request__field_indices_by_name[] = {
+  0,   /* field[0] = image */
+};
+static const ProtobufCIntRange berth__v1__inspect_image_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor berth__v1__inspect_image_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.InspectImageRequest",
+  "InspectImageRequest",
+  "Berth__V1__InspectImageRequest",
+  "berth.v1",
+  sizeof(Berth__V1__InspectImageRequest),
+  1,
+  berth__v1__inspect_image_request__field_descriptors,
+  berth__v1__inspect_image_request__field_indices_by_name,
+  1,  berth__v1__inspect_image_request__number_ranges,
+  (ProtobufCMessageInit) berth__v1__inspect_image_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__inspect_image_response__field_descriptors[1] =
+{
+  {
+    "image",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__InspectImageResponse, image),
+    &berth__v1__image__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__inspect_image_response__field_indices_by_name[] = {
+  0,   /* field[0] = image */
+};
+static const ProtobufCIntRange berth__v1__inspect_image_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor berth__v1__inspect_image_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.InspectImageResponse",
+  "InspectImageResponse",
+  "Berth__V1__InspectImageResponse",
+  "berth.v1",
+  sizeof(Berth__V1__InspectImageResponse),
+  1,
+  berth__v1__inspect_image_response__field_descriptors,
+  berth__v1__inspect_image_response__field_indices_by_name,
+  1,  berth__v1__inspect_image_response__number_ranges,
+  (ProtobufCMessageInit) berth__v1__inspect_image_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__remove_image_request__field_descriptors[2] =
+{
+  {
+    "image",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__RemoveImageRequest, image),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "force",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__RemoveImageRequest, force),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__remove_image_request__field_indices_by_name[] = {
+  1,   /* field[1] = force */
+  0,   /* field[0] = image */
+};
+static const ProtobufCIntRange berth__v1__remove_image_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor berth__v1__remove_image_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.RemoveImageRequest",
+  "RemoveImageRequest",
+  "Berth__V1__RemoveImageRequest",
+  "berth.v1",
+  sizeof(Berth__V1__RemoveImageRequest),
+  2,
+  berth__v1__remove_image_request__field_descriptors,
+  berth__v1__remove_image_request__field_indices_by_name,
+  1,  berth__v1__remove_image_request__number_ranges,
+  (ProtobufCMessageInit) berth__v1__remove_image_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__remove_image_response__field_descriptors[2] =
+{
+  {
+    "untagged",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Berth__V1__RemoveImageResponse, n_untagged),
+    offsetof(Berth__V1__RemoveImageResponse, untagged),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "deleted",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Berth__V1__RemoveImageResponse, n_deleted),
+    offsetof(Berth__V1__RemoveImageResponse, deleted),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__remove_image_response__field_indices_by_name[] = {
+  1,   /* field[1] = deleted */
+  0,   /* field[0] = untagged */
+};
+static const ProtobufCIntRange berth__v1__remove_image_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor berth__v1__remove_image_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.RemoveImageResponse",
+  "RemoveImageResponse",
+  "Berth__V1__RemoveImageResponse",
+  "berth.v1",
+  sizeof(Berth__V1__RemoveImageResponse),
+  2,
+  berth__v1__remove_image_response__field_descriptors,
+  berth__v1__remove_image_response__field_indices_by_name,
+  1,  berth__v1__remove_image_response__number_ranges,
+  (ProtobufCMessageInit) berth__v1__remove_image_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+#define berth__v1__prune_images_request__field_descriptors NULL
+#define berth__v1__prune_images_request__field_indices_by_name NULL
+#define berth__v1__prune_images_request__number_ranges NULL
+const ProtobufCMessageDescriptor berth__v1__prune_images_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.PruneImagesRequest",
+  "PruneImagesRequest",
+  "Berth__V1__PruneImagesRequest",
+  "berth.v1",
+  sizeof(Berth__V1__PruneImagesRequest),
+  0,
+  berth__v1__prune_images_request__field_descriptors,
+  berth__v1__prune_images_request__field_indices_by_name,
+  0,  berth__v1__prune_images_request__number_ranges,
+  (ProtobufCMessageInit) berth__v1__prune_images_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor berth__v1__prune_images_response__field_descriptors[2] =
+{
+  {
+    "deleted",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Berth__V1__PruneImagesResponse, n_deleted),
+    offsetof(Berth__V1__PruneImagesResponse, deleted),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "reclaimed_bytes",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__PruneImagesResponse, reclaimed_bytes),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned berth__v1__prune_images_response__field_indices_by_name[] = {
+  0,   /* field[0] = deleted */
+  1,   /* field[1] = reclaimed_bytes */
+};
+static const ProtobufCIntRange berth__v1__prune_images_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor berth__v1__prune_images_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "berth.v1.PruneImagesResponse",
+  "PruneImagesResponse",
+  "Berth__V1__PruneImagesResponse",
+  "berth.v1",
+  sizeof(Berth__V1__PruneImagesResponse),
+  2,
+  berth__v1__prune_images_response__field_descriptors,
+  berth__v1__prune_images_response__field_indices_by_name,
+  1,  berth__v1__prune_images_response__number_ranges,
+  (ProtobufCMessageInit) berth__v1__prune_images_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor berth__v1__import_image_request__field_descriptors[1] =
@@ -5023,7 +6352,7 @@ const ProtobufCMessageDescriptor berth__v1__restart_policy__descriptor =
   (ProtobufCMessageInit) berth__v1__restart_policy__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor berth__v1__container_spec__field_descriptors[26] =
+static const ProtobufCFieldDescriptor berth__v1__container_spec__field_descriptors[29] =
 {
   {
     "name",
@@ -5337,6 +6666,42 @@ static const ProtobufCFieldDescriptor berth__v1__container_spec__field_descripto
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "user_set",
+    40,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__ContainerSpec, user_set),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "entrypoint",
+    41,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Berth__V1__ContainerSpec, n_entrypoint),
+    offsetof(Berth__V1__ContainerSpec, entrypoint),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "entrypoint_set",
+    42,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Berth__V1__ContainerSpec, entrypoint_set),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned berth__v1__container_spec__field_indices_by_name[] = {
   23,   /* field[23] = allow_new_privileges */
@@ -5345,6 +6710,8 @@ static const unsigned berth__v1__container_spec__field_indices_by_name[] = {
   19,   /* field[19] = cap_add */
   20,   /* field[20] = cap_drop */
   15,   /* field[15] = dns */
+  27,   /* field[27] = entrypoint */
+  28,   /* field[28] = entrypoint_set */
   4,   /* field[4] = env */
   16,   /* field[16] = extra_hosts */
   7,   /* field[7] = hostname */
@@ -5364,12 +6731,14 @@ static const unsigned berth__v1__container_spec__field_indices_by_name[] = {
   11,   /* field[11] = stop_signal */
   12,   /* field[12] = stop_timeout */
   6,   /* field[6] = user */
+  26,   /* field[26] = user_set */
   5,   /* field[5] = working_dir */
 };
-static const ProtobufCIntRange berth__v1__container_spec__number_ranges[1 + 1] =
+static const ProtobufCIntRange berth__v1__container_spec__number_ranges[2 + 1] =
 {
   { 1, 0 },
-  { 0, 26 }
+  { 40, 26 },
+  { 0, 29 }
 };
 const ProtobufCMessageDescriptor berth__v1__container_spec__descriptor =
 {
@@ -5379,10 +6748,10 @@ const ProtobufCMessageDescriptor berth__v1__container_spec__descriptor =
   "Berth__V1__ContainerSpec",
   "berth.v1",
   sizeof(Berth__V1__ContainerSpec),
-  26,
+  29,
   berth__v1__container_spec__field_descriptors,
   berth__v1__container_spec__field_indices_by_name,
-  1,  berth__v1__container_spec__number_ranges,
+  2,  berth__v1__container_spec__number_ranges,
   (ProtobufCMessageInit) berth__v1__container_spec__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
@@ -9311,7 +10680,7 @@ const ProtobufCMessageDescriptor berth__v1__events_response__descriptor =
   (ProtobufCMessageInit) berth__v1__events_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor berth__v1__request__field_descriptors[28] =
+static const ProtobufCFieldDescriptor berth__v1__request__field_descriptors[33] =
 {
   {
     "hello",
@@ -9638,6 +11007,66 @@ static const ProtobufCFieldDescriptor berth__v1__request__field_descriptors[28] 
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
   {
+    "load_image",
+    40,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__Request, call_case),
+    offsetof(Berth__V1__Request, load_image),
+    &berth__v1__load_image_request__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "pull_image",
+    41,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__Request, call_case),
+    offsetof(Berth__V1__Request, pull_image),
+    &berth__v1__pull_image_request__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "inspect_image",
+    42,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__Request, call_case),
+    offsetof(Berth__V1__Request, inspect_image),
+    &berth__v1__inspect_image_request__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "remove_image",
+    43,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__Request, call_case),
+    offsetof(Berth__V1__Request, remove_image),
+    &berth__v1__remove_image_request__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "prune_images",
+    44,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__Request, call_case),
+    offsetof(Berth__V1__Request, prune_images),
+    &berth__v1__prune_images_request__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
     "events",
     60,
     PROTOBUF_C_LABEL_NONE,
@@ -9654,12 +11083,13 @@ static const unsigned berth__v1__request__field_indices_by_name[] = {
   4,   /* field[4] = create_container */
   16,   /* field[16] = create_network */
   20,   /* field[20] = create_pod */
-  27,   /* field[27] = events */
+  32,   /* field[32] = events */
   15,   /* field[15] = exec */
   0,   /* field[0] = hello */
   2,   /* field[2] = import_image */
   1,   /* field[1] = info */
   13,   /* field[13] = inspect_container */
+  29,   /* field[29] = inspect_image */
   18,   /* field[18] = inspect_network */
   22,   /* field[22] = inspect_pod */
   11,   /* field[11] = kill_container */
@@ -9667,8 +11097,12 @@ static const unsigned berth__v1__request__field_indices_by_name[] = {
   3,   /* field[3] = list_images */
   17,   /* field[17] = list_networks */
   21,   /* field[21] = list_pods */
+  27,   /* field[27] = load_image */
   14,   /* field[14] = logs */
+  31,   /* field[31] = prune_images */
+  28,   /* field[28] = pull_image */
   9,   /* field[9] = remove_container */
+  30,   /* field[30] = remove_image */
   19,   /* field[19] = remove_network */
   25,   /* field[25] = remove_pod */
   12,   /* field[12] = restart_container */
@@ -9680,11 +11114,12 @@ static const unsigned berth__v1__request__field_indices_by_name[] = {
   24,   /* field[24] = stop_pod */
   7,   /* field[7] = wait */
 };
-static const ProtobufCIntRange berth__v1__request__number_ranges[2 + 1] =
+static const ProtobufCIntRange berth__v1__request__number_ranges[3 + 1] =
 {
   { 1, 0 },
-  { 60, 27 },
-  { 0, 28 }
+  { 40, 27 },
+  { 60, 32 },
+  { 0, 33 }
 };
 const ProtobufCMessageDescriptor berth__v1__request__descriptor =
 {
@@ -9694,14 +11129,14 @@ const ProtobufCMessageDescriptor berth__v1__request__descriptor =
   "Berth__V1__Request",
   "berth.v1",
   sizeof(Berth__V1__Request),
-  28,
+  33,
   berth__v1__request__field_descriptors,
   berth__v1__request__field_indices_by_name,
-  2,  berth__v1__request__number_ranges,
+  3,  berth__v1__request__number_ranges,
   (ProtobufCMessageInit) berth__v1__request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor berth__v1__response__field_descriptors[29] =
+static const ProtobufCFieldDescriptor berth__v1__response__field_descriptors[34] =
 {
   {
     "error",
@@ -10040,6 +11475,66 @@ static const ProtobufCFieldDescriptor berth__v1__response__field_descriptors[29]
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
   {
+    "load_image",
+    40,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__Response, result_case),
+    offsetof(Berth__V1__Response, load_image),
+    &berth__v1__load_image_response__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "pull_image",
+    41,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__Response, result_case),
+    offsetof(Berth__V1__Response, pull_image),
+    &berth__v1__pull_image_response__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "inspect_image",
+    42,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__Response, result_case),
+    offsetof(Berth__V1__Response, inspect_image),
+    &berth__v1__inspect_image_response__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "remove_image",
+    43,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__Response, result_case),
+    offsetof(Berth__V1__Response, remove_image),
+    &berth__v1__remove_image_response__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "prune_images",
+    44,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Berth__V1__Response, result_case),
+    offsetof(Berth__V1__Response, prune_images),
+    &berth__v1__prune_images_response__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
     "events",
     60,
     PROTOBUF_C_LABEL_NONE,
@@ -10057,12 +11552,13 @@ static const unsigned berth__v1__response__field_indices_by_name[] = {
   17,   /* field[17] = create_network */
   21,   /* field[21] = create_pod */
   0,   /* field[0] = error */
-  28,   /* field[28] = events */
+  33,   /* field[33] = events */
   16,   /* field[16] = exec */
   1,   /* field[1] = hello */
   3,   /* field[3] = import_image */
   2,   /* field[2] = info */
   14,   /* field[14] = inspect_container */
+  30,   /* field[30] = inspect_image */
   19,   /* field[19] = inspect_network */
   23,   /* field[23] = inspect_pod */
   12,   /* field[12] = kill_container */
@@ -10070,8 +11566,12 @@ static const unsigned berth__v1__response__field_indices_by_name[] = {
   4,   /* field[4] = list_images */
   18,   /* field[18] = list_networks */
   22,   /* field[22] = list_pods */
+  28,   /* field[28] = load_image */
   15,   /* field[15] = logs */
+  32,   /* field[32] = prune_images */
+  29,   /* field[29] = pull_image */
   10,   /* field[10] = remove_container */
+  31,   /* field[31] = remove_image */
   20,   /* field[20] = remove_network */
   26,   /* field[26] = remove_pod */
   13,   /* field[13] = restart_container */
@@ -10083,11 +11583,12 @@ static const unsigned berth__v1__response__field_indices_by_name[] = {
   25,   /* field[25] = stop_pod */
   8,   /* field[8] = wait */
 };
-static const ProtobufCIntRange berth__v1__response__number_ranges[2 + 1] =
+static const ProtobufCIntRange berth__v1__response__number_ranges[3 + 1] =
 {
   { 1, 0 },
-  { 60, 28 },
-  { 0, 29 }
+  { 40, 28 },
+  { 60, 33 },
+  { 0, 34 }
 };
 const ProtobufCMessageDescriptor berth__v1__response__descriptor =
 {
@@ -10097,10 +11598,10 @@ const ProtobufCMessageDescriptor berth__v1__response__descriptor =
   "Berth__V1__Response",
   "berth.v1",
   sizeof(Berth__V1__Response),
-  29,
+  34,
   berth__v1__response__field_descriptors,
   berth__v1__response__field_indices_by_name,
-  2,  berth__v1__response__number_ranges,
+  3,  berth__v1__response__number_ranges,
   (ProtobufCMessageInit) berth__v1__response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };

@@ -106,8 +106,9 @@ enum CLI {
     static let commands: [Command] = [
         Command(name: "info", usage: "berth info", summary: "Show the agent's host, kernel, cgroup layout and counts",
                 help: "", run: Commands.info),
-        Command(name: "image", usage: "berth image import NAME FILE | berth image ls", summary: "Import or list images",
-                help: "  import NAME FILE   Import a root-file-system tarball (plain or gzip; FILE - reads stdin)\n  ls                 List images\n",
+        Command(name: "image", usage: "berth image import NAME FILE | load [-t NAME] FILE | pull [-q] REF | ls | inspect IMAGE... | rm [-f] IMAGE... | prune",
+                summary: "Import, load, pull, list, inspect and remove images",
+                help: "  import NAME FILE   Import a root-file-system tarball (plain or gzip; FILE - reads stdin)\n  load [-t NAME] FILE  Load an OCI image layout or docker-archive tar (docker save); -t names an unnamed image\n  pull [-q] [--username U --password P|--password-stdin] REF\n                     Pull name[:tag] or host[:port]/repo/name@sha256:... from its registry\n  ls                 List images\n  inspect IMAGE...   Config, layers and users of images, as JSON\n  rm [-f] IMAGE...   Remove names (an id: all of them) and unused files; -f even if containers use it\n  prune              Remove images without a name or a container, unused layers and partial downloads\n",
                 run: Commands.image),
         Command(name: "images", usage: "berth images", summary: "List images (same as image ls)", help: "", run: Commands.images),
         Command(name: "run", usage: "berth run [-d] [--rm] [--name N] [--hostname H] [-e K=V]... [-w DIR] [-u UID[:GID]] [--restart POLICY] [-l K=V]... [--network NET] [-p PORTS]... [--dns IP]... [--add-host N:IP]... [--pod P] [--rootfs DIR] IMAGE [CMD...]",
@@ -266,6 +267,8 @@ struct Arguments {
     private var index = 0
     /// The command whose arguments these are, for usage errors.
     var command: Command?
+    /// run/create --pull: missing (default), always or never (ImageCommands.swift).
+    var pull = "missing"
 
     init(_ items: [String]) { self.items = items }
 

@@ -15,6 +15,8 @@ enum Commands {
       -w, --workdir DIR      Working directory inside the container (created if missing)
       -u, --user UID[:GID]   Numeric user and group to run as
           --rootfs DIR       Use a host directory as the root file system instead of an image
+          --entrypoint CMD   Replace the image's Entrypoint (and drop its Cmd)
+          --pull POLICY      missing (default: pull the image when it is not there), always or never
           --restart POLICY   no, on-failure[:N] or always (exponential backoff)
       -l, --label K=V        Metadata for filtering (repeatable)
           --stop-signal SIG  Signal for stop (default TERM)
@@ -63,7 +65,8 @@ enum Commands {
         Load average:       \(FleetCommands.fixed2(i.load1)) \(FleetCommands.fixed2(i.load5)) \(FleetCommands.fixed2(i.load15))
         Containers:         \(i.containers) (running \(i.containersRunning), stopped \(i.containersStopped))
         Pods:               \(i.pods)
-        Images:             \(i.images)
+        Images:             \(i.images) (\(i.imageLayers) layer\(i.imageLayers == 1 ? "" : "s"), \(Format.bytesIEC(i.imageLayersBytes)); blobs \(Format.bytesIEC(i.imageBlobsBytes)), partial downloads \(Format.bytesIEC(i.imageDownloadsBytes)))
+        Containers' changes: \(Format.bytesIEC(i.containersBytes))
         State dir:          \(i.stateDir)
         Run dir:            \(i.runDir)
         Networks:           \(i.networks.isEmpty ? "none yet" : "")
@@ -81,7 +84,7 @@ enum Commands {
 
     static func image(_ args: inout Arguments, _ g: Globals) async throws -> Int32 {
         args.command = CLI.find("image")
-        guard let sub = args.next() else { throw UsageError(message: "image needs a subcommand: import or ls", command: args.command) }
+        guard let sub = args.next() else { throw UsageError(message: "image needs a subcommand: import, load, pull, ls, inspect, rm or prune", command: args.command) }
         switch sub {
         case "import":
             guard let name = args.next(), let file = args.next() else {
@@ -94,6 +97,12 @@ enum Commands {
             return ExitCode.ok
         case "ls", "list":
             return try await images(&args, g)
+        // Images (issue 9): ImageCommands.swift.
+        case "load": return try await ImageCommands.load(&args, g)
+        case "pull": return try await ImageCommands.pull(&args, g)
+        case "inspect": return try await ImageCommands.inspect(&args, g)
+        case "rm", "remove", "rmi": return try await ImageCommands.remove(&args, g)
+        case "prune": return try await ImageCommands.prune(&args, g)
         default:
             throw UsageError(message: "unknown image subcommand \"\(sub)\"", command: args.command)
         }
@@ -122,7 +131,7 @@ enum Commands {
             // create + start; the id on stdout, as docker prints it.
             do {
                 let client = try await g.connect()
-                let created = try await client.createContainer(spec)
+                let created = try await ImageCommands.pullingIfMissing(client, spec.image, policy: args.pull) { try await client.createContainer(spec) }
                 _ = try await client.startContainer(created.id)
                 out(created.id + "\n")
                 return ExitCode.ok
@@ -140,7 +149,7 @@ enum Commands {
         let run: ContainerRun
         do {
             client = try await g.connect()
-            run = try await client.run(spec)
+            run = try await ImageCommands.pullingIfMissing(client, spec.image, policy: args.pull) { try await client.run(spec) }
         } catch {
             let e = error.berthError("run")
             err("Error: \(e.message)\n")
@@ -177,7 +186,7 @@ enum Commands {
         args.command = CLI.find("create")
         let spec = try parseSpec(&args, allowRm: false)
         let client = try await g.connect()
-        let c = try await client.createContainer(spec)
+        let c = try await ImageCommands.pullingIfMissing(client, spec.image, policy: args.pull) { try await client.createContainer(spec) }
         out(c.id + "\n")
         return ExitCode.ok
     }
@@ -488,7 +497,20 @@ enum Commands {
                     spec.env.append("\(v)=\(host)")  // docker: -e KEY passes the caller's value
                 }
             case "-w", "--workdir": spec.workingDir = try args.value(for: flag, inline)
-            case "-u", "--user": spec.user = try parseUser(try args.value(for: flag, inline), args.command)
+            case "-u", "--user":
+                spec.user = try parseUser(try args.value(for: flag, inline), args.command)
+                spec.userSet = true
+            case "--pull":
+                let v = try args.value(for: flag, inline)
+                guard ["missing", "always", "never"].contains(v) else {
+                    throw UsageError(message: "--pull takes missing, always or never, not \"\(v)\"", command: args.command)
+                }
+                args.pull = v
+            case "--entrypoint":
+                // docker: one executable (an empty string clears the image's entrypoint).
+                let v = try args.value(for: flag, inline)
+                spec.entrypoint = v.isEmpty ? [] : [v]
+                spec.entrypointSet = true
             case "--rootfs": spec.rootfs = try args.value(for: flag, inline)
             case "-d" where allowRm, "--detach" where allowRm: detach = true
             case "--restart":
@@ -585,7 +607,7 @@ enum Commands {
             spec.rootfs = currentDirectory() + "/" + spec.rootfs
         }
         spec.args = args.consumeAll()
-        if spec.args.isEmpty { throw UsageError(message: "a command is required: images carry no default command yet", command: args.command) }
+        // No command: the image's Entrypoint/Cmd (the agent refuses when it has neither).
         return spec
     }
 

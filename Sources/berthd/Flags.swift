@@ -119,6 +119,19 @@ let agentOptions: [AgentOption] = [
     AgentOption(name: "keepalive", kind: .value) { (s, v) throws(OptionError) in
         s.config.keepaliveSeconds = try number(v, 1...UInt32.max, "a positive number of seconds")
     },
+    AgentOption(name: "insecure-registry", kind: .repeatable) { $0.config.registry.insecure.insert($1) },
+    AgentOption(name: "registry-ca", kind: .repeatable) { (s, v) throws(OptionError) in
+        guard let eq = v.firstIndex(of: "="), eq != v.startIndex, v.index(after: eq) != v.endIndex else {
+            throw OptionError(reason: "takes HOST[:PORT]=FILE, not \"\(v)\"")
+        }
+        s.config.registry.caFiles[String(v[..<eq])] = String(v[v.index(after: eq)...])
+    },
+    AgentOption(name: "registry-timeout", kind: .value) { (s, v) throws(OptionError) in
+        s.config.registry.timeoutSeconds = try number(v, 1...86400, "a number of seconds from 1 to 86400")
+    },
+    AgentOption(name: "registry-max-speed", kind: .value) { (s, v) throws(OptionError) in
+        s.config.registry.maxBytesPerSecond = try number(v, 0...Int64.max, "a number of bytes per second")
+    },
 ]
 
 private let optionsByName: [String: AgentOption] = Dictionary(uniqueKeysWithValues: agentOptions.map { ($0.name, $0) })

@@ -52,6 +52,12 @@ Options:
                        listened on; a client certificate with OU=viewer may only read
   --default-network N  Network of containers run without --network: bridge, none,
                        host or a user network (default bridge)
+  --insecure-registry HOST[:PORT]  Pull from this registry over plain HTTP (repeatable);
+                       every other registry is HTTPS, verified
+  --registry-ca HOST[:PORT]=FILE   Verify this registry against the CA in FILE (PEM)
+                       instead of the system store (repeatable)
+  --registry-timeout S A registry that sends nothing for S seconds fails the pull (default 30)
+  --registry-max-speed BYTES  Limit each layer download to BYTES per second (default: none)
   --exit-on-stdin-eof  Shut down cleanly when standard input reaches end of file
                        (for supervisors and tests that hand the agent a pipe)
   -h, --help           Show this help

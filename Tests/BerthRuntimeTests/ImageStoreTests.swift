@@ -194,7 +194,8 @@ func idOf(_ bytes: [UInt8]) throws -> String {
 /// The store's directory holds its skeleton and nothing from a failed import.
 func expectPristine(_ store: ImageStore, sourceLocation: SourceLocation = #_sourceLocation) throws {
     #expect(store.count == 0, sourceLocation: sourceLocation)
-    #expect(try Files.list(store.directory) == ["by-id", "tmp"], sourceLocation: sourceLocation)
+    #expect(try Files.list(store.directory).sorted() == ["blobs", "by-id", "downloads", "layers", "tmp"], sourceLocation: sourceLocation)
+    #expect(try Files.list("\(store.directory)/layers") == [], sourceLocation: sourceLocation)
     #expect(try Files.list("\(store.directory)/by-id") == [], sourceLocation: sourceLocation)
     #expect(try Files.list("\(store.directory)/tmp") == [], sourceLocation: sourceLocation)
 }
@@ -566,7 +567,7 @@ func expectError(_ code: BerthError.Code, containing fragment: String, sourceLoc
                 Issue.record("resolved a missing image")
             } catch let e as BerthError {
                 #expect(e.code == .notFound)
-                #expect(e.message == #"image "busybox:latest" not found; import it with: berth image import busybox:latest FILE"#)
+                #expect(e.message == #"image "busybox:latest" not found; pull it with: berth image pull busybox:latest, or import it with: berth image import busybox:latest FILE"#)
             }
             expectError(.invalidArgument, containing: "invalid image name \"Bad Name\"") { _ = try store.resolve("Bad Name") }
 
@@ -607,7 +608,7 @@ func expectError(_ code: BerthError.Code, containing fragment: String, sourceLoc
                 image,
             ])
             #expect(try Files.list("\(dir)/tmp") == [])
-            #expect(try Files.list(dir) == ["by-id", "refs", "tmp"])
+            #expect(try Files.list(dir).sorted() == ["blobs", "by-id", "downloads", "layers", "refs", "tmp"])
 
             // A damaged meta file costs the size and time, not the image.
             try Files.writeAtomically("\(dir)/by-id/\(image.id.dropFirst(7))/meta", Array("size=lots\ncreated".utf8))

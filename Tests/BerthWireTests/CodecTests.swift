@@ -23,6 +23,9 @@ private let fullSpec: ContainerSpec = {
     spec.env = ["PATH=/usr/bin:/bin", "EMOJI=🚢", "EMPTY="]
     spec.workingDir = "/var/www"
     spec.user = User(uid: 1000, gid: UInt32.max)
+    spec.userSet = true
+    spec.entrypoint = ["/bin/tini", "--"]
+    spec.entrypointSet = true
     spec.hostname = "web-host"
     spec.autoRemove = true
     spec.labels = ["tier": "web", "owner": "ops team", "empty": ""]
@@ -82,6 +85,11 @@ private let fullInfo: InfoResponse = {
     info.hostname = "host"
     info.nodeName = "node-1"
     info.agentVersion = "0.1.0"
+    info.imageLayers = 7
+    info.imageLayersBytes = 1 << 33
+    info.imageBlobsBytes = 12
+    info.imageDownloadsBytes = 13
+    info.containersBytes = 14
     info.kernel = "6.1.0-18-amd64"
     info.os = "Debian GNU/Linux 12 (bookworm)"
     info.architecture = "x86_64"
@@ -137,6 +145,10 @@ struct CodecRoundTripTests {
         .inspectContainer("web"), .inspectContainer(""),
         .logs(fullLogs), .logs(LogsRequest(container: "")),
         .exec(fullExec), .exec(ExecRequest(container: "", args: [])),
+        .loadImage(name: "team/app:v1"), .loadImage(name: ""),
+        .pullImage(PullImageRequest(reference: "127.0.0.1:5000/a/b@sha256:00", username: "u", password: "p")),
+        .pullImage(PullImageRequest(reference: "")),
+        .inspectImage("busybox"), .removeImage("busybox", force: true), .removeImage("", force: false), .pruneImages,
     ]
 
     @Test("Request", arguments: requests)
@@ -162,7 +174,31 @@ struct CodecRoundTripTests {
         .stopContainer(fullContainer), .restartContainer(fullContainer), .inspectContainer(fullContainer),
         .inspectContainer(Container()), .killContainer, .logs,
         .exec(.started(pid: 4242)), .exec(.started(pid: 0)), .exec(.exit(ExitStatus(exitCode: 130, signal: 2, finishedUnix: 9))),
+        .loadImage([layeredImage, fullImage]), .loadImage([]),
+        .pullImage(.progress(ImageProgress(id: "sha256:ab", status: "downloading", current: 5, total: 9))),
+        .pullImage(.progress(ImageProgress(id: "", status: ""))), .pullImage(.image(layeredImage)),
+        .inspectImage(layeredImage), .removeImage(untagged: ["a:b"], deleted: ["sha256:1", "sha256:2"]),
+        .removeImage(untagged: [], deleted: []), .pruneImages(deleted: ["sha256:1"], reclaimedBytes: 1 << 40),
+        .pruneImages(deleted: [], reclaimedBytes: 0),
     ]
+
+    static let layeredImage: Image = {
+        var i = Image(name: "127.0.0.1:5000/team/app:v1", id: "sha256:82", sizeBytes: 3, createdUnix: 4)
+        i.config.entrypoint = ["/bin/sh", "-c"]
+        i.config.cmd = ["echo hi"]
+        i.config.env = ["PATH=/bin"]
+        i.config.workingDir = "/work"
+        i.config.user = "app:app"
+        i.config.exposedPorts = ["80/tcp", "53/udp"]
+        i.config.stopSignal = "SIGQUIT"
+        i.config.labels = ["a": "b", "c": ""]
+        i.layers = ["sha256:1", "sha256:2"]
+        i.digest = "sha256:6f"
+        i.os = "linux"
+        i.architecture = "amd64"
+        i.containers = ["0123"]
+        return i
+    }()
 
     @Test("Response", arguments: responses)
     func response(_ response: Response) throws {

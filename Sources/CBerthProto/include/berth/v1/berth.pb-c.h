@@ -26,6 +26,18 @@ typedef struct Berth__V1__HelloResponse Berth__V1__HelloResponse;
 typedef struct Berth__V1__InfoRequest Berth__V1__InfoRequest;
 typedef struct Berth__V1__InfoResponse Berth__V1__InfoResponse;
 typedef struct Berth__V1__Image Berth__V1__Image;
+typedef struct Berth__V1__ImageConfig Berth__V1__ImageConfig;
+typedef struct Berth__V1__LoadImageRequest Berth__V1__LoadImageRequest;
+typedef struct Berth__V1__LoadImageResponse Berth__V1__LoadImageResponse;
+typedef struct Berth__V1__PullImageRequest Berth__V1__PullImageRequest;
+typedef struct Berth__V1__ImageProgress Berth__V1__ImageProgress;
+typedef struct Berth__V1__PullImageResponse Berth__V1__PullImageResponse;
+typedef struct Berth__V1__InspectImageRequest Berth__V1__InspectImageRequest;
+typedef struct Berth__V1__InspectImageResponse Berth__V1__InspectImageResponse;
+typedef struct Berth__V1__RemoveImageRequest Berth__V1__RemoveImageRequest;
+typedef struct Berth__V1__RemoveImageResponse Berth__V1__RemoveImageResponse;
+typedef struct Berth__V1__PruneImagesRequest Berth__V1__PruneImagesRequest;
+typedef struct Berth__V1__PruneImagesResponse Berth__V1__PruneImagesResponse;
 typedef struct Berth__V1__ImportImageRequest Berth__V1__ImportImageRequest;
 typedef struct Berth__V1__ImportImageResponse Berth__V1__ImportImageResponse;
 typedef struct Berth__V1__ListImagesRequest Berth__V1__ListImagesRequest;
@@ -291,6 +303,15 @@ struct  Berth__V1__InfoResponse
   size_t n_warnings;
   char **warnings;
   /*
+   * Disk use of the image store (docs/state.md): unpacked layers and plain imported trees,
+   * verified blobs (configs, manifests), partial downloads; and the containers' upper dirs.
+   */
+  uint32_t image_layers;
+  uint64_t image_layers_bytes;
+  uint64_t image_blobs_bytes;
+  uint64_t image_downloads_bytes;
+  uint64_t containers_bytes;
+  /*
    * What a scheduler weighs (berth node ls): memory the kernel reports available
    * (MemAvailable), the load averages, pods, and seconds since the host booted.
    */
@@ -304,7 +325,7 @@ struct  Berth__V1__InfoResponse
 };
 #define BERTH__V1__INFO_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&berth__v1__info_response__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0, 0, 0, 0, 0, 0, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
 
 
 struct  Berth__V1__Image
@@ -315,7 +336,7 @@ struct  Berth__V1__Image
    */
   char *name;
   /*
-   * "sha256:<hex of the imported tarball>"
+   * "sha256:<hex>": of the image config (loaded, pulled) or of the imported tarball
    */
   char *id;
   /*
@@ -323,10 +344,248 @@ struct  Berth__V1__Image
    */
   uint64_t size_bytes;
   int64_t created_unix;
+  /*
+   * Loaded and pulled images only (empty for a plain `image import`):
+   */
+  /*
+   * the defaults a container takes from the image
+   */
+  Berth__V1__ImageConfig *config;
+  /*
+   * the layers' diff ids ("sha256:…" of the uncompressed tar), bottom first
+   */
+  size_t n_layers;
+  char **layers;
+  /*
+   * "sha256:…" of the manifest it was pulled by, if pulled
+   */
+  char *digest;
+  char *os;
+  char *architecture;
+  /*
+   * in InspectImage answers: ids of the containers using it
+   */
+  size_t n_containers;
+  char **containers;
 };
 #define BERTH__V1__IMAGE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&berth__v1__image__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, NULL, 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL }
+
+
+/*
+ * The parts of an OCI image config that become a container's defaults.
+ */
+struct  Berth__V1__ImageConfig
+{
+  ProtobufCMessage base;
+  size_t n_entrypoint;
+  char **entrypoint;
+  size_t n_cmd;
+  char **cmd;
+  /*
+   * "KEY=VALUE"
+   */
+  size_t n_env;
+  char **env;
+  char *working_dir;
+  /*
+   * "uid[:gid]" or a name in the image's /etc/passwd
+   */
+  char *user;
+  /*
+   * "80/tcp"
+   */
+  size_t n_exposed_ports;
+  char **exposed_ports;
+  /*
+   * "SIGQUIT"
+   */
+  char *stop_signal;
+  size_t n_labels;
+  Berth__V1__Label **labels;
+};
+#define BERTH__V1__IMAGE_CONFIG__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__image_config__descriptor) \
+    , 0,NULL, 0,NULL, 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, 0,NULL }
+
+
+/*
+ * Followed by DATA frames (Chunk, channel PAYLOAD) holding an OCI image layout or a
+ * docker-archive (`docker save`) as a tar stream (plain or gzip), END_STREAM on the last.
+ */
+struct  Berth__V1__LoadImageRequest
+{
+  ProtobufCMessage base;
+  /*
+   * a name for an archive whose only image has none; empty: the names in the archive
+   */
+  char *name;
+};
+#define BERTH__V1__LOAD_IMAGE_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__load_image_request__descriptor) \
+    , (char *)protobuf_c_empty_string }
+
+
+struct  Berth__V1__LoadImageResponse
+{
+  ProtobufCMessage base;
+  size_t n_images;
+  Berth__V1__Image **images;
+};
+#define BERTH__V1__LOAD_IMAGE_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__load_image_response__descriptor) \
+    , 0,NULL }
+
+
+struct  Berth__V1__PullImageRequest
+{
+  ProtobufCMessage base;
+  /*
+   * docker-style: name, name:tag, host:port/repo/name@sha256:…
+   */
+  char *reference;
+  /*
+   * registry credentials (basic auth, or for the bearer-token request); optional
+   */
+  char *username;
+  char *password;
+};
+#define BERTH__V1__PULL_IMAGE_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__pull_image_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+/*
+ * Progress of one piece of a pull: the manifest, or a layer by its digest.
+ */
+struct  Berth__V1__ImageProgress
+{
+  ProtobufCMessage base;
+  /*
+   * "sha256:…" of the blob; "" for the image as a whole
+   */
+  char *id;
+  /*
+   * "resolving", "waiting", "downloading", "exists", "verifying", "extracting", "done"
+   */
+  char *status;
+  /*
+   * bytes downloaded so far (including bytes resumed from an earlier attempt)
+   */
+  uint64_t current;
+  /*
+   * the blob's size from the manifest
+   */
+  uint64_t total;
+};
+#define BERTH__V1__IMAGE_PROGRESS__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__image_progress__descriptor) \
     , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0 }
+
+
+typedef enum {
+  BERTH__V1__PULL_IMAGE_RESPONSE__EVENT__NOT_SET = 0,
+  BERTH__V1__PULL_IMAGE_RESPONSE__EVENT_PROGRESS = 1,
+  BERTH__V1__PULL_IMAGE_RESPONSE__EVENT_IMAGE = 2
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(BERTH__V1__PULL_IMAGE_RESPONSE__EVENT__CASE)
+} Berth__V1__PullImageResponse__EventCase;
+
+/*
+ * Frames on a PullImage stream: any number of `progress`, then `image` with END_STREAM.
+ */
+struct  Berth__V1__PullImageResponse
+{
+  ProtobufCMessage base;
+  Berth__V1__PullImageResponse__EventCase event_case;
+  union {
+    Berth__V1__ImageProgress *progress;
+    Berth__V1__Image *image;
+  };
+};
+#define BERTH__V1__PULL_IMAGE_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__pull_image_response__descriptor) \
+    , BERTH__V1__PULL_IMAGE_RESPONSE__EVENT__NOT_SET, {0} }
+
+
+struct  Berth__V1__InspectImageRequest
+{
+  ProtobufCMessage base;
+  /*
+   * name, or id ("sha256:…" or a unique hex prefix)
+   */
+  char *image;
+};
+#define BERTH__V1__INSPECT_IMAGE_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__inspect_image_request__descriptor) \
+    , (char *)protobuf_c_empty_string }
+
+
+struct  Berth__V1__InspectImageResponse
+{
+  ProtobufCMessage base;
+  Berth__V1__Image *image;
+};
+#define BERTH__V1__INSPECT_IMAGE_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__inspect_image_response__descriptor) \
+    , NULL }
+
+
+struct  Berth__V1__RemoveImageRequest
+{
+  ProtobufCMessage base;
+  char *image;
+  /*
+   * remove the name even when containers use the image (they keep its layers)
+   */
+  protobuf_c_boolean force;
+};
+#define BERTH__V1__REMOVE_IMAGE_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__remove_image_request__descriptor) \
+    , (char *)protobuf_c_empty_string, 0 }
+
+
+struct  Berth__V1__RemoveImageResponse
+{
+  ProtobufCMessage base;
+  /*
+   * names removed
+   */
+  size_t n_untagged;
+  char **untagged;
+  /*
+   * image ids whose files were removed
+   */
+  size_t n_deleted;
+  char **deleted;
+};
+#define BERTH__V1__REMOVE_IMAGE_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__remove_image_response__descriptor) \
+    , 0,NULL, 0,NULL }
+
+
+struct  Berth__V1__PruneImagesRequest
+{
+  ProtobufCMessage base;
+};
+#define BERTH__V1__PRUNE_IMAGES_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__prune_images_request__descriptor) \
+     }
+
+
+struct  Berth__V1__PruneImagesResponse
+{
+  ProtobufCMessage base;
+  /*
+   * image ids and layer diff ids removed
+   */
+  size_t n_deleted;
+  char **deleted;
+  uint64_t reclaimed_bytes;
+};
+#define BERTH__V1__PRUNE_IMAGES_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&berth__v1__prune_images_response__descriptor) \
+    , 0,NULL, 0 }
 
 
 /*
@@ -517,10 +776,20 @@ struct  Berth__V1__ContainerSpec
    */
   size_t n_mounts;
   Berth__V1__Mount **mounts;
+  /*
+   * `user` was given (-u): it overrides the image's User even when it is 0:0.
+   */
+  protobuf_c_boolean user_set;
+  /*
+   * --entrypoint: replaces the image's Entrypoint (and its Cmd) when set.
+   */
+  size_t n_entrypoint;
+  char **entrypoint;
+  protobuf_c_boolean entrypoint_set;
 };
 #define BERTH__V1__CONTAINER_SPEC__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&berth__v1__container_spec__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, (char *)protobuf_c_empty_string, NULL, (char *)protobuf_c_empty_string, 0, 0,NULL, NULL, 0, 0, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0,NULL, (char *)protobuf_c_empty_string, NULL, 0,NULL, 0,NULL, 0, (char *)protobuf_c_empty_string, 0, 0, 0,NULL }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, (char *)protobuf_c_empty_string, NULL, (char *)protobuf_c_empty_string, 0, 0,NULL, NULL, 0, 0, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0,NULL, (char *)protobuf_c_empty_string, NULL, 0,NULL, 0,NULL, 0, (char *)protobuf_c_empty_string, 0, 0, 0,NULL, 0, 0,NULL, 0 }
 
 
 /*
@@ -1633,6 +1902,11 @@ typedef enum {
   BERTH__V1__REQUEST__CALL_STOP_POD = 25,
   BERTH__V1__REQUEST__CALL_REMOVE_POD = 26,
   BERTH__V1__REQUEST__CALL_STATS = 27,
+  BERTH__V1__REQUEST__CALL_LOAD_IMAGE = 40,
+  BERTH__V1__REQUEST__CALL_PULL_IMAGE = 41,
+  BERTH__V1__REQUEST__CALL_INSPECT_IMAGE = 42,
+  BERTH__V1__REQUEST__CALL_REMOVE_IMAGE = 43,
+  BERTH__V1__REQUEST__CALL_PRUNE_IMAGES = 44,
   BERTH__V1__REQUEST__CALL_EVENTS = 60
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(BERTH__V1__REQUEST__CALL__CASE)
 } Berth__V1__Request__CallCase;
@@ -1672,6 +1946,14 @@ struct  Berth__V1__Request
     Berth__V1__StopPodRequest *stop_pod;
     Berth__V1__RemovePodRequest *remove_pod;
     Berth__V1__StatsRequest *stats;
+    /*
+     * Images (issue 9): 40-49.
+     */
+    Berth__V1__LoadImageRequest *load_image;
+    Berth__V1__PullImageRequest *pull_image;
+    Berth__V1__InspectImageRequest *inspect_image;
+    Berth__V1__RemoveImageRequest *remove_image;
+    Berth__V1__PruneImagesRequest *prune_images;
     Berth__V1__EventsRequest *events;
   };
 };
@@ -1710,6 +1992,11 @@ typedef enum {
   BERTH__V1__RESPONSE__RESULT_STOP_POD = 26,
   BERTH__V1__RESPONSE__RESULT_REMOVE_POD = 27,
   BERTH__V1__RESPONSE__RESULT_STATS = 28,
+  BERTH__V1__RESPONSE__RESULT_LOAD_IMAGE = 40,
+  BERTH__V1__RESPONSE__RESULT_PULL_IMAGE = 41,
+  BERTH__V1__RESPONSE__RESULT_INSPECT_IMAGE = 42,
+  BERTH__V1__RESPONSE__RESULT_REMOVE_IMAGE = 43,
+  BERTH__V1__RESPONSE__RESULT_PRUNE_IMAGES = 44,
   BERTH__V1__RESPONSE__RESULT_EVENTS = 60
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(BERTH__V1__RESPONSE__RESULT__CASE)
 } Berth__V1__Response__ResultCase;
@@ -1750,6 +2037,14 @@ struct  Berth__V1__Response
     Berth__V1__StopPodResponse *stop_pod;
     Berth__V1__RemovePodResponse *remove_pod;
     Berth__V1__StatsResponse *stats;
+    /*
+     * Images (issue 9): 40-49.
+     */
+    Berth__V1__LoadImageResponse *load_image;
+    Berth__V1__PullImageResponse *pull_image;
+    Berth__V1__InspectImageResponse *inspect_image;
+    Berth__V1__RemoveImageResponse *remove_image;
+    Berth__V1__PruneImagesResponse *prune_images;
     Berth__V1__EventsResponse *events;
   };
 };
@@ -1966,6 +2261,234 @@ Berth__V1__Image *
                       const uint8_t       *data);
 void   berth__v1__image__free_unpacked
                      (Berth__V1__Image *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__ImageConfig methods */
+void   berth__v1__image_config__init
+                     (Berth__V1__ImageConfig         *message);
+size_t berth__v1__image_config__get_packed_size
+                     (const Berth__V1__ImageConfig   *message);
+size_t berth__v1__image_config__pack
+                     (const Berth__V1__ImageConfig   *message,
+                      uint8_t             *out);
+size_t berth__v1__image_config__pack_to_buffer
+                     (const Berth__V1__ImageConfig   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__ImageConfig *
+       berth__v1__image_config__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__image_config__free_unpacked
+                     (Berth__V1__ImageConfig *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__LoadImageRequest methods */
+void   berth__v1__load_image_request__init
+                     (Berth__V1__LoadImageRequest         *message);
+size_t berth__v1__load_image_request__get_packed_size
+                     (const Berth__V1__LoadImageRequest   *message);
+size_t berth__v1__load_image_request__pack
+                     (const Berth__V1__LoadImageRequest   *message,
+                      uint8_t             *out);
+size_t berth__v1__load_image_request__pack_to_buffer
+                     (const Berth__V1__LoadImageRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__LoadImageRequest *
+       berth__v1__load_image_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__load_image_request__free_unpacked
+                     (Berth__V1__LoadImageRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__LoadImageResponse methods */
+void   berth__v1__load_image_response__init
+                     (Berth__V1__LoadImageResponse         *message);
+size_t berth__v1__load_image_response__get_packed_size
+                     (const Berth__V1__LoadImageResponse   *message);
+size_t berth__v1__load_image_response__pack
+                     (const Berth__V1__LoadImageResponse   *message,
+                      uint8_t             *out);
+size_t berth__v1__load_image_response__pack_to_buffer
+                     (const Berth__V1__LoadImageResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__LoadImageResponse *
+       berth__v1__load_image_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__load_image_response__free_unpacked
+                     (Berth__V1__LoadImageResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__PullImageRequest methods */
+void   berth__v1__pull_image_request__init
+                     (Berth__V1__PullImageRequest         *message);
+size_t berth__v1__pull_image_request__get_packed_size
+                     (const Berth__V1__PullImageRequest   *message);
+size_t berth__v1__pull_image_request__pack
+                     (const Berth__V1__PullImageRequest   *message,
+                      uint8_t             *out);
+size_t berth__v1__pull_image_request__pack_to_buffer
+                     (const Berth__V1__PullImageRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__PullImageRequest *
+       berth__v1__pull_image_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__pull_image_request__free_unpacked
+                     (Berth__V1__PullImageRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__ImageProgress methods */
+void   berth__v1__image_progress__init
+                     (Berth__V1__ImageProgress         *message);
+size_t berth__v1__image_progress__get_packed_size
+                     (const Berth__V1__ImageProgress   *message);
+size_t berth__v1__image_progress__pack
+                     (const Berth__V1__ImageProgress   *message,
+                      uint8_t             *out);
+size_t berth__v1__image_progress__pack_to_buffer
+                     (const Berth__V1__ImageProgress   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__ImageProgress *
+       berth__v1__image_progress__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__image_progress__free_unpacked
+                     (Berth__V1__ImageProgress *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__PullImageResponse methods */
+void   berth__v1__pull_image_response__init
+                     (Berth__V1__PullImageResponse         *message);
+size_t berth__v1__pull_image_response__get_packed_size
+                     (const Berth__V1__PullImageResponse   *message);
+size_t berth__v1__pull_image_response__pack
+                     (const Berth__V1__PullImageResponse   *message,
+                      uint8_t             *out);
+size_t berth__v1__pull_image_response__pack_to_buffer
+                     (const Berth__V1__PullImageResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__PullImageResponse *
+       berth__v1__pull_image_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__pull_image_response__free_unpacked
+                     (Berth__V1__PullImageResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__InspectImageRequest methods */
+void   berth__v1__inspect_image_request__init
+                     (Berth__V1__InspectImageRequest         *message);
+size_t berth__v1__inspect_image_request__get_packed_size
+                     (const Berth__V1__InspectImageRequest   *message);
+size_t berth__v1__inspect_image_request__pack
+                     (const Berth__V1__InspectImageRequest   *message,
+                      uint8_t             *out);
+size_t berth__v1__inspect_image_request__pack_to_buffer
+                     (const Berth__V1__InspectImageRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__InspectImageRequest *
+       berth__v1__inspect_image_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__inspect_image_request__free_unpacked
+                     (Berth__V1__InspectImageRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__InspectImageResponse methods */
+void   berth__v1__inspect_image_response__init
+                     (Berth__V1__InspectImageResponse         *message);
+size_t berth__v1__inspect_image_response__get_packed_size
+                     (const Berth__V1__InspectImageResponse   *message);
+size_t berth__v1__inspect_image_response__pack
+                     (const Berth__V1__InspectImageResponse   *message,
+                      uint8_t             *out);
+size_t berth__v1__inspect_image_response__pack_to_buffer
+                     (const Berth__V1__InspectImageResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__InspectImageResponse *
+       berth__v1__inspect_image_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__inspect_image_response__free_unpacked
+                     (Berth__V1__InspectImageResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__RemoveImageRequest methods */
+void   berth__v1__remove_image_request__init
+                     (Berth__V1__RemoveImageRequest         *message);
+size_t berth__v1__remove_image_request__get_packed_size
+                     (const Berth__V1__RemoveImageRequest   *message);
+size_t berth__v1__remove_image_request__pack
+                     (const Berth__V1__RemoveImageRequest   *message,
+                      uint8_t             *out);
+size_t berth__v1__remove_image_request__pack_to_buffer
+                     (const Berth__V1__RemoveImageRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__RemoveImageRequest *
+       berth__v1__remove_image_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__remove_image_request__free_unpacked
+                     (Berth__V1__RemoveImageRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__RemoveImageResponse methods */
+void   berth__v1__remove_image_response__init
+                     (Berth__V1__RemoveImageResponse         *message);
+size_t berth__v1__remove_image_response__get_packed_size
+                     (const Berth__V1__RemoveImageResponse   *message);
+size_t berth__v1__remove_image_response__pack
+                     (const Berth__V1__RemoveImageResponse   *message,
+                      uint8_t             *out);
+size_t berth__v1__remove_image_response__pack_to_buffer
+                     (const Berth__V1__RemoveImageResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__RemoveImageResponse *
+       berth__v1__remove_image_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__remove_image_response__free_unpacked
+                     (Berth__V1__RemoveImageResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__PruneImagesRequest methods */
+void   berth__v1__prune_images_request__init
+                     (Berth__V1__PruneImagesRequest         *message);
+size_t berth__v1__prune_images_request__get_packed_size
+                     (const Berth__V1__PruneImagesRequest   *message);
+size_t berth__v1__prune_images_request__pack
+                     (const Berth__V1__PruneImagesRequest   *message,
+                      uint8_t             *out);
+size_t berth__v1__prune_images_request__pack_to_buffer
+                     (const Berth__V1__PruneImagesRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__PruneImagesRequest *
+       berth__v1__prune_images_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__prune_images_request__free_unpacked
+                     (Berth__V1__PruneImagesRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Berth__V1__PruneImagesResponse methods */
+void   berth__v1__prune_images_response__init
+                     (Berth__V1__PruneImagesResponse         *message);
+size_t berth__v1__prune_images_response__get_packed_size
+                     (const Berth__V1__PruneImagesResponse   *message);
+size_t berth__v1__prune_images_response__pack
+                     (const Berth__V1__PruneImagesResponse   *message,
+                      uint8_t             *out);
+size_t berth__v1__prune_images_response__pack_to_buffer
+                     (const Berth__V1__PruneImagesResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Berth__V1__PruneImagesResponse *
+       berth__v1__prune_images_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   berth__v1__prune_images_response__free_unpacked
+                     (Berth__V1__PruneImagesResponse *message,
                       ProtobufCAllocator *allocator);
 /* Berth__V1__ImportImageRequest methods */
 void   berth__v1__import_image_request__init
@@ -3408,6 +3931,42 @@ typedef void (*Berth__V1__InfoResponse_Closure)
 typedef void (*Berth__V1__Image_Closure)
                  (const Berth__V1__Image *message,
                   void *closure_data);
+typedef void (*Berth__V1__ImageConfig_Closure)
+                 (const Berth__V1__ImageConfig *message,
+                  void *closure_data);
+typedef void (*Berth__V1__LoadImageRequest_Closure)
+                 (const Berth__V1__LoadImageRequest *message,
+                  void *closure_data);
+typedef void (*Berth__V1__LoadImageResponse_Closure)
+                 (const Berth__V1__LoadImageResponse *message,
+                  void *closure_data);
+typedef void (*Berth__V1__PullImageRequest_Closure)
+                 (const Berth__V1__PullImageRequest *message,
+                  void *closure_data);
+typedef void (*Berth__V1__ImageProgress_Closure)
+                 (const Berth__V1__ImageProgress *message,
+                  void *closure_data);
+typedef void (*Berth__V1__PullImageResponse_Closure)
+                 (const Berth__V1__PullImageResponse *message,
+                  void *closure_data);
+typedef void (*Berth__V1__InspectImageRequest_Closure)
+                 (const Berth__V1__InspectImageRequest *message,
+                  void *closure_data);
+typedef void (*Berth__V1__InspectImageResponse_Closure)
+                 (const Berth__V1__InspectImageResponse *message,
+                  void *closure_data);
+typedef void (*Berth__V1__RemoveImageRequest_Closure)
+                 (const Berth__V1__RemoveImageRequest *message,
+                  void *closure_data);
+typedef void (*Berth__V1__RemoveImageResponse_Closure)
+                 (const Berth__V1__RemoveImageResponse *message,
+                  void *closure_data);
+typedef void (*Berth__V1__PruneImagesRequest_Closure)
+                 (const Berth__V1__PruneImagesRequest *message,
+                  void *closure_data);
+typedef void (*Berth__V1__PruneImagesResponse_Closure)
+                 (const Berth__V1__PruneImagesResponse *message,
+                  void *closure_data);
 typedef void (*Berth__V1__ImportImageRequest_Closure)
                  (const Berth__V1__ImportImageRequest *message,
                   void *closure_data);
@@ -3650,6 +4209,18 @@ extern const ProtobufCMessageDescriptor berth__v1__hello_response__descriptor;
 extern const ProtobufCMessageDescriptor berth__v1__info_request__descriptor;
 extern const ProtobufCMessageDescriptor berth__v1__info_response__descriptor;
 extern const ProtobufCMessageDescriptor berth__v1__image__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__image_config__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__load_image_request__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__load_image_response__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__pull_image_request__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__image_progress__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__pull_image_response__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__inspect_image_request__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__inspect_image_response__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__remove_image_request__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__remove_image_response__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__prune_images_request__descriptor;
+extern const ProtobufCMessageDescriptor berth__v1__prune_images_response__descriptor;
 extern const ProtobufCMessageDescriptor berth__v1__import_image_request__descriptor;
 extern const ProtobufCMessageDescriptor berth__v1__import_image_response__descriptor;
 extern const ProtobufCMessageDescriptor berth__v1__list_images_request__descriptor;
