@@ -628,7 +628,14 @@ public final class ContainerRuntime: Sendable {
                 e.restartPending = false
                 t.byID[id] = e
             }
-            try sys("signal \(Signals.name(signal)) to container \(e.record.name)") { berth_pidfd_send_signal(pidfd.rawValue, signal) }
+            if berth_pidfd_send_signal(pidfd.rawValue, signal) != 0 {
+                let err = Errno.current
+                // Its init has exited and the exit is on its way to monitorExited: not running.
+                if err == .noProcess {
+                    throw BerthError(.failedPrecondition, "container \(e.record.name) is not running (its process has exited)", reason: "exited")
+                }
+                throw err.error("signal \(Signals.name(signal)) to container \(e.record.name)")
+            }
             return e.record
         }
         try? persist(record)
@@ -651,7 +658,9 @@ public final class ContainerRuntime: Sendable {
         let grace = max(0, timeout ?? (record.spec.stopTimeout > 0 ? record.spec.stopTimeout : 10))
         let sig = record.spec.stopSignal == 0 ? SIGTERM : record.spec.stopSignal
         do { try kill(id, signal: sig) } catch let e as BerthError where e.code == .failedPrecondition {
-            return try inspect(id)  // it exited meanwhile
+            // It exited meanwhile: let the exit be recorded (a moment at most), then answer.
+            if e.reason == "exited" { _ = waiter.wait(timeoutNanos: UInt64(max(grace, 1)) * 1_000_000_000) }
+            return try inspect(id)
         }
         if waiter.wait(timeoutNanos: UInt64(grace) * 1_000_000_000) == nil {
             // pid 1 of a pid namespace ignores signals it has no handler for: only SIGKILL is sure.
