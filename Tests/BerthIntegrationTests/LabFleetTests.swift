@@ -24,14 +24,21 @@ struct LabFleetTests {
             let fleet = try Fleet(hostsFile: lab.hostsFile, callTimeout: .seconds(10), backoff: .milliseconds(200))
             defer { fleet.close() }
             let stream = fleet.events(since: ["lab1": 0, "lab2": 0, "lab3": 0])
+            // What arrived so far, for the message when something is missing.
+            let trace = ConditionLock([String]())
             let collector = Task { () -> [String: [Event]] in
                 var byNode: [String: [Event]] = [:]
                 var disconnected = false
                 for await item in stream {
                     switch item {
-                    case .event(let node, let e): byNode[node, default: []].append(e)
-                    case .disconnected(let node, _): if node == "lab2" { disconnected = true }
-                    case .connected, .lost: break
+                    case .event(let node, let e):
+                        byNode[node, default: []].append(e)
+                        trace.withLock { $0.append("\(node) #\(e.seq) \(e.type) \(e.action) \(e.name)") }
+                    case .disconnected(let node, let e):
+                        if node == "lab2" { disconnected = true }
+                        trace.withLock { $0.append("\(node) disconnected: \(e.message)") }
+                    case .connected(let node): trace.withLock { $0.append("\(node) connected") }
+                    case .lost(let node, let n): trace.withLock { $0.append("\(node) lost \(n)") }
                     }
                     // Done: each node's "svc" started, and lab2's gated container died after
                     // its agent came back.
@@ -72,7 +79,10 @@ struct LabFleetTests {
                 defer { group.cancelAll() }
                 return try await group.next() ?? nil
             }
-            guard let byNode = collected else { Issue.record("events did not all arrive within 180 s"); return }
+            guard let byNode = collected else {
+                Issue.record("events did not all arrive within 180 s; got:\n\(trace.withLock { $0.joined(separator: "\n") })\nlogs:\n\(lab.logs)")
+                return
+            }
             for n in lab.nodes {
                 let seqs = byNode[n]?.map(\.seq) ?? []
                 // In order, without gaps or repeats, from the start of the journal.

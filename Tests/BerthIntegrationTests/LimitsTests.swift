@@ -76,13 +76,15 @@ struct LimitsTests {
             let client = try await agent.connect()
             defer { client.close() }
             // A client that keeps calling is served throughout.
+            // It stops when told, after the call it is making (never cut short).
+            let stop = ConditionLock(false)
             let busy = Task {
                 var calls = 0
-                while !Task.isCancelled {
-                    do { _ = try await client.info() } catch where Task.isCancelled { break }
+                repeat {
+                    _ = try await client.info()
                     calls += 1
                     try? await Task.sleep(nanoseconds: 200_000_000)
-                }
+                } while !stop.withLock({ $0 })
                 return calls
             }
             // Connects and says nothing.
@@ -103,7 +105,7 @@ struct LimitsTests {
             #expect(lorisError?.message.contains("stalled") == true)
             #expect(Host.monotonicNanos - start < 9_000_000_000, "not closed within 9 s (the default timeouts are 10 s: the flags were not taken)")
 
-            busy.cancel()
+            stop.withLock { $0 = true }
             #expect(try await busy.value >= 1)
             #expect(try await client.info().nodeName == "test-node")
             #expect(agent.log.contains("no handshake (Hello) within 1 s"))
