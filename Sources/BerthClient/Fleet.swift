@@ -93,7 +93,7 @@ public final class Fleet: Sendable {
                         }
                         return (i, NodeResult(node: name, result: .success(value)))
                     } catch {
-                        return (i, NodeResult(node: name, result: .failure(error.berthError("node \(name)"))))
+                        return (i, NodeResult(node: name, result: .failure(error.berthError("call"))))
                     }
                 }
             }
@@ -144,12 +144,15 @@ public final class Fleet: Sendable {
         while !Task.isCancelled {
             var current: EventSubscription?
             do {
+                dbg("\(name): getting client")
                 let client = try await self.client(name)
+                dbg("\(name): got client")
                 var request = EventsRequest(follow: true)
                 if let cursor { request.sinceSeq = cursor; request.fromStart = cursor == 0 }
                 let subscription = try client.events(request)
                 current = subscription
                 out.yield(.connected(node: name))
+                dbg("\(name): connected, cursor \(String(describing: cursor))")
                 failures = 0
                 var reportedLost: UInt64 = 0
                 try await withTaskCancellationHandler {
@@ -166,10 +169,11 @@ public final class Fleet: Sendable {
                 }
                 if Task.isCancelled { return }
                 // The agent ended a follow stream: it is stopping.
-                out.yield(.disconnected(node: name, BerthError(.unavailable, "node \(name) ended the event stream")))
+                out.yield(.disconnected(node: name, BerthError(.unavailable, "the agent ended the event stream")))
             } catch {
                 if Task.isCancelled { return }
-                out.yield(.disconnected(node: name, error.berthError("node \(name)")))
+                dbg("\(name): error \(error)")
+                out.yield(.disconnected(node: name, error.berthError("events")))
             }
             // Resume after everything the agent said it had sent, events or not.
             if let p = current?.position, cursor == nil || p > (cursor ?? 0) { cursor = p }
@@ -189,7 +193,7 @@ public final class Fleet: Sendable {
             group.addTask { try await body() }
             group.addTask {
                 try await Task.sleep(for: limit)
-                throw BerthError(.deadlineExceeded, "node \(node) did not answer within \(limit.seconds) s")
+                throw BerthError(.deadlineExceeded, "no answer within \(limit.seconds) s")
             }
             defer { group.cancelAll() }
             guard let first = try await group.next() else { throw BerthError(.cancelled, "cancelled") }
@@ -242,7 +246,7 @@ final class Link: Sendable {
             if let t = s.connecting { return .wait(t) }
             if let e = s.lastError, Host.monotonicNanos < s.retryAt {
                 let ms = (s.retryAt - Host.monotonicNanos) / 1_000_000
-                return .fail(BerthError(.unavailable, "node \(node.name) is unreachable (next try in \(ms) ms): \(e.message)"))
+                return .fail(BerthError(.unavailable, "unreachable (next try in \(ms) ms): \(e.message)"))
             }
             let t = Task { try await BerthClient.connect(to: node.endpoint, keepaliveSeconds: 15, tls: node.tls, timeoutMillis: millis) }
             s.connecting = t
@@ -274,7 +278,7 @@ final class Link: Sendable {
                         s.retryAt = Host.monotonicNanos + min(backoffMillis << UInt64(min(s.failures - 1, 16)), max(10_000, backoffMillis)) * 1_000_000
                     }
                 }
-                throw BerthError(e.code, "node \(node.name): \(e.message)")
+                throw e
             }
         }
     }
@@ -289,3 +293,5 @@ final class Link: Sendable {
         c?.close()
     }
 }
+
+func dbg(_ s: String) { if Host.environment("BERTH_FLEET_DEBUG") != nil { Log.write("fleet: " + s) } }

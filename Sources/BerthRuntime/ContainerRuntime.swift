@@ -116,6 +116,8 @@ public final class ContainerRuntime: Sendable {
         var attached = 0
         /// A restart by the policy is scheduled.
         var restartPending = false
+        /// The monitor has exited and the exit is being recorded (monitorExited).
+        var exiting = false
         /// The next restart delay is 100 ms · 2^backoffStep (reset by a run of 10 s).
         var backoffStep = 0
         let exits = ExitBox()
@@ -539,8 +541,20 @@ public final class ContainerRuntime: Sendable {
                                 finishedUnix: exit.map { $0.finishedNanos / 1_000_000_000 } ?? Host.now)
         // The kernel's OOM killer counts its kills in the run's cgroup.
         let oomKills = table.withLock { t in t.byID[id].map { cgroups.stats(cgroupPath(id, $0.record))?.oomKills ?? 0 } } ?? 0
-        let entry = table.withLock { t -> Entry? in
-            guard var e = t.byID[id], e.record.state == .running else { return nil }
+        // Claim the exit, but keep the container "running" in the table until its root
+        // file system is unmounted and its record says exited: a `wait` must not answer
+        // (nor an `rm` start) while this is half done. Its waiters wake at the end.
+        let claimed = table.withLock { t -> Entry? in
+            guard var e = t.byID[id], e.record.state == .running, !e.exiting else { return nil }
+            e.exiting = true
+            t.byID[id] = e
+            return e
+        }
+        guard let claimed else { return }
+        if claimed.record.spec.rootfs.isEmpty { Rootfs.unmount(mountPoint(id)) }
+        let entry = table.withLock { t -> Entry in
+            var e = t.byID[id] ?? claimed
+            e.exiting = false
             e.record.oomKilled = oomKills > 0
             e.initPidfd?.close()
             e.monitorPidfd?.close()
@@ -557,16 +571,16 @@ public final class ContainerRuntime: Sendable {
             t.byID[id] = e
             return e
         }
-        guard let entry else { return }
         Log.write("container \(entry.record.name) (\(id.prefix(12))) exited with code \(status.exitCode)")
         if entry.record.oomKilled {
             Log.write("container \(entry.record.name) (\(id.prefix(12))): OOM event: the kernel's OOM killer killed \(oomKills) process\(oomKills == 1 ? "" : "es") (memory limit \(entry.record.spec.resources.memoryBytes) bytes)")
         }
-        if entry.record.spec.rootfs.isEmpty { Rootfs.unmount(mountPoint(id)) }
-        try? persist(entry.record)
+        // The events before the record: an agent killed in between records the exit
+        // again when it restarts (at least once, never lost; docs/events.md).
         if entry.record.oomKilled { recordEvent("oom", entry.record) }
         recordEvent("die", entry.record, exitCode: status.exitCode,
                     extra: status.signal != 0 ? ["signal": String(status.signal)] : [:])
+        try? persist(entry.record)
         if entry.restartPending {
             scheduleRestart(id, step: entry.backoffStep)
         } else if entry.record.spec.autoRemove && entry.attached == 0 {
