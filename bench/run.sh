@@ -57,9 +57,7 @@ cleanup() {
     done
     # Any monitor (and so container) left of ours: by pid, found by our work dir in its
     # command line or its log path.
-    for p in /proc/[0-9]*; do
-        if tr '\0' ' ' < "$p/cmdline" 2>/dev/null | grep -q "$work"; then kill -KILL "${p#/proc/}" 2>/dev/null; fi
-    done
+    for pid in $(pgrep -f "$work"); do kill -KILL "$pid" 2>/dev/null; done
     for id in berthbench-runc berthbench-crun; do runc delete -f "$id" >/dev/null 2>&1; crun delete -f "$id" >/dev/null 2>&1; done
     # Mounts under the work dir, deepest first.
     awk -v w="$work" '$5 ~ "^"w {print $5}' /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m"; done
@@ -186,9 +184,7 @@ read -r base_rss base_pss < <(rss_pss "$main_pid")
 "$bin/berth-bench" scale "$main" 100 > "$out/scale-100.json"
 sleep 2
 read -r rss100 pss100 < <(rss_pss "$main_pid")
-mons=$(for p in /proc/[0-9]*; do
-    tr '\0' ' ' < "$p/cmdline" 2>/dev/null | grep -q "^$bin/berth-monitor .*$work/agents/main" && echo "${p#/proc/}"
-done | tr '\n' ' ')
+mons=$(pgrep -f "berth-monitor .*$work/agents/main/" | tr '\n' ' ' || true)
 nmon=$(wc -w <<<"$mons")
 read -r mon_rss mon_pss < <(rss_pss $mons)
 cat > "$out/mem-per-container.json" <<EOF
