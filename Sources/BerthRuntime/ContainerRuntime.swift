@@ -156,6 +156,13 @@ public final class ContainerRuntime: Sendable {
     /// The container's log (CRI format, docs/monitor.md).
     public func logPath(_ id: String) -> String { monitorPaths(id).log }
 
+    /// Whether the monitor of the container's current run has written its exit file,
+    /// which it does only once the init has exited and its output is all in the log
+    /// (docs/monitor.md). A log follower can stop on it without waiting for the reaper
+    /// to record the exit; and the file appears in the log's directory, so the
+    /// follower's inotify watch wakes for it.
+    public func outputComplete(_ id: String) -> Bool { Files.exists(monitorPaths(id).exitFile) }
+
     // MARK: - Create
 
     /// Validates `spec`, resolves its image and records a new container in state `created`.
