@@ -329,7 +329,8 @@ public final class ContainerRuntime: Sendable {
                                     cgroupProcs: cgroups.procsFiles(cgroup), security: security)
         let started: Monitor.Started
         do {
-            try Files.writeAtomically(paths.config, config, mode: 0o600)
+            // In the run dir: read by the monitor now, meaningless after a reboot.
+            try Files.writeAtomically(paths.config, config, mode: 0o600, durable: false)
             started = try Monitor.start(binary: options.monitorBinary, paths: paths)
         } catch {
             if spec.rootfs.isEmpty { Rootfs.unmount(rootfs) }

@@ -87,7 +87,8 @@ enum ContainerSecurity {
             // A container's spec never changes: the filter compiled for its first run
             // serves every later one (restarts, restart policies).
             if !Files.exists(bpfPath) {
-                try Files.writeAtomically(bpfPath, try seccompFilter(spec, capMask: s.capMask), mode: 0o600)
+                // In the run dir (recompiled after a reboot): no fsync needed.
+                try Files.writeAtomically(bpfPath, try seccompFilter(spec, capMask: s.capMask), mode: 0o600, durable: false)
             }
             s.seccompFile = bpfPath
         }
