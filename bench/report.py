@@ -61,7 +61,12 @@ pods = load("pods.json")
 s100, s500 = load("scale-100.json"), load("scale-500.json")
 ps_cli = hyper("ps-500.json")["berth ps (500 running)"]
 ps_lib = load("lib-ps-500.json")
-fan = hyper("fanout.json")
+fan = {}
+for n in (1, 4, 16):
+    fan.update(hyper(f"fanout-{n}.json"))
+fan_cpu = {n: load(f"fanout-{n}-cpu.json") for n in (1, 4, 16)}
+fan_client = {n: r for n in (1, 4, 16) for r in load(f"fanout-{n}.json")["results"]}
+info_cpu = load("info-unix-cpu.json")["agent_cpu_ms"]
 idle = load("mem-idle.json")
 pc = load("mem-per-container.json")
 m500 = load("mem-500.json")
@@ -90,7 +95,7 @@ row("2 through BerthClient", "detached create + start", lib_cs, "ms")
 for k in ("unix", "tcp", "tls"):
     label = {"unix": "Unix socket", "tcp": "TCP loopback", "tls": "TCP loopback + mTLS"}[k]
     row("3 round trip", f"Info over {label}", info[k]["us"], "µs")
-    rows.append(("3 round trip", f"  p99 of Info over {label}", pct(info[k]["us"], 99), pct(info[k]["us"], 99), "µs", len(info[k]["us"])))
+    rows.append(("3 round trip", f"  p99 of Info over {label} (in the median column)", pct(info[k]["us"], 99), pct(info[k]["us"], 99), "µs", len(info[k]["us"])))
     row("3 round trip", f"raw C ping-pong, {label}", pp[k]["rtt_us"], "µs")
 for k in ("unix", "tcp", "tls"):
     rows.append(("3 throughput", f"Info/s, one {k} connection, 64 in flight", info[k]["rps"], info[k]["rps"], "req/s", 1))
@@ -105,6 +110,16 @@ row("5 scale", f"ListContainers with 500 running (BerthClient, {ps_lib['listed']
 rows.append(("5 scale", "agent RSS with 500 running", m500["rss_kib"] / 1024, m500["rss_kib"] / 1024, "MiB", 1))
 for k in ("1 agent", "4 agents", "16 agents"):
     row("6 fan-out (local agents on Unix sockets)", f"`berth --all ps`, {k}", fan[f"ps --all, {k}"], "ms")
+for n, k in ((1, "1 agent"), (4, "4 agents"), (16, "16 agents")):
+    c = fan_cpu[n]
+    r = fan_client[n]
+    client = (r["user"] + r["system"]) * 1e3
+    agents = c["agents_cpu_ms"] / c["calls"]
+    rows.append(("6 fan-out (local agents on Unix sockets)", f"  CPU per `--all ps`, {k}: the CLI (mean user+sys)", client, client, "ms", len(r["times"])))
+    rows.append(("6 fan-out (local agents on Unix sockets)", f"  CPU per `--all ps`, {k}: the agents, together", agents, agents, "ms", c["calls"]))
+total_info = 5200 + 2 * info["unix"]["rps"]
+rows.append(("3 throughput", "agent CPU per Info (Unix, over the whole info run)", info_cpu * 1e3 / total_info,
+             info_cpu * 1e3 / total_info, "µs", int(total_info)))
 rows.append(("7 memory", "agent idle RSS", idle["rss_kib"] / 1024, idle["rss_kib"] / 1024, "MiB", 1))
 rows.append(("7 memory", "agent idle PSS", idle["pss_kib"] / 1024, idle["pss_kib"] / 1024, "MiB", 1))
 rows.append(("7 memory", f"berth-monitor RSS, mean of {n}", mon_rss, mon_rss, "MiB", n))
@@ -175,7 +190,7 @@ def fmt(v):
 
 
 for section, what, m, p, unit, runs in rows:
-    same = runs == 1 or m == p and "p99" in what
+    same = m == p   # one number (a count, a mean, a p99): no p90 column
     md.append(f"| {section} | {what} | {fmt(m)} | {'' if same else fmt(p)} | {unit} | {runs} |")
 md += ["", f"![latency distributions]({os.path.basename(prefix)}.png)", ""]
 with open(prefix + ".md", "w") as f:

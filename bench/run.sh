@@ -134,6 +134,9 @@ await_agent() {
     done
     echo "$0: agent $1 did not start:" >&2; cat "$d/berthd.log" >&2; return 1
 }
+# cpu_ms PID… → CPU time (user + system, ms) used so far by the processes, threads that
+# have exited included (fields 14 and 15 of /proc/PID/stat, in clock ticks).
+cpu_ms() { local hz; hz=$(getconf CLK_TCK); for p in "$@"; do cat "/proc/$p/stat"; done | awk -v hz="$hz" '{sub(/^.*\) /, ""); t += $12 + $13} END {printf "%d\n", t * 1000 / hz}'; }
 # rss_pss PID… → "RSS_KiB PSS_KiB" summed over the processes (smaps_rollup).
 rss_pss() { for p in "$@"; do cat "/proc/$p/smaps_rollup"; done | awk '/^Rss:/{r+=$2} /^Pss:/{p+=$2} END{print r+0, p+0}'; }
 
@@ -154,7 +157,9 @@ echo "{\"rss_kib\":$rss,\"pss_kib\":$pss}" > "$out/mem-idle.json"
 # ---- 3: request round trip, against the raw C ping-pong of the same socket kind ---------
 say "3: Info round trip vs C ping-pong (unix, tcp, tls)"
 for kind in unix tcp tls; do "$work/pingpong" "$kind" 5000 "$certs" > "$out/pingpong-$kind.json"; done
+c0=$(cpu_ms "$main_pid")
 "$bin/berth-bench" info "$main" 5000 > "$out/info-unix.json"
+echo "{\"agent_cpu_ms\":$(( $(cpu_ms "$main_pid") - c0 ))}" > "$out/info-unix-cpu.json"
 "$bin/berth-bench" info "tcp://127.0.0.1:$tcp_port" 5000 > "$out/info-tcp.json"
 "$bin/berth-bench" info "tcp://127.0.0.1:$tls_port" 5000 "$certs" > "$out/info-tls.json"
 
@@ -218,10 +223,14 @@ done
 # Each agent runs one sleeper, so every answer has a row.
 "$bin/berth" --hosts "$work/hosts-16.json" --all image import busybox "$work/busybox.tar" >/dev/null
 "$bin/berth" --hosts "$work/hosts-16.json" --all run -d busybox sleep 100000 >/dev/null
-hyperfine -N --warmup 3 --runs "$runs" --export-json "$out/fanout.json" --style basic \
-    -n "ps --all, 1 agent" "$bin/berth --hosts $work/hosts-1.json --all ps" \
-    -n "ps --all, 4 agents" "$bin/berth --hosts $work/hosts-4.json --all ps" \
-    -n "ps --all, 16 agents" "$bin/berth --hosts $work/hosts-16.json --all ps" >&2
+# One hyperfine per size, so that the agents' CPU time per call can be told apart.
+fan_pids=$(for i in $(seq 16); do cat "$work/agents/f$i/pid"; done)
+for n in 1 4 16; do
+    c0=$(cpu_ms $fan_pids)
+    hyperfine -N --warmup 3 --runs "$runs" --export-json "$out/fanout-$n.json" --style basic \
+        -n "ps --all, $n agent$([ "$n" = 1 ] || echo s)" "$bin/berth --hosts $work/hosts-$n.json --all ps" >&2
+    echo "{\"agents_cpu_ms\":$(( $(cpu_ms $fan_pids) - c0 )),\"calls\":$((runs + 3))}" > "$out/fanout-$n-cpu.json"
+done
 
 # ---- report ----------------------------------------------------------------------------------
 say "report"
