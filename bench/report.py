@@ -91,7 +91,7 @@ row("1 run-to-exit (CLI level)", "`crun run` in its wrapper, as measured", run["
 row("1 run-to-exit (CLI level)", "crun's wrapper alone (unshare -m + sh + mount cgroup2)", run["crun wrapper alone"], "ms")
 row("1 run-to-exit (CLI level)", "floor: `unshare -pfnimu chroot ROOTFS /bin/true`", run["floor: unshare+chroot"], "ms")
 row("2 through BerthClient", "run --rm to exit, in one process", lib_run, "ms")
-row("2 through BerthClient", "detached create + start", lib_cs, "ms")
+row("2 through BerthClient", f"detached create + start (removal retried {load('lib-create-start.json').get('rm_retries', 0)}× after Wait: see the analysis)", lib_cs, "ms")
 for k in ("unix", "tcp", "tls"):
     label = {"unix": "Unix socket", "tcp": "TCP loopback", "tls": "TCP loopback + mTLS"}[k]
     row("3 round trip", f"Info over {label}", info[k]["us"], "µs")
