@@ -156,12 +156,15 @@ echo "{\"rss_kib\":$rss,\"pss_kib\":$pss}" > "$out/mem-idle.json"
 
 # ---- 3: request round trip, against the raw C ping-pong of the same socket kind ---------
 say "3: Info round trip vs C ping-pong (unix, tcp, tls)"
-for kind in unix tcp tls; do "$work/pingpong" "$kind" 5000 "$certs" > "$out/pingpong-$kind.json"; done
+# The floor is measured before and after Berth's runs (2 × 2500 round trips), so that
+# a burst of other work on the machine weighs on both sides alike.
+for kind in unix tcp tls; do "$work/pingpong" "$kind" 2500 "$certs" > "$out/pingpong-$kind-a.json"; done
 c0=$(cpu_ms "$main_pid")
 "$bin/berth-bench" info "$main" 5000 > "$out/info-unix.json"
 echo "{\"agent_cpu_ms\":$(( $(cpu_ms "$main_pid") - c0 ))}" > "$out/info-unix-cpu.json"
 "$bin/berth-bench" info "tcp://127.0.0.1:$tcp_port" 5000 > "$out/info-tcp.json"
 "$bin/berth-bench" info "tcp://127.0.0.1:$tls_port" 5000 "$certs" > "$out/info-tls.json"
+for kind in unix tcp tls; do "$work/pingpong" "$kind" 2500 "$certs" > "$out/pingpong-$kind-b.json"; done
 
 # ---- 1: run-to-exit of /bin/true, whole processes, with hyperfine --------------------------
 say "1: run-to-exit: berth run --rm vs runc vs crun vs unshare+chroot ($runs runs each)"
@@ -189,7 +192,7 @@ read -r base_rss base_pss < <(rss_pss "$main_pid")
 "$bin/berth-bench" scale "$main" 100 > "$out/scale-100.json"
 sleep 2
 read -r rss100 pss100 < <(rss_pss "$main_pid")
-mons=$(pgrep -f "berth-monitor .*$work/agents/main/" | tr '\n' ' ' || true)
+mons=$("$bin/berth-bench" monitors "$main" | tr '\n' ' ')
 nmon=$(wc -w <<<"$mons")
 read -r mon_rss mon_pss < <(rss_pss $mons)
 cat > "$out/mem-per-container.json" <<EOF

@@ -8,6 +8,7 @@
 //   berth-bench pods ADDRESS N           pod + 2 running sleepers up, ms; then pod rm -f, ms
 //   berth-bench scale ADDRESS N          N sleepers created and started at once: wall ms, failures
 //   berth-bench ps ADDRESS N             ListContainers round trips, ms
+//   berth-bench monitors ADDRESS         the monitor pids of the running containers
 //   berth-bench rm-all ADDRESS           rm -f of every container and pod, concurrently
 #if canImport(Glibc)
 import Glibc
@@ -54,7 +55,7 @@ func sleeper(_ label: String) -> ContainerSpec {
 
 let clock = ContinuousClock()
 let args = CommandLine.arguments
-guard args.count >= 3 else { fail("usage: berth-bench run|create-start|info|pods|scale|ps|rm-all ADDRESS [N] [TLSDIR]") }
+guard args.count >= 3 else { fail("usage: berth-bench run|create-start|info|pods|scale|ps|monitors|rm-all ADDRESS [N] [TLSDIR]") }
 let command = args[1], address = args[2]
 let count = args.count > 3 ? Int(args[3]) ?? 0 : 0
 
@@ -212,6 +213,13 @@ case "ps":
         }
     } catch { fail("ps: \(error)") }
     print("{\"ms\":\(json(samples)),\"listed\":\(listed)}")
+
+case "monitors":
+    // The berth-monitor pids of the running containers, one per line (for smaps_rollup).
+    let client = await connect()
+    do {
+        for c in try await client.listContainers() where c.monitorPid > 0 { print(c.monitorPid) }
+    } catch { fail("monitors: \(error)") }
 
 case "rm-all":
     var clients: [BerthClient] = []
