@@ -5,14 +5,14 @@
 #   bench/run.sh            → bench/results/<date>-<host>.md, .png, .json and latest.*
 #
 # Environment: BERTH_BENCH_SCRATCH (SwiftPM --scratch-path, default .build),
-# BERTH_BENCH_RUNS (CLI repetitions per command, default 40), BERTH_BENCH_SKIP_BUILD=1.
+# BERTH_BENCH_RUNS (repetitions per command, default 60), BERTH_BENCH_SKIP_BUILD=1.
 # Everything it makes (agents, containers, cgroups, mounts, links, temp dirs) is removed
 # when it ends, pass or fail. It uses loopback only.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 scratch=${BERTH_BENCH_SCRATCH:-$repo/.build}
-runs=${BERTH_BENCH_RUNS:-40}
+runs=${BERTH_BENCH_RUNS:-60}
 py=/usr/bin/python3          # Debian's, which has python3-matplotlib (not a pyenv one)
 [ "$(id -u)" = 0 ] || { echo "$0: run as root (agents make namespaces, mounts and cgroups)" >&2; exit 1; }
 
