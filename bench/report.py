@@ -77,9 +77,9 @@ idle = load("mem-idle.json")
 pc = load("mem-per-container.json")
 m500 = load("mem-500.json")
 
-n = max(1, pc["containers"])
-mon_rss = pc["monitor_rss_kib"] / n / 1024
-mon_pss = pc["monitor_pss_kib"] / n / 1024
+nmon = max(1, pc["containers"])
+mon_rss = pc["monitor_rss_kib"] / nmon / 1024
+mon_pss = pc["monitor_pss_kib"] / nmon / 1024
 grow_rss = (pc["agent_after_rss_kib"] - pc["agent_before_rss_kib"]) / 100 / 1024
 grow_pss = (pc["agent_after_pss_kib"] - pc["agent_before_pss_kib"]) / 100 / 1024
 
@@ -128,8 +128,8 @@ rows.append(("3 throughput", "agent CPU per Info (Unix, over the whole info run)
              info_cpu * 1e3 / total_info, "µs", int(total_info)))
 rows.append(("7 memory", "agent idle RSS", idle["rss_kib"] / 1024, idle["rss_kib"] / 1024, "MiB", 1))
 rows.append(("7 memory", "agent idle PSS", idle["pss_kib"] / 1024, idle["pss_kib"] / 1024, "MiB", 1))
-rows.append(("7 memory", f"berth-monitor RSS, mean of {n}", mon_rss, mon_rss, "MiB", n))
-rows.append(("7 memory", f"berth-monitor PSS, mean of {n}", mon_pss, mon_pss, "MiB", n))
+rows.append(("7 memory", f"berth-monitor RSS, mean of {nmon}", mon_rss, mon_rss, "MiB", nmon))
+rows.append(("7 memory", f"berth-monitor PSS, mean of {nmon}", mon_pss, mon_pss, "MiB", nmon))
 rows.append(("7 memory", "agent RSS growth per container (100 sleepers)", grow_rss, grow_rss, "MiB", 100))
 rows.append(("7 memory", "agent PSS growth per container (100 sleepers)", grow_pss, grow_pss, "MiB", 100))
 

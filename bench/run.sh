@@ -194,6 +194,7 @@ sleep 2
 read -r rss100 pss100 < <(rss_pss "$main_pid")
 mons=$("$bin/berth-bench" monitors "$main" | tr '\n' ' ')
 nmon=$(wc -w <<<"$mons")
+echo "monitors of the 100: $nmon; berth ps lines: $("$bin/berth" -H "$main" ps | wc -l)" >&2
 read -r mon_rss mon_pss < <(rss_pss $mons)
 cat > "$out/mem-per-container.json" <<EOF
 {"containers":$nmon,"monitor_rss_kib":$mon_rss,"monitor_pss_kib":$mon_pss,
