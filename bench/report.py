@@ -176,6 +176,9 @@ machine = [
     ("swift", first_line(["swift", "--version"])),
     ("load average at report time", open("/proc/loadavg").read().split(" ")[:3].__str__()),
 ]
+if os.path.exists(os.path.join(out, "idle.json")):
+    cpu_idle = load("idle.json")
+    machine.insert(-1, ("CPU idle over 3 s before measuring", f"{cpu_idle['idle_pct']} % (after waiting {cpu_idle['waited_s']} s for ≥ 90 %)"))
 if os.path.exists(os.path.join(out, "loadavg-start")):
     machine.insert(-1, ("load average at start", open(os.path.join(out, "loadavg-start")).read().split(" ")[:3].__str__()))
 
