@@ -59,6 +59,12 @@ cleanup() {
     # Any monitor (and so container) left of ours: by pid, found by our work dir in its
     # command line or its log path.
     for pid in $(pgrep -f "$work"); do kill -KILL "$pid" 2>/dev/null; done
+    # And the containers' own processes, should an agent have gone before removing them:
+    # every process in one of our cgroups (--cgroup-parent berth-bench-*).
+    for p in /proc/[0-9]*; do
+        grep -q ':/berth-bench-' "$p/cgroup" 2>/dev/null && kill -KILL "${p#/proc/}" 2>/dev/null
+    done
+    sleep 0.5
     for id in berthbench-runc berthbench-crun; do runc delete -f "$id" >/dev/null 2>&1; crun delete -f "$id" >/dev/null 2>&1; done
     # Mounts under the work dir, deepest first.
     awk -v w="$work" '$5 ~ "^"w {print $5}' /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m"; done
@@ -138,7 +144,9 @@ launch_agent() {
     local name=$1 prefix=$2; shift 2
     local d=$work/agents/$name
     mkdir -p "$d"
-    "$bin/berthd" --socket "$d/berth.sock" --state-dir "$d/state" --run-dir "$d/run" --node-name "$name" \
+    # A session of its own: a Ctrl-C on the terminal reaches this script (whose cleanup
+    # removes the containers through the agent, then stops it), not the agent directly.
+    setsid "$bin/berthd" --socket "$d/berth.sock" --state-dir "$d/state" --run-dir "$d/run" --node-name "$name" \
         --network-prefix "$prefix" --default-network none --cgroup-parent "berth-bench-$prefix" \
         --subnet-pool 10.233.0.0/16 --default-subnet "10.234.$((RANDOM % 250)).0/24" \
         "$@" </dev/null >"$d/berthd.log" 2>&1 &
