@@ -81,6 +81,10 @@ let package = Package(
         // Examples/: a small scheduler on BerthClient's Fleet (docs/fleet.md).
         .executableTarget(name: "berth-scheduler", dependencies: ["BerthClient"], path: "Examples/Scheduler"),
 
+        // bench/: the in-process measurements of bench/run.sh through BerthClient (bench/README.md);
+        // not a product.
+        .executableTarget(name: "berth-bench", dependencies: ["BerthClient"], path: "bench/Sources/berth-bench"),
+
         // Test helper: SysV shared memory made and removed from the command line, to see
         // which IPC namespace a process is in. Static and without the Swift runtime, like
         // berth-monitor, so it runs inside a minimal container's root file system.

@@ -458,7 +458,11 @@ public final class Agent: Sendable {
             try stream.sendData(Chunk(channel: logStream == .stderr ? .stderr : .stdout, data: bytes))
         }, isDone: {
             if !stream.isOpen { return true }
-            return waiter.map { $0.hasEnded } ?? true
+            // The exit file, not only the reaper's record: the reaper records the exit
+            // after the files' last change, and the follower would then sleep out its
+            // 100 ms poll before noticing (bench/results: run-to-exit).
+            guard let waiter else { return true }
+            return waiter.hasEnded || runtime.outputComplete(id)
         })
         if !stream.isOpen { throw BerthError(.cancelled, "stream \(stream.id) was cancelled") }
     }

@@ -158,6 +158,13 @@ public final class ContainerRuntime: Sendable {
     /// The container's log (CRI format, docs/monitor.md).
     public func logPath(_ id: String) -> String { monitorPaths(id).log }
 
+    /// Whether the monitor of the container's current run has written its exit file,
+    /// which it does only once the init has exited and its output is all in the log
+    /// (docs/monitor.md). A log follower can stop on it without waiting for the reaper
+    /// to record the exit; and the file appears in the log's directory, so the
+    /// follower's inotify watch wakes for it.
+    public func outputComplete(_ id: String) -> Bool { Files.exists(monitorPaths(id).exitFile) }
+
     // MARK: - Create
 
     /// Validates `spec`, resolves its image and records a new container in state `created`.
@@ -326,7 +333,8 @@ public final class ContainerRuntime: Sendable {
                                     cgroupProcs: cgroups.procsFiles(cgroup), security: security)
         let started: Monitor.Started
         do {
-            try Files.writeAtomically(paths.config, config, mode: 0o600)
+            // In the run dir: read by the monitor now, meaningless after a reboot.
+            try Files.writeAtomically(paths.config, config, mode: 0o600, durable: false)
             started = try Monitor.start(binary: options.monitorBinary, paths: paths)
         } catch {
             if spec.rootfs.isEmpty { Rootfs.unmount(rootfs) }

@@ -20,36 +20,54 @@ public struct HostInfo: Sendable {
     /// Seconds since boot, from /proc/uptime.
     public var uptimeSeconds: UInt64 = 0
 
-    /// Reads the facts from the kernel: uname(2), sysconf(3), sysinfo(2), statfs(2)
-    /// of the cgroup mount, /etc/os-release.
-    public static func current() -> HostInfo {
+    /// What cannot change while the agent runs (kernel, architecture, distribution,
+    /// cgroup layout), read once: Info is answered often (schedulers poll it) and
+    /// re-reading /etc/os-release and statfs-ing the cgroup mounts each time was most
+    /// of its cost (bench/results).
+    private static let fixed: (kernel: String, architecture: String, os: String, cgroupLayout: CgroupLayout) = {
         var u = utsname()
         uname(&u)
         func field<T>(_ value: T) -> String {
             withUnsafeBytes(of: value) { raw in String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self) }
         }
+        return (field(u.release), field(u.machine), osRelease(), CgroupLayout.detect())
+    }()
+
+    /// Reads the facts from the kernel: uname(2), statfs(2) of the cgroup mount and
+    /// /etc/os-release once (`fixed`); sysconf(3), sysinfo(2), /proc/meminfo,
+    /// /proc/loadavg and /proc/uptime on every call.
+    public static func current() -> HostInfo {
+        let fixed = Self.fixed
         var info = HostInfo(
             hostname: Host.hostname,
-            kernel: field(u.release),
-            os: osRelease(),
-            architecture: field(u.machine),
-            cgroupLayout: CgroupLayout.detect(),
+            kernel: fixed.kernel,
+            os: fixed.os,
+            architecture: fixed.architecture,
+            cgroupLayout: fixed.cgroupLayout,
             cpus: UInt32(max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))),
             memoryBytes: berth_total_ram())
         if let meminfo = try? Files.readString("/proc/meminfo") {
-            for line in meminfo.split(separator: "\n") where line.hasPrefix("MemAvailable:") {
-                let kb = line.split(separator: " ").dropFirst().first.flatMap { UInt64($0) } ?? 0
-                info.memoryAvailableBytes = kb * 1024
-            }
+            info.memoryAvailableBytes = memAvailable(meminfo) * 1024
         }
         if let loadavg = try? Files.readString("/proc/loadavg") {
-            let f = loadavg.split(separator: " ").prefix(3).map { Double($0) ?? 0 }
+            let f = loadavg.split(separator: " ", maxSplits: 3).prefix(3).map { Double($0) ?? 0 }
             if f.count == 3 { info.load = (f[0], f[1], f[2]) }
         }
         if let uptime = try? Files.readString("/proc/uptime") {
-            info.uptimeSeconds = UInt64(Double(uptime.split(separator: " ").first ?? "0") ?? 0)
+            info.uptimeSeconds = UInt64(Double(uptime.split(separator: " ", maxSplits: 1).first ?? "0") ?? 0)
         }
         return info
+    }
+
+    /// MemAvailable in KiB from the text of /proc/meminfo. It is the third line on every
+    /// kernel since 3.14: the first lines are looked at before the whole file is split.
+    static func memAvailable(_ meminfo: String) -> UInt64 {
+        func value(_ line: Substring) -> UInt64 { line.split(separator: " ").dropFirst().first.flatMap { UInt64($0) } ?? 0 }
+        for line in meminfo.split(separator: "\n", maxSplits: 4).prefix(4) where line.hasPrefix("MemAvailable:") {
+            return value(line)
+        }
+        for line in meminfo.split(separator: "\n") where line.hasPrefix("MemAvailable:") { return value(line) }
+        return 0
     }
 
     static func osRelease() -> String {

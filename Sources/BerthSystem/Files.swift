@@ -23,12 +23,17 @@ public enum Files {
     /// Writes `bytes` to `path` atomically: a temporary file in the same directory,
     /// fsync, rename over `path`, fsync of the directory. A crash leaves the old or
     /// the new content, never half of either.
-    public static func writeAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o644) throws {
+    ///
+    /// `durable: false` leaves out both fsyncs: the rename still makes the change atomic
+    /// for every process and across a crash of the writer, but a power loss may lose it.
+    /// For files that do not outlive the boot anyway (the run dir, a tmpfs `/run` on
+    /// most hosts): there the two fsyncs cost milliseconds on each container start.
+    public static func writeAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o644, durable: Bool = true) throws {
         let tmp = "\(path).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         let fd = try FileDescriptor.open(tmp, O_WRONLY | O_CREAT | O_EXCL, mode: mode)
         do {
             do { try fd.writeAll(bytes) } catch { throw error.berthError("write \(tmp)") }
-            try sys("fsync \(tmp)") { fsync(fd.rawValue) }
+            if durable { try sys("fsync \(tmp)") { fsync(fd.rawValue) } }
             fd.close()
             try sys("rename \(tmp) to \(path)") { rename(tmp, path) }
         } catch {
@@ -36,6 +41,7 @@ public enum Files {
             unlink(tmp)
             throw error
         }
+        guard durable else { return }
         let dir = FileDescriptor(rawValue: Glibc.open(dirname(of: path), O_RDONLY | O_DIRECTORY | O_CLOEXEC))
         if dir.rawValue >= 0 { _ = fsync(dir.rawValue); dir.close() }
     }
