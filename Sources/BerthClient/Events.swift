@@ -17,7 +17,6 @@ extension BerthClient {
                 for e in batch.events { continuation.yield(e) }
                 if end { continuation.finish() }
             case .response(.error(let error), _), .cancelled(let error):
-                dbg("events stream \(request.sinceSeq): finished with \(error)")
                 continuation.finish(throwing: error)
             case .response(let r, _):
                 continuation.finish(throwing: BerthClient.unexpected(r, "Events"))

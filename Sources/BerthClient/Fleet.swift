@@ -144,15 +144,12 @@ public final class Fleet: Sendable {
         while !Task.isCancelled {
             var current: EventSubscription?
             do {
-                dbg("\(name): getting client")
                 let client = try await self.client(name)
-                dbg("\(name): got client")
                 var request = EventsRequest(follow: true)
                 if let cursor { request.sinceSeq = cursor; request.fromStart = cursor == 0 }
                 let subscription = try client.events(request)
                 current = subscription
                 out.yield(.connected(node: name))
-                dbg("\(name): connected, cursor \(String(describing: cursor))")
                 failures = 0
                 var reportedLost: UInt64 = 0
                 try await withTaskCancellationHandler {
@@ -172,7 +169,6 @@ public final class Fleet: Sendable {
                 out.yield(.disconnected(node: name, BerthError(.unavailable, "the agent ended the event stream")))
             } catch {
                 if Task.isCancelled { return }
-                dbg("\(name): error \(error)")
                 out.yield(.disconnected(node: name, error.berthError("events")))
             }
             // Resume after everything the agent said it had sent, events or not.
@@ -293,5 +289,3 @@ final class Link: Sendable {
         c?.close()
     }
 }
-
-func dbg(_ s: String) { if Host.environment("BERTH_FLEET_DEBUG") != nil { Log.write("fleet: " + s) } }
