@@ -244,7 +244,14 @@ public final class Agent: Sendable {
             return
         }
         connection.start(onRequest: { [self] stream, request in
-            startThread("berth-call") { self.dispatch(stream, request, session) }
+            // A call that only reads in-memory state and answers once runs on the
+            // connection's reader thread: a thread per call was a third of Info's cost
+            // (bench/results). Anything that waits, streams or does real work gets its own.
+            if request.answersAtOnce {
+                self.dispatch(stream, request, session)
+            } else {
+                startThread("berth-call") { self.dispatch(stream, request, session) }
+            }
         }, onClose: { [self] error in
             connections.withLock { $0[key] = nil }
             if let error { Log.write("connection \(label) closed: \(error)") }

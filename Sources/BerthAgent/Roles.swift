@@ -29,6 +29,19 @@ extension Request {
         }
     }
 
+    /// Calls answered with one RESPONSE from what the agent holds in memory (and a few
+    /// /proc or cgroup reads), never waiting on a container, a stream or the network:
+    /// safe to run on the connection's reader thread.
+    var answersAtOnce: Bool {
+        switch self {
+        case .hello, .info, .listImages, .listContainers, .inspectContainer, .listNetworks, .inspectNetwork,
+             .listPods, .inspectPod:
+            return true
+        default:
+            return false
+        }
+    }
+
     /// The call's name, for logs and refusals.
     var callName: String {
         switch self {
