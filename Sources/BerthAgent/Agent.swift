@@ -483,6 +483,14 @@ public final class Agent: Sendable {
         // Follow a running container until its run ends; anything else is read to the end.
         let waiter = request.follow && container.state == .running ? try runtime.exitWaiter(container.id) : nil
         try followLog(container.id, options, to: stream, until: waiter)
+        // The output is complete once the exit file is there; the end of the stream
+        // waits for the exit to be recorded too, so that after `logs -f` returns the
+        // container is exited, as with docker (checked now and then for a cancel).
+        if let waiter {
+            while waiter.wait(timeoutNanos: 1_000_000_000) == nil {
+                if !stream.isOpen { throw BerthError(.cancelled, "stream \(stream.id) was cancelled") }
+            }
+        }
         try stream.send(.logs, end: true)
     }
 
