@@ -398,11 +398,19 @@ public final class Agent: Sendable {
         return info
     }
 
-    /// Pulls the tarball from the stream's DATA frames into the image store. Frames are
-    /// acknowledged (window returned to the client) only as the extractor consumes them.
+    /// Pulls the tarball from the stream's DATA frames into the image store.
     private func importImage(_ stream: Stream, _ name: String) throws {
+        let image = try runtime.images.importImage(name: name, read: uploadReader(stream))
+        runtime.events.record(Event(type: "image", action: "import", id: image.id, name: image.name))
+        try stream.send(.importImage(image.wire), end: true)
+    }
+
+    /// The DATA of an upload stream (image import and load), chunk by chunk, nil at its
+    /// end. Frames are acknowledged (window returned to the client) only as the reader
+    /// takes them, so a slow extractor slows the client down rather than buffering.
+    func uploadReader(_ stream: Stream) -> () throws -> [UInt8]? {
         var ended = false
-        let image = try runtime.images.importImage(name: name) { () throws -> [UInt8]? in
+        return {
             while !ended {
                 switch stream.receive() {
                 case .data(let chunk, let end):
@@ -416,8 +424,6 @@ public final class Agent: Sendable {
             }
             return nil
         }
-        runtime.events.record(Event(type: "image", action: "import", id: image.id, name: image.name))
-        try stream.send(.importImage(image.wire), end: true)
     }
 
     /// Create + start + output + exit status on one stream. The output is the

@@ -13,21 +13,7 @@ extension Agent {
     func images(_ stream: Stream, _ request: Request) throws {
         switch request {
         case .loadImage(let name):
-            var ended = false
-            let images = try runtime.images.load(name: name) { () throws -> [UInt8]? in
-                while !ended {
-                    switch stream.receive() {
-                    case .data(let chunk, let end):
-                        ended = end
-                        if !chunk.data.isEmpty { return chunk.data }
-                    case .response:
-                        throw BerthError(.invalidArgument, "unexpected RESPONSE frame during an image upload", reason: BerthError.Reason.protocolViolation)
-                    case .cancelled(let error):
-                        throw error
-                    }
-                }
-                return nil
-            }
+            let images = try runtime.images.load(name: name, read: uploadReader(stream))
             for image in images {
                 runtime.events.record(Event(type: "image", action: "load", id: image.id, name: image.name))
             }

@@ -133,37 +133,7 @@ public final class BerthClient: Sendable {
 
     /// Imports a tarball read from `fd` until end of file.
     public func importImage(name: String, from fd: FileDescriptor) async throws -> Image {
-        let result = ResultBox<Response>()
-        let stream = try connection.openStream(.importImage(name: name), end: false) { event in
-            switch event {
-            case .response(let r, _): result.set(.success(r))
-            case .cancelled(let e): result.set(.failure(e))
-            case .data: break
-            }
-        }
-        // Upload on a thread of its own: reading the file and waiting for window both block.
-        try await withCheckedThrowingContinuation { (cont: CheckedContinuation<Void, any Error>) in
-            startThread("berth-upload") {
-                do {
-                    var buffer = [UInt8](repeating: 0, count: ConnectionOptions.maxChunk)
-                    while true {
-                        let n = try buffer.withUnsafeMutableBytes { try fd.read(into: $0) }
-                        if n == 0 { break }
-                        if result.isSet { break }  // the agent already answered (an error)
-                        try stream.sendData(Chunk(channel: .payload, data: Array(buffer[0..<n])))
-                    }
-                    if !result.isSet { try stream.end() }
-                    cont.resume()
-                } catch let error as Errno {
-                    stream.cancel(BerthError(.cancelled, "upload aborted: reading the tarball failed"))
-                    cont.resume(throwing: error.error("read image tarball"))
-                } catch {
-                    // The stream failed: the agent's answer (if any) says why.
-                    cont.resume()
-                }
-            }
-        }
-        let r = try await result.value()
+        let r = try await upload(.importImage(name: name), from: fd, what: "image tarball")
         guard case .importImage(let image) = r else { throw Self.unexpected(r, "ImportImage") }
         return image
     }

@@ -75,7 +75,9 @@ extension BerthClient {
     }
 
     /// Opens a stream with `request`, sends `fd`'s bytes as DATA (PAYLOAD) under flow
-    /// control, and returns the agent's one answer.
+    /// control, and returns the agent's one answer (image import and load). The upload
+    /// runs on a thread of its own: reading the file and waiting for window both block;
+    /// it stops early when the agent has already answered (an error).
     func upload(_ request: Request, from fd: FileDescriptor, what: String) async throws -> Response {
         let result = ResultBox<Response>()
         let stream = try connection.openStream(request, end: false) { event in

@@ -76,21 +76,16 @@ final class TarExtractor {
         let extractor = TarExtractor(root: rootFd.rawValue)
         extractor.layer = layer
         return try withoutActuallyEscaping(read) { read in
-            let input = try Input(read: read)
+            let input = try ArchiveInput(read: read, hashing: true)
             guard let archive = archive_read_new() else {
                 throw BerthError(.resourceExhausted, "image import: archive_read_new failed")
             }
             defer { archive_read_free(archive) }
             try configure(archive)
 
-            let client = Unmanaged.passUnretained(input).toOpaque()
             // The read callback hands libarchive a pointer into `input`'s own buffer,
             // which stays valid until the next callback, as libarchive requires.
-            let opened = archive_read_open(archive, client, nil, { _, client, out in
-                guard let client, let out else { return -1 }
-                return Unmanaged<Input>.fromOpaque(client).takeUnretainedValue().next(out)
-            }, nil)
-            if opened != ARCHIVE_OK { throw input.failure(archive) }
+            if input.open(archive) != ARCHIVE_OK { throw input.failure(archive) }
 
             var entries = 0
             while true {
@@ -114,7 +109,7 @@ final class TarExtractor {
             // The tree is about to be published by a rename; make its contents durable
             // first, so a crash cannot leave a published image with empty files.
             try sys("syncfs \(rootPath)") { berth_syncfs(rootFd.rawValue) }
-            return ExtractedTree(digest: input.hasher.finalize(), sizeBytes: size)
+            return ExtractedTree(digest: input.hasher?.finalize() ?? [], sizeBytes: size)
         }
     }
 
@@ -152,7 +147,7 @@ final class TarExtractor {
         case directory, regular, symlink(PathBytes), hardlink(PathBytes), device(mode_t, dev_t), fifo
     }
 
-    private func unpack(_ entry: OpaquePointer, _ archive: OpaquePointer, _ input: Input) throws {
+    private func unpack(_ entry: OpaquePointer, _ archive: OpaquePointer, _ input: ArchiveInput) throws {
         guard let raw = Self.bytes(archive_entry_pathname(entry)) ?? Self.bytes(archive_entry_pathname_utf8(entry)) else {
             throw BerthError(.invalidArgument, "image tarball has an entry without a name")
         }
@@ -310,7 +305,7 @@ final class TarExtractor {
     }
 
     /// Copies the entry's data blocks into `fd`, honouring their offsets (sparse files).
-    private func writeData(_ archive: OpaquePointer, to fd: Int32, entry: OpaquePointer, _ shown: String, _ input: Input) throws {
+    private func writeData(_ archive: OpaquePointer, to fd: Int32, entry: OpaquePointer, _ shown: String, _ input: ArchiveInput) throws {
         var end: Int64 = 0
         while true {
             var block: UnsafeRawPointer?
@@ -497,26 +492,36 @@ private func entryError(_ e: Int32, _ shown: String, _ what: String) -> BerthErr
     }
 }
 
-/// The pump between the caller's `read` closure and libarchive's read callback. It
-/// hashes every byte, and keeps the error `read` threw so that it can be rethrown
-/// unchanged instead of libarchive's generic "read error".
-private final class Input {
+/// The pump between a caller's `read` closure and libarchive's read callback, shared by
+/// the tarball extractor and the layer decompressor. It hashes every byte when asked
+/// (`hashing`), and keeps the error `read` threw so that it can be rethrown unchanged
+/// instead of libarchive's generic "read error".
+final class ArchiveInput {
     let read: () throws -> [UInt8]?
-    let hasher: SHA256
+    let hasher: SHA256?
     private(set) var total: UInt64 = 0
-    private var thrown: (any Error)?
-    private var finished = false
+    private(set) var thrown: (any Error)?
+    private(set) var finished = false
     // The block last handed to libarchive. libarchive may use it until it calls the
     // read callback again, so it lives here, not in a Swift array that could move.
     private var buffer: UnsafeMutableRawPointer?
     private var capacity = 0
 
-    init(read: @escaping () throws -> [UInt8]?) throws {
+    init(read: @escaping () throws -> [UInt8]?, hashing: Bool) throws {
         self.read = read
-        self.hasher = try SHA256()
+        self.hasher = hashing ? try SHA256() : nil
     }
 
     deinit { buffer?.deallocate() }
+
+    /// Opens `archive` on this input (libarchive's read callback calls `next`).
+    func open(_ archive: OpaquePointer) -> Int32 {
+        let client = Unmanaged.passUnretained(self).toOpaque()
+        return archive_read_open(archive, client, nil, { _, client, out in
+            guard let client, let out else { return -1 }
+            return Unmanaged<ArchiveInput>.fromOpaque(client).takeUnretainedValue().next(out)
+        }, nil)
+    }
 
     /// The read callback: the next non-empty chunk, 0 at the end, -1 if `read` threw.
     func next(_ out: UnsafeMutablePointer<UnsafeRawPointer?>) -> Int {
@@ -529,7 +534,7 @@ private final class Input {
                     return 0
                 }
                 if chunk.isEmpty { continue }  // 0 would mean end of input to libarchive
-                hasher.update(chunk)
+                hasher?.update(chunk)
                 total += UInt64(chunk.count)
                 if chunk.count > capacity {
                     buffer?.deallocate()
@@ -547,22 +552,23 @@ private final class Input {
         }
     }
 
-    /// Reads and hashes what libarchive left unread.
+    /// Reads (and hashes) what libarchive left unread.
     func drain() throws {
         if let thrown { throw thrown }
         while !finished {
             guard let chunk = try read() else { finished = true; return }
-            hasher.update(chunk)
+            hasher?.update(chunk)
             total += UInt64(chunk.count)
         }
     }
 
     /// The error for a failed libarchive call: what `read` threw, if it did, else the
     /// tarball is broken.
-    func failure(_ archive: OpaquePointer) -> any Error {
+    func failure(_ archive: OpaquePointer, what: String = "image tarball", whenEmpty: String = " (0 bytes were uploaded)",
+                 reason: String = "") -> any Error {
         if let thrown { return thrown }
-        if total == 0 { return BerthError(.invalidArgument, "image tarball is empty (0 bytes were uploaded)") }
+        if total == 0 { return BerthError(.invalidArgument, "\(what) is empty\(whenEmpty)") }
         let message = archive_error_string(archive).map { String(cString: $0) } ?? "unexpected end of data"
-        return BerthError(.invalidArgument, "image tarball is truncated or corrupt: \(message)")
+        return BerthError(.invalidArgument, "\(what) is truncated or corrupt: \(message)", reason: reason)
     }
 }

@@ -76,18 +76,9 @@ extension ImageStore {
             let r = enable(archive)
             if r != ARCHIVE_OK && r != ARCHIVE_WARN { throw BerthError(.internal, "image load: libarchive setup failed") }
         }
-        let pump = Decompressor.Pump(read: read)
-        let client = Unmanaged.passUnretained(pump).toOpaque()
-        func failure() -> any Error {
-            if let thrown = pump.thrown { return thrown }
-            if pump.total == 0 { return BerthError(.invalidArgument, "image archive is empty (0 bytes were uploaded)") }
-            let message = archive_error_string(archive).map { String(cString: $0) } ?? "unexpected end of data"
-            return BerthError(.invalidArgument, "image archive is truncated or corrupt: \(message)", reason: "corrupt_archive")
-        }
-        if archive_read_open(archive, client, nil, { _, client, out in
-            guard let client, let out else { return -1 }
-            return Unmanaged<Decompressor.Pump>.fromOpaque(client).takeUnretainedValue().next(out)
-        }, nil) != ARCHIVE_OK { throw failure() }
+        let input = try ArchiveInput(read: read, hashing: false)
+        func failure() -> any Error { input.failure(archive, what: "image archive", reason: "corrupt_archive") }
+        if input.open(archive) != ARCHIVE_OK { throw failure() }
 
         var spool = Spool()
         var count = 0

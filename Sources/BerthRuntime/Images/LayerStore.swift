@@ -367,48 +367,13 @@ private func berth_openat_beneath(_ dir: String, _ path: String) -> Int32 {
 /// a plain tar comes out as it went in.
 final class Decompressor {
     private let archive: OpaquePointer
-    private let pump: Pump
+    private let input: ArchiveInput
     private var ended = false
     private let what: String
 
-    final class Pump {
-        let read: () throws -> [UInt8]?
-        var thrown: (any Error)?
-        var finished = false
-        var buffer: UnsafeMutableRawPointer?
-        var capacity = 0
-        var total: UInt64 = 0
-        init(read: @escaping () throws -> [UInt8]?) { self.read = read }
-        deinit { buffer?.deallocate() }
-
-        func next(_ out: UnsafeMutablePointer<UnsafeRawPointer?>) -> Int {
-            if thrown != nil { return -1 }
-            if finished { return 0 }
-            do {
-                while true {
-                    guard let chunk = try read() else { finished = true; return 0 }
-                    if chunk.isEmpty { continue }
-                    total += UInt64(chunk.count)
-                    if chunk.count > capacity {
-                        buffer?.deallocate()
-                        capacity = max(chunk.count, 64 * 1024)
-                        buffer = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16)
-                    }
-                    guard let buffer else { return -1 }
-                    chunk.withUnsafeBytes { UnsafeMutableRawBufferPointer(start: buffer, count: capacity).copyMemory(from: $0) }
-                    out.pointee = UnsafeRawPointer(buffer)
-                    return chunk.count
-                }
-            } catch {
-                thrown = error
-                return -1
-            }
-        }
-    }
-
     init(read: @escaping () throws -> [UInt8]?, what: String) throws {
         self.what = what
-        pump = Pump(read: read)
+        input = try ArchiveInput(read: read, hashing: false)
         guard let a = archive_read_new() else { throw BerthError(.resourceExhausted, "\(what): archive_read_new failed") }
         archive = a
         for enable in [archive_read_support_filter_gzip, archive_read_support_filter_zstd,
@@ -419,12 +384,7 @@ final class Decompressor {
                 throw BerthError(.internal, "\(what): libarchive setup failed")
             }
         }
-        let client = Unmanaged.passUnretained(pump).toOpaque()
-        let opened = archive_read_open(a, client, nil, { _, client, out in
-            guard let client, let out else { return -1 }
-            return Unmanaged<Pump>.fromOpaque(client).takeUnretainedValue().next(out)
-        }, nil)
-        if opened != ARCHIVE_OK {
+        if input.open(a) != ARCHIVE_OK {
             let e = failure()
             archive_read_free(a)
             throw e
@@ -443,10 +403,7 @@ final class Decompressor {
     deinit { archive_read_free(archive) }
 
     private func failure() -> any Error {
-        if let thrown = pump.thrown { return thrown }
-        if pump.total == 0 { return BerthError(.invalidArgument, "\(what) is empty") }
-        let message = archive_error_string(archive).map { String(cString: $0) } ?? "unexpected end of data"
-        return BerthError(.invalidArgument, "\(what) is truncated or corrupt: \(message)", reason: "corrupt_layer")
+        input.failure(archive, what: what, whenEmpty: "", reason: "corrupt_layer")
     }
 
     /// The next uncompressed chunk, nil at the end.
@@ -462,10 +419,7 @@ final class Decompressor {
     /// Reads what is left, so the compressed digest covers every byte.
     func drain() throws {
         while try next() != nil {}
-        if let thrown = pump.thrown { throw thrown }
-        while !pump.finished {
-            guard try pump.read() != nil else { pump.finished = true; break }
-        }
+        try input.drain()
     }
 }
 
