@@ -552,24 +552,35 @@ static int route_parse(const char *what, const char *dst_cidr, const char *gatew
     return 0;
 }
 
-int berth_route_replace(const char *dst_cidr, const char *gateway, struct berth_net_err *err) {
+// Adds (replacing) or deletes one of the agent's routes to another host's subnet.
+static int route_change(int add, const char *dst_cidr, const char *gateway, struct berth_net_err *err) {
+    const char *what = add ? "add route" : "delete route";
     struct nl_addr *dst = NULL, *gw = NULL;
-    int rc = route_parse("add route", dst_cidr, gateway, &dst, &gw, err);
+    int rc = route_parse(what, dst_cidr, gateway, &dst, &gw, err);
     if (rc != 0) return rc;
     struct nl_sock *sk = NULL;
     struct rtnl_route *route = NULL;
     if ((rc = berth_net_route_socket(&sk)) < 0) {
-        rc = berth_net_fail_nl(err, rc, "add route %s via %s: open netlink socket", dst_cidr, gateway);
+        rc = berth_net_fail_nl(err, rc, "%s %s via %s: open netlink socket", what, dst_cidr, gateway);
         goto out;
     }
     if ((rc = host_route_build(dst, gw, &route)) < 0) {
-        rc = berth_net_fail_nl(err, rc, "add route %s via %s", dst_cidr, gateway);
+        rc = berth_net_fail_nl(err, rc, "%s %s via %s", what, dst_cidr, gateway);
         goto out;
     }
-    // REPLACE: an agent restart (or another gateway for the same subnet in a changed
-    // configuration) leaves one route, not EEXIST.
-    if ((rc = rtnl_route_add(sk, route, NLM_F_CREATE | NLM_F_REPLACE)) < 0) {
-        rc = berth_net_fail_nl(err, rc, "add route %s via %s", dst_cidr, gateway);
+    if (add) {
+        // REPLACE: an agent restart (or another gateway for the same subnet in a changed
+        // configuration) leaves one route, not EEXIST.
+        rc = rtnl_route_add(sk, route, NLM_F_CREATE | NLM_F_REPLACE);
+    } else {
+        // The kernel matches the protocol and the nexthop's gateway too: a route to the
+        // same subnet that someone else made is not ours to delete. No such route: ESRCH
+        // from the kernel, NLE_OBJ_NOTFOUND from libnl.
+        rc = rtnl_route_delete(sk, route, 0);
+        if (rc == -NLE_OBJ_NOTFOUND) rc = 0;
+    }
+    if (rc < 0) {
+        rc = berth_net_fail_nl(err, rc, "%s %s via %s", what, dst_cidr, gateway);
         goto out;
     }
     rc = berth_net_ok(err);
@@ -581,34 +592,10 @@ out:
     return rc;
 }
 
+int berth_route_replace(const char *dst_cidr, const char *gateway, struct berth_net_err *err) {
+    return route_change(1, dst_cidr, gateway, err);
+}
+
 int berth_route_delete(const char *dst_cidr, const char *gateway, struct berth_net_err *err) {
-    struct nl_addr *dst = NULL, *gw = NULL;
-    int rc = route_parse("delete route", dst_cidr, gateway, &dst, &gw, err);
-    if (rc != 0) return rc;
-    struct nl_sock *sk = NULL;
-    struct rtnl_route *route = NULL;
-    if ((rc = berth_net_route_socket(&sk)) < 0) {
-        rc = berth_net_fail_nl(err, rc, "delete route %s via %s: open netlink socket", dst_cidr, gateway);
-        goto out;
-    }
-    if ((rc = host_route_build(dst, gw, &route)) < 0) {
-        rc = berth_net_fail_nl(err, rc, "delete route %s via %s", dst_cidr, gateway);
-        goto out;
-    }
-    // The kernel matches the protocol and the nexthop's gateway too: a route to the same
-    // subnet that someone else made is not ours to delete.
-    rc = rtnl_route_delete(sk, route, 0);
-    // No such route: ESRCH from the kernel, NLE_OBJ_NOTFOUND from libnl.
-    if (rc == -NLE_OBJ_NOTFOUND) rc = 0;
-    if (rc < 0) {
-        rc = berth_net_fail_nl(err, rc, "delete route %s via %s", dst_cidr, gateway);
-        goto out;
-    }
-    rc = berth_net_ok(err);
-out:
-    if (route != NULL) rtnl_route_put(route);
-    if (sk != NULL) nl_socket_free(sk);
-    nl_addr_put(gw);
-    nl_addr_put(dst);
-    return rc;
+    return route_change(0, dst_cidr, gateway, err);
 }
