@@ -35,9 +35,10 @@ let package = Package(
                        providers: [.apt(["libcap-dev"])]),
         .systemLibrary(name: "CSeccomp", pkgConfig: "libseccomp",
                        providers: [.apt(["libseccomp-dev"])]),
-        // HTTP(S) for pulling images from registries (the agent only).
-        .systemLibrary(name: "CCurl", pkgConfig: "libcurl",
-                       providers: [.apt(["libcurl4-openssl-dev"])]),
+        // HTTP(S) for pulling images from registries (the agent only): libcurl's headers.
+        // Not linked (no pkgConfig, no `link`): CBerthImages loads libcurl.so.4 with dlopen
+        // on the first pull, so an agent that never pulls does not carry it in memory.
+        .systemLibrary(name: "CCurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         // Registry HTTP GETs over libcurl (whose setopt is variadic) and xattr calls for layers.
         .target(name: "CBerthImages", dependencies: ["CCurl"]),
 
