@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import BerthSystem
+import Synchronization
 import CBerthShim
 
 /// Facts about the host the agent runs on, for `Info`.
@@ -33,10 +34,24 @@ public struct HostInfo: Sendable {
         return (field(u.release), field(u.machine), osRelease(), CgroupLayout.detect())
     }()
 
+    /// The last reading and when it was taken (monotonic ns).
+    private static let cache = Mutex<(at: UInt64, info: HostInfo?)>((0, nil))
+
+    /// The host's facts, read at most every 100 ms: schedulers poll Info many times a
+    /// second, and the /proc reads were a quarter of its cost (bench/results); load
+    /// averages and MemAvailable do not mean more at a finer grain.
+    public static func current() -> HostInfo {
+        let now = Host.monotonicNanos
+        if let recent = cache.withLock({ c in c.info.flatMap { now &- c.at < 100_000_000 ? $0 : nil } }) { return recent }
+        let info = read()
+        cache.withLock { $0 = (now, info) }
+        return info
+    }
+
     /// Reads the facts from the kernel: uname(2), statfs(2) of the cgroup mount and
     /// /etc/os-release once (`fixed`); sysconf(3), sysinfo(2), /proc/meminfo,
     /// /proc/loadavg and /proc/uptime on every call.
-    public static func current() -> HostInfo {
+    static func read() -> HostInfo {
         let fixed = Self.fixed
         var info = HostInfo(
             hostname: Host.hostname,
