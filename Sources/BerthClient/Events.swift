@@ -40,9 +40,9 @@ public struct EventSubscription: AsyncSequence, Sendable {
     let stream: Stream
 
     final class Info: Sendable {
-        let state = Mutex((lost: UInt64(0), oldest: UInt64(0), position: UInt64?.none))
+        let state = Mutex((lost: UInt64(0), position: UInt64?.none))
         func note(_ batch: EventBatch) {
-            state.withLock { $0.lost += batch.lost; $0.oldest = batch.oldestSeq; $0.position = batch.position }
+            state.withLock { $0.lost += batch.lost; $0.position = batch.position }
         }
     }
 

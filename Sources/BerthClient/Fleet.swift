@@ -53,7 +53,7 @@ public final class Fleet: Sendable {
     public init(nodes: [Node], callTimeout: Duration = .seconds(10), backoff: Duration = .milliseconds(100)) {
         self.nodes = nodes
         self.callTimeout = callTimeout
-        let backoffMillis = UInt64(backoff.components.seconds) * 1000 + UInt64(backoff.components.attoseconds / 1_000_000_000_000_000)
+        let backoffMillis = UInt64(max(0, backoff.milliseconds))
         var links: [String: Link] = [:]
         for n in nodes { links[n.name] = Link(n, backoffMillis: max(1, backoffMillis)) }
         self.links = links
@@ -199,11 +199,13 @@ public final class Fleet: Sendable {
 }
 
 extension Duration {
+    /// Whole milliseconds.
+    var milliseconds: Int64 { components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000 }
+
     /// Whole and fractional seconds, for messages ("2.5").
     var seconds: String {
-        let (s, atto) = components
-        let tenths = atto / 100_000_000_000_000_000
-        return tenths == 0 ? "\(s)" : "\(s).\(tenths)"
+        let tenths = milliseconds % 1000 / 100
+        return tenths == 0 ? "\(milliseconds / 1000)" : "\(milliseconds / 1000).\(tenths)"
     }
 }
 
@@ -232,7 +234,7 @@ final class Link: Sendable {
 
     func client(timeout: Duration) async throws -> BerthClient {
         let node = self.node
-        let millis = Int32(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        let millis = Int32(clamping: timeout.milliseconds)
         let step = state.withLock { s -> Step in
             if s.closed { return .fail(BerthError(.cancelled, "the fleet is closed")) }
             if let c = s.client {

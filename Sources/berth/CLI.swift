@@ -297,6 +297,13 @@ struct Arguments {
         return v
     }
 
+    /// The value of `--format`: true for json, false for table; anything else is a usage error.
+    mutating func jsonFormat(for flag: String, _ inline: String?) throws -> Bool {
+        let f = try value(for: flag, inline)
+        guard f == "json" || f == "table" else { throw UsageError(message: "--format must be table or json, not \"\(f)\"", command: command) }
+        return f == "json"
+    }
+
     /// Splits `--name=value` into ("--name", "value").
     static func split(_ arg: String) -> (String, String?) {
         guard arg.hasPrefix("--"), let eq = arg.firstIndex(of: "=") else { return (arg, nil) }

@@ -257,9 +257,7 @@ enum Commands {
             case "-q", "--quiet": quiet = true
             case "-aq", "-qa": all = true; quiet = true
             case "--format":
-                let f = try args.value(for: flag, inline)
-                guard f == "json" || f == "table" else { throw UsageError(message: "--format must be table or json, not \"\(f)\"", command: args.command) }
-                json = f == "json"
+                json = try args.jsonFormat(for: flag, inline)
             default: throw UsageError(message: "unexpected argument \(a)", command: args.command)
             }
         }

@@ -157,9 +157,7 @@ enum FleetCommands {
         while let a = args.next() {
             let (flag, inline) = Arguments.split(a)
             guard flag == "--format" else { throw UsageError(message: "unexpected argument \(a)", command: args.command) }
-            let f = try args.value(for: flag, inline)
-            guard f == "json" || f == "table" else { throw UsageError(message: "--format must be table or json, not \"\(f)\"", command: args.command) }
-            json = f == "json"
+            json = try args.jsonFormat(for: flag, inline)
         }
         let nodes: [Node]
         if g.isFleet {
@@ -222,9 +220,7 @@ enum FleetCommands {
             case "--since": since = try args.value(for: flag, inline)
             case "--all": g.allNodes = true
             case "--format":
-                let f = try args.value(for: flag, inline)
-                guard f == "json" || f == "table" else { throw UsageError(message: "--format must be table or json, not \"\(f)\"", command: args.command) }
-                json = f == "json"
+                json = try args.jsonFormat(for: flag, inline)
             default: throw UsageError(message: "unexpected argument \(a)", command: args.command)
             }
         }
