@@ -209,6 +209,7 @@ enum FleetCommands {
     /// On several nodes each line starts with the node; a dropped stream is resumed
     /// after its last event.
     static func events(_ args: inout Arguments, _ g: Globals) async throws -> Int32 {
+        args.command = args.command ?? CLI.find("events")
         var follow = false
         var since: String?
         var json = false
