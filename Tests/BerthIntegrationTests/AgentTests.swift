@@ -248,8 +248,8 @@ struct AgentTests {
 
     @Test("the agent serves over loopback TCP too")
     func tcpListener() async throws {
-        let port = UInt16(20000 + getpid() % 20000)
-        try await withAgent(tcpPort: port) { agent in
+        try await withAgent(tcpPort: 0) { agent in
+            let port = try #require(agent.tcpPort)
             _ = try await agent.clientWithImage()
             let client = try await BerthClient.connect(to: "tcp://127.0.0.1:\(port)")
             #expect(client.hello.nodeName == "test-node")

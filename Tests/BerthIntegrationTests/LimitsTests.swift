@@ -147,7 +147,9 @@ struct LimitsTests {
 
     @Test("plain TCP off loopback is refused without --insecure-tcp, and loudly allowed with it")
     func insecureTCP() async throws {
-        let port = UInt16(20000 + Int(Host.randomHex(bytes: 2), radix: 16)! % 20000)
+        // Below the kernel's ephemeral range (32768–60999), where other tests' client
+        // connections take their ports.
+        let port = UInt16(20000 + (Int(Host.randomHex(bytes: 2), radix: 16) ?? 0) % 12000)
         do {
             _ = try await TestAgent(extraArgs: ["--listen", "tcp://0.0.0.0:\(port)"])
             Issue.record("berthd started with plain TCP on 0.0.0.0")

@@ -9,17 +9,6 @@ import Testing
 // only look; a client of another CA and a plain-TCP client are refused, and the agent
 // keeps serving.
 
-private func freeTCPPort() -> UInt16 {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
-    _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-    return UInt16(bigEndian: addr.sin_port)
-}
 
 @Suite("Remote agent with mutual TLS (root)", .enabled(if: isRoot && Files.exists("/usr/bin/openssl"), "needs root and openssl"),
        .timeLimit(.minutes(3)))
@@ -35,8 +24,8 @@ struct RemoteTLSTests {
         }
         try Files.makeDirectories(d + "/other")
         for args in [["ca"], ["client", "mallory"]] { #expect(try runProgram(["/bin/bash", script, d + "/other"] + args).status == 0) }
-        let port = freeTCPPort()
-        try await withAgent(tcpPort: port, extraArgs: ["--tls-cert", d + "/agent.pem", "--tls-key", d + "/agent-key.pem", "--tls-ca", d + "/ca.pem"]) { agent in
+        try await withAgent(tcpPort: 0, extraArgs: ["--tls-cert", d + "/agent.pem", "--tls-key", d + "/agent-key.pem", "--tls-ca", d + "/ca.pem"]) { agent in
+            let port = try #require(agent.tcpPort)
             _ = try await agent.clientWithImage()
             let host = "tcp://127.0.0.1:\(port)"
             func remote(_ who: String, _ args: [String], dir: String? = nil) throws -> ProcessOutput {
@@ -119,10 +108,10 @@ struct RemoteTLSTests {
                                      "-in", d + "/old.csr", "-out", d + "/old.pem", "-startdate", "20200101000000Z", "-enddate", "20200201000000Z"])
         #expect(signed.status == 0, "\(signed.stderr)")
 
-        let port = freeTCPPort()
         // A long handshake timeout, so that the silent sockets below hold their slots for the whole test.
-        try await withAgent(tcpPort: port, extraArgs: ["--tls-cert", d + "/agent.pem", "--tls-key", d + "/agent-key.pem", "--tls-ca", d + "/ca.pem",
+        try await withAgent(tcpPort: 0, extraArgs: ["--tls-cert", d + "/agent.pem", "--tls-key", d + "/agent-key.pem", "--tls-ca", d + "/ca.pem",
                                                        "--max-connections", "4", "--handshake-timeout", "120"]) { agent in
+            let port = try #require(agent.tcpPort)
             let host = "tcp://127.0.0.1:\(port)"
             func remote(_ who: String, _ args: [String]) throws -> ProcessOutput {
                 try runProgram([binDir + "/berth", "-H", host, "--tls-ca", d + "/ca.pem", "--tls-cert", d + "/\(who).pem",

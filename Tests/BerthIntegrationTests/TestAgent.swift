@@ -95,6 +95,8 @@ final class TestAgent: Sendable {
     let pid: pid_t
     let socket: String
     let address: String
+    /// The loopback TCP port the agent listens on, when asked for one (0 asks the
+    /// kernel for a free port; this is then the one it gave).
     let tcpPort: UInt16?
     let lifeline: FileDescriptor
     /// This agent's --network-prefix: its bridges, veths and nftables table carry it, so
@@ -110,7 +112,6 @@ final class TestAgent: Sendable {
         dir = try reusing ?? TempDir("berth-it")
         socket = dir.path + "/berth.sock"
         address = "unix://" + socket
-        self.tcpPort = tcpPort
         // An agent on the dirs of an earlier one keeps its names (and so finds its
         // bridges, table and cgroups): they are kept in the dir.
         let saved = ((try? Files.readString(dir.path + "/netprefix")) ?? "").split(separator: " ").map(String.init)
@@ -138,7 +139,13 @@ final class TestAgent: Sendable {
         pid = try spawn(argv, &env, &actions)
         lifeline.read.close()
         for _ in 0..<200 {
-            if let client = try? await BerthClient.connect(to: address) { client.close(); return }
+            if let client = try? await BerthClient.connect(to: address) {
+                client.close()
+                // Port 0: the kernel picked a free one, which the agent logs. A port chosen
+                // by the test could be taken meanwhile by another test's connection.
+                self.tcpPort = tcpPort == 0 ? Self.loggedTCPPort(dir.path + "/berthd.log") : tcpPort
+                return
+            }
             var status: Int32 = 0
             if waitpid(pid, &status, WNOHANG) == pid {
                 let log = (try? Files.readString(dir.path + "/berthd.log")) ?? ""
@@ -154,6 +161,18 @@ final class TestAgent: Sendable {
         lifeline.write.close()
         dir.remove()
         throw BerthError(.unavailable, "berthd did not answer within 10 s")
+    }
+
+    /// The port of the agent's "listening on tcp://HOST:PORT" log line.
+    private static func loggedTCPPort(_ log: String) -> UInt16? {
+        for _ in 0..<100 {
+            let text = (try? Files.readString(log)) ?? ""
+            for line in text.split(separator: "\n") where line.contains("listening on tcp://") {
+                if let port = line.split(separator: ":").last.flatMap({ UInt16($0) }) { return port }
+            }
+            usleep(50_000)
+        }
+        return nil
     }
 
     func connect() async throws -> BerthClient {
